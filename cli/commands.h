@@ -1,0 +1,30 @@
+// The `sealpost` commands. Each takes the arguments after its own name and
+// returns the process exit status. Each lives in its own cmd_*.cc.
+#ifndef SEALPOST_CLI_COMMANDS_H_
+#define SEALPOST_CLI_COMMANDS_H_
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "base/lang.h"
+#include "base/status.h"
+
+namespace sealpost::cli {
+
+struct Context {
+  Lang lang = Lang::kEn;
+  FILE* out = stdout;
+  FILE* err = stderr;
+};
+
+// Prints "sealpost: <message>" to ctx.err and returns ExitCodeFor(s).
+int Fail(const Context& ctx, const Status& s);
+
+int RunToken(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_token.cc
+int RunSign(Context& ctx, const std::vector<std::string>& args);    // cli/cmd_sign.cc
+int RunVerify(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_verify.cc
+
+}  // namespace sealpost::cli
+
+#endif  // SEALPOST_CLI_COMMANDS_H_

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that the build, the tests and the demo use.
+# Idempotent: does nothing (and needs no root) when everything is present.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake make pkg-config git ca-certificates
+  # libraries
+  libssl-dev libp11-dev libgtest-dev libgmock-dev
+  # tokens: SoftHSM2 (test token), OpenSC (pkcs11-tool, the opensc module), p11-kit
+  softhsm2 opensc opensc-pkcs11 p11-kit
+  # peers that check what we produce
+  openssl gpgsm gnutls-bin
+  # sanitizer / fuzzer toolchain
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing: ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-deps: missing packages (${missing[*]}) and not root; run: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
