@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints its figures (see docs/performance.md).
+set -euo pipefail
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+echo "== large file: sign and verify vs openssl dgst =="
+bash "$ROOT/bench/large_file.sh" "$BUILD" "${BENCH_SIZE_MIB:-1024}"
+echo
+echo "== many small signatures: library verify vs bare CMS_verify =="
+"$ROOT/$BUILD/bench/bench_verify_many" "${BENCH_FILES:-10000}"
