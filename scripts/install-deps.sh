@@ -9,7 +9,7 @@ PACKAGES=(
   # libraries
   libssl-dev libp11-dev libgtest-dev libgmock-dev
   # tokens: SoftHSM2 (test token), OpenSC (pkcs11-tool, the opensc module), p11-kit
-  softhsm2 opensc opensc-pkcs11 p11-kit
+  softhsm2 opensc opensc-pkcs11 p11-kit libp11-kit-dev
   # peers that check what we produce
   openssl gpgsm gnutls-bin
   # sanitizer / fuzzer toolchain
