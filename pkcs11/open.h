@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "base/lang.h"
 #include "base/status.h"
 #include "crypto/signer.h"
 
@@ -22,6 +23,11 @@ struct OpenOptions {
   // Every token call is bounded by this; a call that does not return in time
   // makes the operation fail with kUnavailable ("token unavailable").
   std::chrono::milliseconds call_timeout = std::chrono::seconds(20);
+  // Language of the messages a person reads (errors, warnings, the prompt).
+  Lang lang = Lang::kEn;
+  // Open read/write sessions (needed only to store objects, e.g. a
+  // certificate); signing needs none.
+  bool read_write = false;
 };
 
 // Loads the module named by `key_uri` (allowlisted real path only), finds the
@@ -32,6 +38,12 @@ struct OpenOptions {
 // absent or not answering).
 Result<std::unique_ptr<crypto::Signer>> OpenTokenSigner(const std::string& key_uri,
                                                         const OpenOptions& opts);
+
+// True once a token call in this process did not answer within its bound and
+// was abandoned. Its thread cannot be joined: a short-lived process should
+// flush its output and leave with _exit()/quick_exit() instead of running
+// destructors and atexit handlers that may wait on the module.
+bool TokenCallAbandoned();
 
 }  // namespace sealpost::pkcs11
 
