@@ -17,6 +17,7 @@ constexpr const char* kUsage =
     "  token list | keys URI | csr URI --subject S [--email A] -o REQ | import-cert URI CERT\n"
     "  sign --key URI [--chain PEM] [--append P7S] FILE [-o OUT.p7s]\n"
     "  verify FILE [FILE.p7s] --trust ROOTS [--untrusted CHAIN] [--crl CRL]... [--json]\n"
+    "  policy check FILE... | explain FILE... --type T --from U --to V[,W] [--signer CERT]...\n"
     "  --version\n";
 
 }  // namespace
@@ -79,6 +80,7 @@ int Main(int argc, char** argv) {
   if (cmd == "token") return RunToken(ctx, cmd_args);
   if (cmd == "sign") return RunSign(ctx, cmd_args);
   if (cmd == "verify") return RunVerify(ctx, cmd_args);
+  if (cmd == "policy") return RunPolicy(ctx, cmd_args);
   std::fprintf(stderr, "sealpost: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 64;
 }

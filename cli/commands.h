@@ -24,6 +24,7 @@ int Fail(const Context& ctx, const Status& s);
 int RunToken(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_token.cc
 int RunSign(Context& ctx, const std::vector<std::string>& args);    // cli/cmd_sign.cc
 int RunVerify(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_verify.cc
+int RunPolicy(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_policy.cc
 
 }  // namespace sealpost::cli
 

@@ -32,8 +32,11 @@ class Builder {
  public:
   explicit Builder(Decision* d) : d_(d) {}
   void Add(RuleKind kind, bool passed, std::string en, std::string vi) {
-    d_->rules.push_back(RuleResult{kind, passed, std::move(en), std::move(vi)});
+    d_->rules.push_back(RuleResult{kind, passed, true, std::move(en), std::move(vi)});
     if (!passed) d_->allowed = false;
+  }
+  void NotChecked(RuleKind kind, std::string en, std::string vi) {
+    d_->rules.push_back(RuleResult{kind, false, false, std::move(en), std::move(vi)});
   }
 
  private:
@@ -348,31 +351,40 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
   }
 
   if (type->max_size_bytes > 0) {
-    std::string size = std::to_string(req.size);
     std::string max = std::to_string(type->max_size_bytes);
-    if (req.size <= type->max_size_bytes) {
+    if (!req.size) {
+      b.NotChecked(RuleKind::kSize, "Size not checked (not given); the limit is " + max + " bytes.",
+                   "Chưa kiểm tra dung lượng (không có thông tin); giới hạn " + max + " byte.");
+    } else if (*req.size <= type->max_size_bytes) {
+      std::string size = std::to_string(*req.size);
       b.Add(RuleKind::kSize, true, "Size " + size + " bytes is within the limit of " + max + " bytes.",
             "Dung lượng " + size + " byte không vượt quá giới hạn " + max + " byte.");
     } else {
+      std::string size = std::to_string(*req.size);
       b.Add(RuleKind::kSize, false, "Size " + size + " bytes exceeds the limit of " + max + " bytes.",
             "Dung lượng " + size + " byte vượt quá giới hạn " + max + " byte.");
     }
   }
 
   if (!type->media_types.empty()) {
-    std::string mt(req.media_type.substr(0, req.media_type.find(';')));
-    while (!mt.empty() && mt.back() == ' ') mt.pop_back();
-    for (char& c : mt) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    if (std::binary_search(type->media_types.begin(), type->media_types.end(), mt)) {
-      b.Add(RuleKind::kMediaType, true, "Media type " + mt + " is allowed.",
-            "Định dạng " + mt + " được phép.");
+    std::string list;
+    for (const std::string& m : type->media_types) list += (list.empty() ? "" : ", ") + m;
+    if (!req.media_type) {
+      b.NotChecked(RuleKind::kMediaType, "Media type not checked (not given); allowed: " + list + ".",
+                   "Chưa kiểm tra định dạng (không có thông tin); cho phép: " + list + ".");
     } else {
-      std::string list;
-      for (const std::string& m : type->media_types) list += (list.empty() ? "" : ", ") + m;
-      std::string shown = mt.empty() ? "(none)" : mt;
-      b.Add(RuleKind::kMediaType, false, "Media type " + shown + " is not allowed (allowed: " + list + ").",
-            "Định dạng " + (mt.empty() ? std::string("(không có)") : mt) +
-                " không được phép (cho phép: " + list + ").");
+      std::string mt(req.media_type->substr(0, req.media_type->find(';')));
+      while (!mt.empty() && mt.back() == ' ') mt.pop_back();
+      for (char& c : mt) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+      if (std::binary_search(type->media_types.begin(), type->media_types.end(), mt)) {
+        b.Add(RuleKind::kMediaType, true, "Media type " + mt + " is allowed.",
+              "Định dạng " + mt + " được phép.");
+      } else {
+        std::string shown = mt.empty() ? "(none)" : mt;
+        b.Add(RuleKind::kMediaType, false, "Media type " + shown + " is not allowed (allowed: " + list + ").",
+              "Định dạng " + (mt.empty() ? std::string("(không có)") : mt) +
+                  " không được phép (cho phép: " + list + ").");
+      }
     }
   }
 
@@ -389,7 +401,7 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
 
 const RuleResult* Decision::FirstFailure() const {
   for (const RuleResult& r : rules) {
-    if (!r.passed) return &r;
+    if (r.checked && !r.passed) return &r;
   }
   return nullptr;
 }
@@ -401,7 +413,7 @@ std::string Decision::Explain(Lang lang) const {
   out += policy_sha256.substr(0, 16);
   out += '\n';
   for (const RuleResult& r : rules) {
-    out += r.passed ? "  [ok]   " : "  [FAIL] ";
+    out += !r.checked ? "  [--]   " : r.passed ? "  [ok]   " : "  [FAIL] ";
     out += vi ? r.vi : r.en;
     out += '\n';
   }
@@ -418,7 +430,7 @@ std::string Decision::ToJson() const {
     if (i > 0) out += ',';
     out += "{\"en\":" + JsonString(rules[i].en);
     out += ",\"result\":";
-    out += rules[i].passed ? "\"pass\"" : "\"fail\"";
+    out += !rules[i].checked ? "\"not_checked\"" : rules[i].passed ? "\"pass\"" : "\"fail\"";
     out += ",\"rule\":" + JsonString(RuleKindName(rules[i].kind));
     out += ",\"vi\":" + JsonString(rules[i].vi) + "}";
   }

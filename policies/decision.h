@@ -6,6 +6,7 @@
 #define SEALPOST_POLICIES_DECISION_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,8 +37,12 @@ struct DecisionRequest {
   std::string_view document_type;          // document type id
   std::span<const std::string> recipients;  // union ids
   std::span<const SignerIdentity> signers;
-  uint64_t size = 0;             // content bytes
-  std::string_view media_type;   // "application/pdf" (parameters ignored)
+  // Content size in bytes and media type ("application/pdf", parameters
+  // ignored). nullopt: not known; the size/media-type rules are then reported
+  // as not checked and do not decide (`policy explain` without --size; a
+  // verifier always knows both and must pass them).
+  std::optional<uint64_t> size;
+  std::optional<std::string_view> media_type;
   int64_t time = 0;              // seconds since the epoch: when it is issued/was signed
   bool timestamped = false;      // carries a trusted timestamp (CAdES B-T)
 };
@@ -60,6 +65,7 @@ std::string_view RuleKindName(RuleKind kind);
 struct RuleResult {
   RuleKind kind;
   bool passed = false;
+  bool checked = true;  // false: not evaluated for lack of input; does not decide
   std::string en;
   std::string vi;
 };
@@ -73,10 +79,10 @@ struct Decision {
   // First failed rule (nullptr when allowed).
   const RuleResult* FirstFailure() const;
   // "ALLOWED"/"DENIED" (or "ĐƯỢC PHÉP"/"KHÔNG ĐƯỢC PHÉP") and one line per
-  // rule, "  [ok] ..." / "  [FAIL] ...", in `lang`.
+  // rule, "  [ok] ..." / "  [FAIL] ..." / "  [--] ..." (not checked), in `lang`.
   std::string Explain(Lang lang) const;
   // Language-neutral JSON: {"decision":"allow"|"deny","policy_sha256":...,
-  // "rules":[{"rule":kind,"result":"pass"|"fail","en":...,"vi":...}]}.
+  // "rules":[{"rule":kind,"result":"pass"|"fail"|"not_checked","en":...,"vi":...}]}.
   std::string ToJson() const;
 };
 

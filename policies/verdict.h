@@ -41,8 +41,8 @@ struct DocumentFacts {
   std::string issuer;                   // union id
   std::string type;                     // document type id
   std::vector<std::string> recipients;  // union ids
-  uint64_t size = 0;
-  std::string media_type;
+  uint64_t size = 0;        // content bytes (always known to a verifier)
+  std::string media_type;   // always given; "" is checked as "no media type"
   int64_t time = 0;   // signing time (seconds since the epoch)
   bool timestamped = false;
 };
