@@ -7,7 +7,7 @@ PACKAGES=(
   # build
   build-essential cmake make pkg-config git ca-certificates
   # libraries
-  libssl-dev libp11-dev libgtest-dev libgmock-dev
+  libssl-dev libp11-dev libgtest-dev libgmock-dev libgit2-dev libsqlite3-dev sqlite3
   # tokens: SoftHSM2 (test token), OpenSC (pkcs11-tool, the opensc module), p11-kit
   softhsm2 opensc opensc-pkcs11 p11-kit libp11-kit-dev
   # peers that check what we produce

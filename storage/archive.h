@@ -1,0 +1,192 @@
+// The append-only archive: a bare git repository written with libgit2, one
+// branch (refs/heads/main, HEAD points to it) that only moves forward by
+// compare-and-swap, every commit signed by the union's seal in git's X.509
+// format, an RFC 6962 Merkle tree over the entries and a signed checkpoint
+// in every commit. Layout and reasons: docs/decisions/0005-archive-layout.md.
+//
+// Tree of every commit on main:
+//   FORMAT                       "sealpost-archive 1\n"
+//   seal.pem                     the seal certificate in force
+//   log/checkpoint               C2SP checkpoint body: origin, size, root
+//   log/checkpoint.p7s           detached CMS by the seal over log/checkpoint
+//   log/frontier                 the Merkle compact range of that size
+//   entries/<hh>/<hh>/<hh>/<seq>/manifest.json + the entry's files
+//
+// Durability: Append() returns only after the commit holding the entry is
+// in a pack file that was fsync'd and refs/heads/main points to it (ref file
+// and directory fsync'd). Concurrent Append() calls are queued and written
+// by one writer thread as one commit ("group commit"), so many appends share
+// one set of fsyncs.
+//
+// One writer: an Archive holds an exclusive flock on <dir>/sealpost.lock for
+// its lifetime; a second Archive on the same directory (in this or another
+// process) fails with kUnavailable. Because only the holder of that flock
+// writes, a refs/heads/main.lock (or packed-refs.lock) found at Open() is
+// left over from a crash and is removed.
+//
+// Thread-safety: Append() and the readers may be called from any thread.
+// The Signer is called only from the writer thread (and from Create/Open's
+// caller before the writer starts), one call at a time.
+#ifndef SEALPOST_STORAGE_ARCHIVE_H_
+#define SEALPOST_STORAGE_ARCHIVE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/openssl.h"
+#include "base/status.h"
+#include "crypto/checkpoint.h"
+#include "crypto/merkle.h"
+#include "crypto/signer.h"
+#include "storage/entry.h"
+#include "storage/git.h"
+
+namespace sealpost::storage {
+
+struct ArchiveOptions {
+  // The log's name in checkpoints (e.g. "cd-baichay.vn/archive"). Open()
+  // refuses an archive whose checkpoint names another origin.
+  std::string origin;
+  // Signs commits and checkpoints; borrowed, must outlive the Archive.
+  crypto::Signer* signer = nullptr;
+  crypto::KeyRef seal_key;
+  // Most entries written in one commit.
+  size_t max_batch = 512;
+};
+
+// What an acknowledged Append() returns.
+struct Appended {
+  uint64_t seq = 0;         // 1-based, gapless; Merkle leaf index is seq - 1
+  std::string commit;       // hex id of the commit that holds it
+  crypto::merkle::Hash leaf{};  // LeafHash(manifest.json)
+  uint64_t tree_size = 0;   // size of the checkpoint in that commit
+};
+
+class Archive {
+ public:
+  // Creates a new archive in `dir` (which must not exist, or be an empty
+  // directory): a bare repository with HEAD -> refs/heads/main and a first
+  // signed commit holding FORMAT, seal.pem, entry 1 (kind key-change, the
+  // seal certificate as seal.pem, field change=initial-seal) and the
+  // checkpoint of size 1. On failure nothing is left behind.
+  // Errors: InvalidArgument (options), FailedPrecondition (dir not empty),
+  // the Signer's errors, IoError.
+  static Result<std::unique_ptr<Archive>> Create(const std::string& dir, ArchiveOptions options);
+
+  // Opens an existing archive for appending; recovers from a crash (stale
+  // ref locks). Errors: NotFound (no such directory), DataError (not a bare
+  // git repository, not a sealpost archive, unknown format, corrupt
+  // checkpoint/frontier), FailedPrecondition (archive of another origin, the
+  // signer's certificate is not the archive's seal), Unavailable (another
+  // writer holds the archive).
+  static Result<std::unique_ptr<Archive>> Open(const std::string& dir, ArchiveOptions options);
+
+  // Waits for queued appends to finish, then stops the writer.
+  ~Archive();
+  Archive(const Archive&) = delete;
+  Archive& operator=(const Archive&) = delete;
+
+  // Appends one entry and returns once it is durable. Thread-safe; calls
+  // made at the same time are grouped into one commit.
+  // Errors: InvalidArgument (ValidateEntry, refers_to beyond the log),
+  // FailedPrecondition (the branch was moved by someone else: the archive
+  // then refuses further appends until reopened), the Signer's errors,
+  // IoError / Internal from libgit2. On error the entry is not in the log.
+  Result<Appended> Append(EntryInput entry);
+
+  // The state after the last acknowledged append.
+  uint64_t size() const;
+  crypto::Checkpoint checkpoint() const;
+  std::string head() const;  // hex id of refs/heads/main
+  uint64_t commits_written() const { return commits_written_.load(); }
+
+  // manifest.json of entry `seq` or another of its files, as committed.
+  // NotFound if there is no such entry or file.
+  Result<std::string> ReadEntryFile(uint64_t seq, const std::string& name);
+
+  // The Merkle leaf hashes of entries 1..size(), from their manifests.
+  Result<std::vector<crypto::merkle::Hash>> ReadLeafHashes();
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  struct Pending {
+    EntryInput input;
+    std::promise<Result<Appended>> done;
+  };
+  struct RootFile {
+    std::string path;
+    std::string data;
+  };
+
+  Archive(std::string dir, ArchiveOptions options, int lock_fd);
+
+  static Result<std::unique_ptr<Archive>> OpenLocked(const std::string& dir,
+                                                     ArchiveOptions options, int lock_fd);
+  Status SetUpOdb();
+  Status LoadHead();
+  void StartWriter();
+  void WriterLoop();
+
+  // Writes `batch` (and `root_files`) as one signed commit on top of the
+  // current head, durably, and moves the branch by CAS. On success fills
+  // `results` and updates the in-memory state; on failure changes nothing.
+  // REQUIRES: repo_mu_ held.
+  Status WriteBatch(const std::vector<const EntryInput*>& batch,
+                    const std::vector<RootFile>& root_files, std::vector<Appended>* results);
+  Status WritePackDurably();
+  Result<std::string> SignCommitBuffer(std::string_view buffer);
+  Result<std::string> ReadAt(git_tree* tree, const std::string& path);
+
+  const std::string dir_;
+  const ArchiveOptions options_;
+  int lock_fd_ = -1;
+  X509Ptr seal_;
+
+  // Repository and its objects: used by one thread at a time.
+  std::mutex repo_mu_;
+  GitRepositoryPtr repo_;
+  GitOdbPtr odb_;
+  git_odb_backend* mempack_ = nullptr;  // owned by odb_
+
+  // Committed state (guarded by state_mu_; written only by the writer).
+  mutable std::mutex state_mu_;
+  bool has_head_ = false;
+  git_oid head_{};
+  crypto::merkle::CompactRange frontier_;
+  crypto::Checkpoint checkpoint_;
+  Status broken_;  // non-OK: appends are refused with this status
+
+  // Group commit queue.
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Pending*> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+  std::atomic<uint64_t> commits_written_{0};
+};
+
+// Helpers shared with the audit and tests.
+
+// "-----BEGIN SIGNED MESSAGE-----\n<base64, 64 columns>\n-----END SIGNED MESSAGE-----"
+// (no final newline: libgit2 adds the header's line end).
+std::string ArmorSignedMessage(std::string_view der);
+
+// Serialises / parses log/frontier: "<size>\n" then one lower-case hex
+// subtree root per line, largest first. DataError naming `source`.
+std::string SerializeFrontier(const crypto::merkle::CompactRange& range);
+Result<crypto::merkle::CompactRange> ParseFrontier(std::string_view text, std::string_view source);
+
+inline constexpr std::string_view kFormatFileContent = "sealpost-archive 1\n";
+
+}  // namespace sealpost::storage
+
+#endif  // SEALPOST_STORAGE_ARCHIVE_H_

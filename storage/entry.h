@@ -1,0 +1,96 @@
+// Archive entries: their kinds, what a caller hands in, the canonical
+// manifest that the Merkle leaf is computed from, and where an entry lives
+// in the git tree. See docs/decisions/0005-archive-layout.md.
+//
+// Thread-safety: the functions are pure and reentrant.
+#ifndef SEALPOST_STORAGE_ENTRY_H_
+#define SEALPOST_STORAGE_ENTRY_H_
+
+#include <cstdint>
+#include <ctime>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "crypto/merkle.h"
+
+namespace sealpost::storage {
+
+// Version of the archive layout, in the FORMAT file at the root of the tree.
+inline constexpr int kFormatVersion = 1;
+
+enum class EntryKind {
+  kDocumentSent,      // "document-sent"
+  kDocumentReceived,  // "document-received"
+  kDeliveryReceipt,   // "delivery-receipt"
+  kPolicyVersion,     // "policy-version"
+  kCheckpoint,        // "checkpoint" (e.g. a peer's checkpoint we saw)
+  kKeyChange,         // "key-change" (the seal certificate announced or replaced)
+  kWithdrawal,        // "withdrawal" (a document withdrawn or superseded)
+};
+
+std::string_view EntryKindName(EntryKind kind);
+// DataError for a name that is not one of the above.
+Result<EntryKind> ParseEntryKind(std::string_view name);
+
+// Limits (an entry comes from the network in the daemon).
+inline constexpr size_t kMaxEntryFiles = 64;
+inline constexpr size_t kMaxFileNameBytes = 100;
+inline constexpr size_t kMaxFieldNameBytes = 64;
+inline constexpr size_t kMaxFieldValueBytes = 64 * 1024;
+inline constexpr size_t kMaxFields = 64;
+inline constexpr size_t kMaxEntryBytes = 256u << 20;
+
+struct EntryFile {
+  std::string name;  // [A-Za-z0-9][A-Za-z0-9._-]*, not "manifest.json"
+  std::string data;
+};
+
+// What a caller appends. The archive adds seq, time and origin.
+struct EntryInput {
+  EntryKind kind = EntryKind::kDocumentSent;
+  // Descriptive metadata (id, type, reference, subject, issuer, recipients,
+  // policy_version, ...): names [a-z][a-z0-9_]*, values UTF-8 without
+  // control characters other than none (a value is one line).
+  std::map<std::string, std::string> fields;
+  std::vector<EntryFile> files;
+  // The entry this one is about (the withdrawn or superseded document, the
+  // document a receipt acknowledges); 0 for none. Must be an existing seq.
+  uint64_t refers_to = 0;
+};
+
+// Checks names, values and limits. InvalidArgument naming the offending
+// file or field.
+Status ValidateEntry(const EntryInput& entry);
+
+// The canonical manifest of entry `seq` (RFC 8785-style JSON: keys sorted,
+// no white space, only strings, integers, arrays and objects):
+//   {"fields":{...},"files":[{"name":..,"sha256":..,"size":..},...],
+//    "format":1,"kind":"...","origin":"...","refers_to":N,"seq":N,
+//    "time":"YYYY-MM-DDTHH:MM:SSZ"}
+// files are listed in name order. The Merkle leaf of the entry is
+// merkle::LeafHash(manifest bytes).
+// REQUIRES: ValidateEntry(entry).ok().
+std::string BuildManifest(const EntryInput& entry, std::string_view origin, uint64_t seq,
+                          std::time_t time);
+
+// Directory of entry `seq` in the tree, without a trailing slash:
+// "entries/<hh>/<hh>/<hh>/<seq>" where the three <hh> are (seq >> 24),
+// (seq >> 16) & 0xff, (seq >> 8) & 0xff in lower-case hex (the first one
+// may be longer than two digits). Each directory therefore holds at most
+// 256 children below the top, and an append rewrites five small trees.
+std::string EntryDir(uint64_t seq);
+
+// "YYYY-MM-DDTHH:MM:SSZ".
+std::string Rfc3339Utc(std::time_t t);
+
+// A JSON string literal (with quotes) in the canonical form used by
+// BuildManifest: UTF-8 kept as is, '"' and '\\' escaped, control
+// characters as \b \f \n \r \t or \u00XX.
+std::string JsonQuote(std::string_view s);
+
+}  // namespace sealpost::storage
+
+#endif  // SEALPOST_STORAGE_ENTRY_H_

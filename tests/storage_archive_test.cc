@@ -1,0 +1,362 @@
+#include "storage/archive.h"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "crypto/checkpoint.h"
+#include "crypto/merkle.h"
+#include "crypto/software_signer.h"
+#include "tests/support/cms_peers.h"
+#include "tests/support/test_pki.h"
+
+namespace sealpost::storage {
+namespace {
+
+using sealpost::testing::CertSpec;
+using sealpost::testing::RunCommand;
+using sealpost::testing::ShellQuote;
+using sealpost::testing::TempDir;
+using sealpost::testing::TestCa;
+using sealpost::testing::WriteTestFile;
+namespace merkle = crypto::merkle;
+
+constexpr const char* kOrigin = "cd-baichay.vn/archive";
+
+std::unique_ptr<crypto::SoftwareKeySigner> MakeSigner(TestCa& ca, const std::string& label,
+                                                      const std::string& cn) {
+  CertSpec spec;
+  spec.subject = "/CN=" + cn + "/O=Công đoàn Bãi Cháy/C=VN";
+  auto issued = ca.Issue(spec);
+  auto signer = crypto::SoftwareKeySigner::CreateForTesting(label, std::move(issued.key),
+                                                            std::move(issued.cert));
+  EXPECT_TRUE(signer.has_value());
+  return std::move(*signer);
+}
+
+EntryInput Document(int i) {
+  EntryInput e;
+  e.kind = EntryKind::kDocumentSent;
+  e.fields["id"] = "doc-" + std::to_string(i);
+  e.fields["subject"] = "Báo cáo tài chính quý " + std::to_string(i);
+  e.files.push_back({"content.txt", "document body " + std::to_string(i) + "\n"});
+  e.files.push_back({"content.txt.p7s", std::string(64, static_cast<char>('a' + i % 26))});
+  return e;
+}
+
+std::string Git(const std::string& dir, const std::string& args, int* rc = nullptr) {
+  std::string out;
+  int r = RunCommand("git -C " + ShellQuote(dir) + " " + args, &out);
+  if (rc != nullptr) *rc = r;
+  return out;
+}
+
+class ArchiveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ca_ = std::make_unique<TestCa>(TestCa::CreateRoot("/CN=Test Root/O=Test Federation/C=VN"));
+    signer_ = MakeSigner(*ca_, "seal", "Con dấu Công đoàn Bãi Cháy");
+    path_ = tmp_.file("archive.git");
+  }
+
+  ArchiveOptions Options(crypto::Signer* signer = nullptr, std::string origin = kOrigin) {
+    ArchiveOptions o;
+    o.origin = std::move(origin);
+    o.signer = signer != nullptr ? signer : signer_.get();
+    o.seal_key = crypto::KeyRef{signer != nullptr ? "other" : "seal"};
+    return o;
+  }
+
+  std::unique_ptr<Archive> CreateArchive() {
+    auto a = Archive::Create(path_, Options());
+    EXPECT_TRUE(a.has_value()) << a.error().ToString();
+    return a.has_value() ? std::move(*a) : nullptr;
+  }
+
+  // git fsck --strict, and git verify-commit (x509, gpgsm) of every commit.
+  void ExpectStockGitAccepts() {
+    int rc = 0;
+    std::string out = Git(path_, "fsck --strict --no-dangling", &rc);
+    EXPECT_EQ(rc, 0) << out;
+    EXPECT_EQ(out.find("error"), std::string::npos) << out;
+    EXPECT_EQ(out.find("warning"), std::string::npos) << out;
+
+    sealpost::testing::GpgsmHome gpg(tmp_.path());
+    ASSERT_TRUE(gpg.TrustCa(ca_->cert()));
+    std::stringstream commits(Git(path_, "rev-list main"));
+    std::string c;
+    int n = 0;
+    while (std::getline(commits, c)) {
+      std::string vout;
+      int vrc = RunCommand("GNUPGHOME=" + ShellQuote(tmp_.path() + "/gnupg") + " git -C " +
+                               ShellQuote(path_) + " -c gpg.format=x509 verify-commit " + c,
+                           &vout);
+      EXPECT_EQ(vrc, 0) << c << ": " << vout;
+      EXPECT_NE(vout.find("Good signature"), std::string::npos) << c << ": " << vout;
+      ++n;
+    }
+    EXPECT_GT(n, 0);
+  }
+
+  // The checkpoint in the head commit matches the manifests and is signed.
+  void ExpectCheckpointMatchesEntries(Archive& a) {
+    auto leaves = a.ReadLeafHashes();
+    ASSERT_TRUE(leaves.has_value()) << leaves.error().ToString();
+    crypto::Checkpoint cp = a.checkpoint();
+    EXPECT_EQ(cp.size, leaves->size());
+    EXPECT_EQ(cp.root, merkle::RootFromLeafHashes(*leaves));
+    std::string body = Git(path_, "cat-file blob main:log/checkpoint");
+    EXPECT_EQ(body, *crypto::SerializeCheckpoint(cp));
+    WriteTestFile(tmp_.file("cp"), body);
+    RunCommand("git -C " + ShellQuote(path_) + " cat-file blob main:log/checkpoint.p7s > " +
+               ShellQuote(tmp_.file("cp.p7s")));
+    auto seal = signer_->Certificate(crypto::KeyRef{"seal"});
+    Status s = crypto::VerifyCheckpointSignature(body, sealpost::testing::ReadTestFile(tmp_.file("cp.p7s")),
+                                                 seal->get(), "cp.p7s");
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<TestCa> ca_;
+  std::unique_ptr<crypto::SoftwareKeySigner> signer_;
+  std::string path_;
+};
+
+TEST_F(ArchiveTest, CreateWritesFormatSealAndFirstEntryThatStockGitAccepts) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->size(), 1u);
+  EXPECT_EQ(Git(path_, "symbolic-ref HEAD"), "refs/heads/main\n");
+  EXPECT_EQ(Git(path_, "rev-parse --is-bare-repository"), "true\n");
+  EXPECT_EQ(Git(path_, "cat-file blob main:FORMAT"), "sealpost-archive 1\n");
+  std::string manifest = Git(path_, "cat-file blob main:" + EntryDir(1) + "/manifest.json");
+  EXPECT_NE(manifest.find("\"kind\":\"key-change\""), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"seq\":1"), std::string::npos) << manifest;
+  EXPECT_EQ(Git(path_, "cat-file blob main:seal.pem"),
+            Git(path_, "cat-file blob main:" + EntryDir(1) + "/seal.pem"));
+  ExpectCheckpointMatchesEntries(*a);
+  ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveTest, SequentialAppendsAreGaplessSignedAndMatchCheckpoint) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  std::string previous = a->head();
+  for (int i = 0; i < 20; ++i) {
+    auto r = a->Append(Document(i));
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->seq, static_cast<uint64_t>(i + 2));
+    EXPECT_EQ(r->commit, a->head());
+    // The branch only moved forward: the new head descends from the old.
+    int rc = 0;
+    Git(path_, "merge-base --is-ancestor " + previous + " " + r->commit, &rc);
+    EXPECT_EQ(rc, 0);
+    previous = r->commit;
+    auto manifest = a->ReadEntryFile(r->seq, "manifest.json");
+    ASSERT_TRUE(manifest.has_value());
+    EXPECT_EQ(merkle::LeafHash(*manifest), r->leaf);
+  }
+  EXPECT_EQ(a->size(), 21u);
+  EXPECT_EQ(Git(path_, "rev-list --count main"), "21\n");
+  EXPECT_EQ(Git(path_, "cat-file blob main:" + EntryDir(7) + "/content.txt"), "document body 5\n");
+  ExpectCheckpointMatchesEntries(*a);
+  ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveTest, ConcurrentAppendsAreGroupedGaplessAndDurable) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  constexpr int kThreads = 16, kEach = 25;
+  std::vector<std::vector<Appended>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        auto r = a->Append(Document(t * 1000 + i));
+        if (r.has_value()) got[t].push_back(*r);
+        else ADD_FAILURE() << r.error().ToString();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<uint64_t> seqs;
+  for (const auto& v : got) {
+    for (const Appended& r : v) seqs.insert(r.seq);
+  }
+  ASSERT_EQ(seqs.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(*seqs.begin(), 2u);
+  EXPECT_EQ(*seqs.rbegin(), static_cast<uint64_t>(kThreads * kEach + 1));  // gapless
+  EXPECT_LT(a->commits_written(), static_cast<uint64_t>(kThreads * kEach))
+      << "appends were not grouped";
+  // Every acknowledged append is on the branch with its own content.
+  for (const auto& v : got) {
+    for (const Appended& r : v) {
+      auto m = a->ReadEntryFile(r.seq, "manifest.json");
+      ASSERT_TRUE(m.has_value());
+      EXPECT_EQ(merkle::LeafHash(*m), r.leaf);
+      int rc = 0;
+      Git(path_, "merge-base --is-ancestor " + r.commit + " main", &rc);
+      EXPECT_EQ(rc, 0);
+    }
+  }
+  ExpectCheckpointMatchesEntries(*a);
+  ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveTest, AppendAfterBranchMovedByAnotherWriterFailsAndKeepsTheirCommit) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->Append(Document(1)).has_value());
+  // Someone else moves main (an unsigned commit on top) behind our back.
+  std::string foreign = Git(path_, "-c user.name=x -c user.email=x@x commit-tree main^{tree} -p main -m intruder");
+  foreign.erase(foreign.find_last_not_of("\n") + 1);
+  int rc = 0;
+  Git(path_, "update-ref refs/heads/main " + foreign, &rc);
+  ASSERT_EQ(rc, 0);
+
+  auto r = a->Append(Document(2));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kFailedPrecondition) << r.error().ToString();
+  EXPECT_EQ(Git(path_, "rev-parse main"), foreign + "\n");  // CAS did not overwrite it
+  auto again = a->Append(Document(3));
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code(), Code::kFailedPrecondition);
+}
+
+TEST_F(ArchiveTest, ReopenAfterCrashWithLeftoverRefLockLosesNothing) {
+  std::vector<Appended> acknowledged;
+  {
+    auto a = CreateArchive();
+    ASSERT_TRUE(a);
+    for (int i = 0; i < 10; ++i) acknowledged.push_back(*a->Append(Document(i)));
+  }
+  // A crash between creating main.lock and renaming it leaves this behind;
+  // libgit2 then refuses every ref update with GIT_ELOCKED.
+  WriteTestFile(path_ + "/refs/heads/main.lock", "0123456789012345678901234567890123456789\n");
+  auto a = Archive::Open(path_, Options());
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  struct stat st;
+  EXPECT_NE(::stat((path_ + "/refs/heads/main.lock").c_str(), &st), 0);
+  EXPECT_EQ((*a)->size(), 11u);
+  for (const Appended& r : acknowledged) {
+    auto m = (*a)->ReadEntryFile(r.seq, "manifest.json");
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(merkle::LeafHash(*m), r.leaf);
+  }
+  auto next = (*a)->Append(Document(99));
+  ASSERT_TRUE(next.has_value()) << next.error().ToString();
+  EXPECT_EQ(next->seq, 12u);
+  ExpectCheckpointMatchesEntries(**a);
+  ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveTest, OpenWhileAnotherWriterHoldsItFailsUnavailable) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  auto b = Archive::Open(path_, Options());
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(b.error().code(), Code::kUnavailable) << b.error().ToString();
+}
+
+TEST_F(ArchiveTest, OpenArchiveOfAnotherOriginFailsAndChangesNothing) {
+  { ASSERT_TRUE(CreateArchive()); }
+  std::string before = Git(path_, "rev-parse main");
+  auto b = Archive::Open(path_, Options(nullptr, "cd-other.vn/archive"));
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(b.error().code(), Code::kFailedPrecondition);
+  EXPECT_NE(b.error().message().find(kOrigin), std::string::npos) << b.error().message();
+  EXPECT_EQ(Git(path_, "rev-parse main"), before);
+}
+
+TEST_F(ArchiveTest, OpenWithKeyThatIsNotTheSealFails) {
+  { ASSERT_TRUE(CreateArchive()); }
+  auto other = MakeSigner(*ca_, "other", "Con dấu Công đoàn Bãi Cháy");  // same CA, same name
+  auto b = Archive::Open(path_, Options(other.get()));
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(b.error().code(), Code::kFailedPrecondition) << b.error().ToString();
+}
+
+TEST_F(ArchiveTest, OpenSomethingThatIsNotAnArchiveFailsClearly) {
+  auto missing = Archive::Open(tmp_.file("nothing-here"), Options());
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Code::kNotFound);
+
+  ASSERT_EQ(::mkdir(tmp_.file("plain").c_str(), 0700), 0);
+  WriteTestFile(tmp_.file("plain/file.txt"), "x");
+  auto plain = Archive::Open(tmp_.file("plain"), Options());
+  ASSERT_FALSE(plain.has_value());
+  EXPECT_EQ(plain.error().code(), Code::kDataError) << plain.error().ToString();
+  struct stat st;
+  EXPECT_NE(::stat(tmp_.file("plain/sealpost.lock").c_str(), &st), 0) << "changed the directory";
+
+  ASSERT_EQ(RunCommand("git init -q --bare -b main " + ShellQuote(tmp_.file("bare.git"))), 0);
+  auto bare = Archive::Open(tmp_.file("bare.git"), Options());
+  ASSERT_FALSE(bare.has_value());
+  EXPECT_EQ(bare.error().code(), Code::kDataError) << bare.error().ToString();
+}
+
+TEST_F(ArchiveTest, CreateInNonEmptyDirectoryFailsAndLeavesItAlone) {
+  ASSERT_EQ(::mkdir(path_.c_str(), 0700), 0);
+  WriteTestFile(path_ + "/keep.txt", "mine");
+  auto a = Archive::Create(path_, Options());
+  ASSERT_FALSE(a.has_value());
+  EXPECT_EQ(a.error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(sealpost::testing::ReadTestFile(path_ + "/keep.txt"), "mine");
+}
+
+TEST_F(ArchiveTest, InvalidEntryIsRefusedAndNothingIsWritten) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  std::string head = a->head();
+  EntryInput bad = Document(1);
+  bad.files.push_back({"../escape", "x"});
+  auto r = a->Append(bad);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.error().message().find("../escape"), std::string::npos);
+  EntryInput dangling = Document(2);
+  dangling.refers_to = 5;
+  EXPECT_EQ(a->Append(dangling).error().code(), Code::kInvalidArgument);
+  EntryInput bad_field = Document(3);
+  bad_field.fields["subject"] = "two\nlines";
+  EXPECT_EQ(a->Append(bad_field).error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(a->head(), head);
+  EXPECT_EQ(a->size(), 1u);
+  EXPECT_EQ(Git(path_, "rev-parse main"), head + "\n");
+}
+
+TEST_F(ArchiveTest, EntriesAreShardedSoLeafTreesHoldAtMost256Entries) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 75; ++i) ASSERT_TRUE(a->Append(Document(t * 100 + i)).has_value());
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(a->size(), 601u);
+  EXPECT_EQ(EntryDir(300), "entries/00/00/01/300");
+  auto count = [&](const std::string& tree) {
+    std::string out = Git(path_, "ls-tree main:" + tree);
+    return std::count(out.begin(), out.end(), '\n');
+  };
+  EXPECT_EQ(count("entries/00/00/00"), 255);  // 1..255
+  EXPECT_EQ(count("entries/00/00/01"), 256);  // 256..511
+  EXPECT_EQ(count("entries/00/00/02"), 90);   // 512..601
+  EXPECT_EQ(count("entries/00/00"), 3);
+  // A later commit rewrites only the path to its entries: unchanged shards
+  // keep their tree ids.
+  EXPECT_EQ(Git(path_, "rev-parse main:entries/00/00/00"),
+            Git(path_, "rev-parse main~1:entries/00/00/00"));
+  ExpectCheckpointMatchesEntries(*a);
+}
+
+}  // namespace
+}  // namespace sealpost::storage
