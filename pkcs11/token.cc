@@ -497,11 +497,13 @@ Result<ModuleListing> ListModule(const std::string& module_path, const OpenOptio
         CK_TOKEN_INFO info;
         std::memset(&info, 0, sizeof info);
         if (ms.FreshTokenInfo(si.slot_id, &info) == CKR_OK) si.token.flags = info.flags;
-        Uri u;
-        u.token = si.token.label;
-        u.serial = si.token.serial;
-        u.module_path = ms.path();
-        si.token.uri = FormatUri(u);
+        if (si.token_initialized) {
+          Uri u;
+          u.token = si.token.label;
+          u.serial = si.token.serial;
+          u.module_path = ms.path();
+          si.token.uri = FormatUri(u);
+        }
       }
       out.slots.push_back(std::move(si));
     }
