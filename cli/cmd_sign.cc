@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -30,7 +32,8 @@ namespace {
 constexpr const char* kSignUsage =
     "usage: sealpost sign --key URI [--chain INTERMEDIATES.pem] [--pin-file F] FILE [-o FILE.p7s]\n"
     "       sealpost sign --key URI --append EXISTING.p7s [--chain PEM] [--pin-file F] FILE "
-    "[-o OUT.p7s]\n";
+    "[-o OUT.p7s]\n"
+    "common: [--timeout SECONDS] (bound on each token call, default 20)\n";
 
 // An existing signature is a few KiB to a few MiB (certificates); anything
 // much larger is not one.
@@ -81,11 +84,12 @@ bool SameFile(const std::string& a, const std::string& b) {
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-}  // namespace
-
-int RunSign(Context& ctx, const std::vector<std::string>& argv) {
+// The command proper. `signer` lives in the caller, so that after a token
+// call was abandoned the process can leave without destroying it.
+int SignCommand(Context& ctx, const std::vector<std::string>& argv,
+                std::unique_ptr<crypto::Signer>& signer) {
   FlagSpec spec;
-  spec.with_value = {"--key", "--chain", "--append", "-o", "--output", "--pin-file"};
+  spec.with_value = {"--key", "--chain", "--append", "-o", "--output", "--pin-file", "--timeout"};
   spec.boolean = {"--help"};
   auto args = Args::Parse(argv, spec);
   if (!args) return Usage(ctx, args.error().message(), args.error().message());
@@ -160,15 +164,26 @@ int RunSign(Context& ctx, const std::vector<std::string>& argv) {
   }
 
   pkcs11::OpenOptions open_opts;
+  open_opts.lang = ctx.lang;
   open_opts.pin_file = args->Get("--pin-file");
   open_opts.interactive = ::isatty(STDIN_FILENO) == 1;
-  auto signer = pkcs11::OpenTokenSigner(*key_uri, open_opts);
-  if (!signer) {
-    return Fail(ctx, Translated(ctx, signer.error(), "cannot use the signing key",
+  if (auto t = args->Get("--timeout")) {
+    char* end = nullptr;
+    double secs = std::strtod(t->c_str(), &end);
+    if (end == t->c_str() || *end != '\0' || !(secs > 0) || secs > 3600) {
+      return Usage(ctx, "--timeout: \"" + *t + "\" is not a number of seconds (0-3600]",
+                   "--timeout: \"" + *t + "\" không phải số giây hợp lệ (0-3600]");
+    }
+    open_opts.call_timeout = std::chrono::milliseconds(static_cast<long>(secs * 1000));
+  }
+  auto opened = pkcs11::OpenTokenSigner(*key_uri, open_opts);
+  if (!opened) {
+    return Fail(ctx, Translated(ctx, opened.error(), "cannot use the signing key",
                                 "không dùng được khóa ký"));
   }
+  signer = std::move(*opened);
   const crypto::KeyRef key{*key_uri};
-  auto cert = (*signer)->Certificate(key);
+  auto cert = signer->Certificate(key);
   if (!cert) {
     return Fail(ctx, Translated(ctx, cert.error(), "cannot read the signing key's certificate",
                                 "không đọc được chứng thư của khóa ký"));
@@ -198,8 +213,8 @@ int RunSign(Context& ctx, const std::vector<std::string>& argv) {
   }
 
   Result<std::string> der =
-      existing ? crypto::AppendSignature(**signer, key, cert->get(), *alg, digests[mine], *existing, opts)
-               : crypto::BuildDetachedSignature(**signer, key, cert->get(), *alg, digests[mine], opts);
+      existing ? crypto::AppendSignature(*signer, key, cert->get(), *alg, digests[mine], *existing, opts)
+               : crypto::BuildDetachedSignature(*signer, key, cert->get(), *alg, digests[mine], opts);
   if (!der) return Fail(ctx, Translated(ctx, der.error(), "signing failed", "ký không thành công"));
 
   if (Status s = WriteFileAtomic(out, *der, 0644); !s.ok()) {
@@ -221,6 +236,20 @@ int RunSign(Context& ctx, const std::vector<std::string>& argv) {
                      .c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+int RunSign(Context& ctx, const std::vector<std::string>& argv) {
+  std::unique_ptr<crypto::Signer> signer;
+  int code = SignCommand(ctx, argv, signer);
+  if (pkcs11::TokenCallAbandoned()) {
+    // A token call hung and its thread cannot be joined: destroying the
+    // signer (or running atexit handlers) could wait on the module forever.
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  return code;
 }
 
 }  // namespace sealpost::cli

@@ -3,6 +3,7 @@
 // give one clear message, the documented exit status, and no output file.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include <gtest/gtest.h>
@@ -266,6 +267,24 @@ TEST_F(SignCliTest, TokenRemovedWhileSigningExits69WithoutOutput) {
             69)
       << out;
   EXPECT_EQ(testing::ReadTestFile(sig), before);
+  EXPECT_EQ(TempLeftovers(dir_.path()), 0);
+}
+
+TEST_F(SignCliTest, TokenHangingInSignTimesOutExits69WithoutOutput) {
+  if (!testing::FaultModule::Available()) GTEST_SKIP() << "no fault module in this build";
+  testing::FaultModule fault(hsm_);
+  fault.Set("hang.C_Sign=30\n");
+  std::string uri = hsm_.KeyUri("officer", "sign", fault.module_path());
+  std::string out;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Sign("--timeout 2 --key " + ShellQuote(uri) + " --pin-file " + ShellQuote(officer_pin_) +
+                     " " + ShellQuote(content_),
+                 &out),
+            69)
+      << out;
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start);
+  EXPECT_LT(secs.count(), 20) << "the command waited for the hanging token";
+  EXPECT_FALSE(Exists(content_ + ".p7s"));
   EXPECT_EQ(TempLeftovers(dir_.path()), 0);
 }
 
