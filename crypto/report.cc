@@ -332,13 +332,27 @@ std::string SignerSentence(const SignerReport& s, Lang lang) {
   return out;
 }
 
+namespace {
+
+std::string IndicationGloss(Indication i, Lang lang) {
+  switch (i) {
+    case Indication::kPassed: return std::string(Tr(lang, "valid", "hợp lệ"));
+    case Indication::kFailed: return std::string(Tr(lang, "not valid", "không hợp lệ"));
+    case Indication::kIndeterminate:
+      return std::string(Tr(lang, "cannot be confirmed", "chưa thể xác nhận"));
+  }
+  return "";
+}
+
+}  // namespace
+
 std::string ReportToText(const Report& report, Lang lang) {
   std::string out;
   out += std::string(Tr(lang, "Result: ", "Kết quả: ")) + std::string(IndicationName(report.indication));
   if (report.sub_indication != SubIndication::kNone) {
     out += " / " + std::string(SubIndicationName(report.sub_indication));
   }
-  out += "\n";
+  out += " (" + IndicationGloss(report.indication, lang) + ")\n";
   out += std::string(Tr(lang, "Validation time: ", "Thời điểm kiểm tra: ")) +
          TimeText(report.validation_time) + "\n";
   int n = 0;
