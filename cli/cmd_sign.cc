@@ -92,7 +92,10 @@ int SignCommand(Context& ctx, const std::vector<std::string>& argv,
   spec.with_value = {"--key", "--chain", "--append", "-o", "--output", "--pin-file", "--timeout"};
   spec.boolean = {"--help"};
   auto args = Args::Parse(argv, spec);
-  if (!args) return Usage(ctx, args.error().message(), args.error().message());
+  if (!args) {
+    return Usage(ctx, "invalid arguments: " + args.error().message(),
+                 "tham số không hợp lệ: " + args.error().message());
+  }
   if (args->Has("--help")) {
     std::fputs(kSignUsage, ctx.out);
     return 0;

@@ -380,6 +380,31 @@ TEST_F(CadesSignTest, AppendKeepsExistingSignerInfoBytes) {
   EXPECT_NE(alg_block.find("sha384"), std::string::npos) << alg_block;
 }
 
+TEST_F(CadesSignTest, AppendWithSharedIntermediateEmbedsItOnce) {
+  TestCa inter = ca_.CreateIntermediate("/CN=Công đoàn tỉnh CA/O=Test Federation/C=VN");
+  auto officer = MakeSigner("officer", inter.Issue(CertSpec(), KeyType::kP256));
+  auto seal = MakeSigner("seal", inter.Issue(CertSpec(), KeyType::kRsa2048));
+  CadesSignOptions opts;
+  opts.chain = {inter.cert()};
+  std::string first = SignTo(*officer, "officer", "first.p7s", opts);
+  auto existing = ExistingSignature::Parse(first, "first.p7s");
+  ASSERT_TRUE(existing);
+  auto both = AppendSignatureForFile(*seal, KeyRef{"seal"}, *existing, content_, opts);
+  ASSERT_TRUE(both) << both.error().ToString();
+  CmsPtr cms = ParseDer(*both);
+  ASSERT_TRUE(cms);
+  X509StackPtr certs(CMS_get1_certs(cms.get()));
+  ASSERT_TRUE(certs);
+  EXPECT_EQ(sk_X509_num(certs.get()), 3);  // intermediate, officer, seal
+  int inter_count = 0;
+  for (int i = 0; i < sk_X509_num(certs.get()); ++i) {
+    if (X509_cmp(sk_X509_value(certs.get(), i), inter.cert()) == 0) ++inter_count;
+  }
+  EXPECT_EQ(inter_count, 1);
+  testing::WriteTestFile(dir_.file("both.p7s"), *both);
+  EXPECT_TRUE(testing::OpensslCmsVerifies(dir_.file("both.p7s"), content_, ca_pem_, "-cades"));
+}
+
 TEST_F(CadesSignTest, AppendToSignatureOfOtherFileFailsDataError) {
   auto officer = Signer(KeyType::kP256, "officer");
   auto seal = Signer(KeyType::kRsa2048, "seal");
