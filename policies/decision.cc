@@ -140,6 +140,9 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
   }
   const size_t issuer_pos = issuer_it->second;
   const Union& issuer = p.unions[issuer_pos];
+  b.Add(RuleKind::kIssuerKnown, true,
+        issuer.name + " is in the federation registry (" + S(LevelEn(issuer.level)) + " level).",
+        issuer.name + " có trong danh sách của liên đoàn (cấp " + S(LevelVi(issuer.level)) + ").");
   const DocumentType* type = p.FindType(req.document_type);
   if (type == nullptr) {
     b.Add(RuleKind::kTypeKnown, false,
@@ -148,6 +151,11 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
     return d;
   }
   d.retention_years = type->retention_years;
+  b.Add(RuleKind::kTypeKnown, true,
+        "Document type " + type->name_en + " is defined; kept " + std::to_string(type->retention_years) +
+            " years.",
+        "Loại văn bản " + type->name + " có trong chính sách; lưu trữ " +
+            std::to_string(type->retention_years) + " năm.");
 
   // Who may issue.
   {

@@ -383,7 +383,12 @@ class Loader {
     }
     if (auto v = m.Require("signatures")) {
       MapView sg(r, *v, "signatures", {"officers", "seal"});
-      if (auto x = sg.Get("seal")) t.seal_required = internal::ReadBool(r, *x, "signatures.seal").value_or(false);
+      bool seal_ok = true;
+      if (auto x = sg.Get("seal")) {
+        auto seal = internal::ReadBool(r, *x, "signatures.seal");
+        seal_ok = seal.has_value();
+        t.seal_required = seal.value_or(false);
+      }
       if (auto x = sg.Get("officers")) {
         if (!x->reported && !x->IsSeq()) {
           r.Error(x->mark, "signatures.officers must be a list, not " + internal::Describe(*x));
@@ -399,7 +404,7 @@ class Loader {
       }
       const YamlNode* officers = sg.Get("officers");
       bool no_officers = officers == nullptr || (officers->IsSeq() && officers->items.empty());
-      if (sg.ok() && no_officers && !t.seal_required && (sg.Get("seal") == nullptr || sg.Get("seal")->IsScalar())) {
+      if (sg.ok() && no_officers && !t.seal_required && seal_ok) {
         r.Error(v->mark, "signatures requires no signature; name officer roles or set seal: true");
       }
     }
