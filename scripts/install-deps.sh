@@ -14,6 +14,9 @@ PACKAGES=(
   openssl gpgsm gnutls-bin
   # sanitizer / fuzzer toolchain
   clang libclang-rt-14-dev
+  # policies/: libyaml's event parser; the policy fuzzer needs clang >= 16
+  # (clang 14 cannot compile libstdc++ 12's <expected>; tests/fuzz/run.sh)
+  libyaml-dev clang-16 libclang-rt-16-dev
 )
 
 missing=()
