@@ -239,6 +239,14 @@ PathResult TrustStore::Validate(X509* leaf, STACK_OF(X509)* extra, std::time_t a
     return result;
   }
   X509_STORE_CTX_set0_crls(ctx.get(), crls_.get());  // borrowed, not freed by ctx
+  // Without any CRL, OpenSSL's CRL machinery can only report "unable to get
+  // CRL" for every certificate; classify the certificates directly instead
+  // (same outcome, and the hot path of bulk verification stays lean).
+  const bool no_crls = sk_X509_CRL_num(crls_.get()) == 0;
+  if (no_crls) {
+    X509_VERIFY_PARAM_clear_flags(X509_STORE_CTX_get0_param(ctx.get()),
+                                  X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+  }
   X509_STORE_CTX_set_time(ctx.get(), 0, at);
   X509_STORE_CTX_set_app_data(ctx.get(), &state);
   X509_STORE_CTX_set_verify_cb(ctx.get(), VerifyCallback);
@@ -285,6 +293,16 @@ PathResult TrustStore::Validate(X509* leaf, STACK_OF(X509)* extra, std::time_t a
   // The trust anchor (last in the chain) is not subject to revocation
   // checking (RFC 5280 6.1); ignore what OpenSSL reported for it.
   int n = sk_X509_num(chain);
+  if (no_crls) {
+    for (int depth = 0; depth + 1 < n && depth < 64; ++depth) {
+      X509* cert = sk_X509_value(chain, depth);
+      if (HasCrlDistributionPoint(cert) || options_.require_crl_for_every_cert) {
+        state.crl_missing_with_dp |= DepthBit(depth);
+      } else {
+        state.crl_missing_without_dp |= DepthBit(depth);
+      }
+    }
+  }
   uint64_t below_anchor = n - 1 >= 64 ? ~uint64_t{0} : (uint64_t{1} << (n - 1)) - 1;
   uint64_t with_dp = state.crl_missing_with_dp & below_anchor;
   uint64_t without_dp = state.crl_missing_without_dp & below_anchor;

@@ -285,6 +285,32 @@ TEST_F(VerifyTest, VerifyCertWithCrlDistributionPointAndNoCrlIsIndeterminate) {
   EXPECT_EQ(report->signers[0].revocation, Revocation::kNoCrlAvailable);
 }
 
+// The revocation rule gives the same answers whether or not OpenSSL's CRL
+// machinery runs (it is skipped when no CRL at all is configured).
+TEST_F(VerifyTest, VerifyRevocationRuleIsTheSameWithAndWithoutUnrelatedCrls) {
+  TestCa stranger = TestCa::CreateRoot("/CN=Stranger Root/C=VN");
+  X509CrlPtr unrelated = stranger.MakeCrl({});
+  CertSpec with_dp;
+  with_dp.crl_dp = "URI:http://127.0.0.1/root.crl";
+  Issued a = IssueSigner(with_dp);
+  Issued b = IssueSigner();
+  std::string sig_a = Sign(content_, {{a.cert.get(), a.key.get()}});
+  std::string sig_b = Sign(content_, {{b.cert.get(), b.key.get()}});
+  for (bool with_unrelated : {false, true}) {
+    SCOPED_TRACE(with_unrelated ? "unrelated CRL configured" : "no CRL configured");
+    Verifier v = MakeVerifier({}, with_unrelated ? CrlStack({unrelated.get()}) : nullptr);
+    auto ra = v.VerifyBytes(content_, sig_a);
+    ASSERT_TRUE(ra);
+    ExpectSigner(*ra, 0, Indication::kIndeterminate, SubIndication::kTryLater,
+                 Reason::kCrlMissing);
+    EXPECT_EQ(ra->signers[0].revocation, Revocation::kNoCrlAvailable);
+    auto rb = v.VerifyBytes(content_, sig_b);
+    ASSERT_TRUE(rb);
+    ExpectSigner(*rb, 0, Indication::kPassed, SubIndication::kNone);
+    EXPECT_EQ(rb->signers[0].revocation, Revocation::kNotChecked);
+  }
+}
+
 TEST_F(VerifyTest, VerifyWithRevocationDisabledPassesAndSaysDisabled) {
   CertSpec spec;
   spec.crl_dp = "URI:http://127.0.0.1/root.crl";
