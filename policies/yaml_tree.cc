@@ -140,9 +140,10 @@ class TreeBuilder {
     bool drop_value = false;  // the key was refused: drop what follows it
     std::string key;
     Mark key_mark;
-    // Keys seen so far, with their positions; kept for every mapping so a
-    // duplicate is found in O(1) even in a hostile 100,000-key mapping.
-    std::unordered_map<std::string, Mark> seen;
+    // Keys of `node.entries` with their positions, built only once a mapping
+    // grows past kLinearKeys entries: small mappings (nearly all) are scanned,
+    // a hostile 100,000-key mapping still costs O(1) per key.
+    std::unique_ptr<std::unordered_map<std::string, Mark>> index;
   };
 
   void CheckAnchorAndTag(YamlNode* node, const yaml_char_t* anchor, const yaml_char_t* tag) {
@@ -179,11 +180,10 @@ class TreeBuilder {
         parent.drop_value = true;
         return;
       }
-      auto [it, inserted] = parent.seen.try_emplace(node.value, node.mark);
-      if (!inserted) {
+      if (const Mark* first = FindKey(&parent, node.value)) {
         Error(node.mark, "duplicate key '" + node.value + "' (first at line " +
-                             std::to_string(it->second.line) + ", column " +
-                             std::to_string(it->second.column) + ")");
+                             std::to_string(first->line) + ", column " +
+                             std::to_string(first->column) + ")");
         parent.drop_value = true;
         return;
       }
@@ -194,6 +194,25 @@ class TreeBuilder {
     parent.has_key = false;
     if (parent.drop_value) return;
     parent.node.entries.push_back(YamlMapEntry{std::move(parent.key), parent.key_mark, std::move(node)});
+    if (parent.index) parent.index->emplace(parent.node.entries.back().key, parent.key_mark);
+  }
+
+  static constexpr size_t kLinearKeys = 16;
+
+  static const Mark* FindKey(Frame* f, const std::string& key) {
+    const std::vector<YamlMapEntry>& entries = f->node.entries;
+    if (!f->index && entries.size() < kLinearKeys) {
+      for (const YamlMapEntry& e : entries) {
+        if (e.key == key) return &e.key_mark;
+      }
+      return nullptr;
+    }
+    if (!f->index) {
+      f->index = std::make_unique<std::unordered_map<std::string, Mark>>();
+      for (const YamlMapEntry& e : entries) f->index->emplace(e.key, e.key_mark);
+    }
+    auto it = f->index->find(key);
+    return it == f->index->end() ? nullptr : &it->second;
   }
 
   const std::string& file_;
