@@ -340,8 +340,10 @@ Result<TrustStore> LoadTrustStore(const TrustFiles& files, const TrustOptions& o
 }
 
 Result<std::string> DecodeSignature(std::string_view data, std::string_view source) {
-  size_t begin = data.find("-----BEGIN ");
-  if (begin == std::string_view::npos) {
+  // PEM only when the file starts with a PEM header (after blank space):
+  // DER that happens to contain the text elsewhere stays DER.
+  size_t begin = data.find_first_not_of(" \t\r\n");
+  if (begin == std::string_view::npos || data.compare(begin, 11, "-----BEGIN ") != 0) {
     if (data.empty()) return Err(Status::DataError(std::string(source) + ": empty signature file"));
     return std::string(data);
   }
