@@ -75,6 +75,9 @@ Status CheckWritableDir(const std::string& out) {
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
     return Status::IoError(dir + ": " + std::strerror(errno));
   }
+  if (::stat(out.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return Status::IoError(out + ": is a directory");
+  }
   return Status::Ok();
 }
 

@@ -201,6 +201,12 @@ TEST_F(SignCliTest, UnwritableOutputDirectoryFailsWithoutOutput) {
   EXPECT_NE(out.find("no-such-dir"), std::string::npos) << out;
   EXPECT_FALSE(Exists(target));
   EXPECT_EQ(TempLeftovers(dir_.path()), 0);
+  // An output path that is a directory is refused before the token is used.
+  std::string adir = dir_.file("out-dir");
+  ::mkdir(adir.c_str(), 0700);
+  EXPECT_EQ(Sign(OfficerArgs() + " " + ShellQuote(content_) + " -o " + ShellQuote(adir), &out), 74) << out;
+  EXPECT_NE(out.find("is a directory"), std::string::npos) << out;
+  EXPECT_EQ(TempLeftovers(dir_.path()), 0);
 }
 
 TEST_F(SignCliTest, OutputOverInputIsUsageError) {
