@@ -199,6 +199,31 @@ TEST(PolicyYamlTest, LongScalarIsRefusedWithItsPosition) {
   EXPECT_EQ(diags[0].ToString(), "long.yaml:5:19: scalar longer than 65536 bytes");
 }
 
+TEST(PolicyYamlTest, DuplicateKeyInALargeMappingIsFoundWithItsFirstPosition) {
+  std::string text = "federation: {id: t, name: \"T\"}\nx:\n";
+  for (int i = 0; i < 40; ++i) text += "  k" + std::to_string(i) + ": 1\n";
+  text += "  k7: 2\n";
+  std::vector<Diagnostic> errors;
+  auto tree = ParseYaml(text, "big.yaml", &errors);
+  ASSERT_TRUE(tree.has_value());
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].ToString(), "big.yaml:43:3: duplicate key 'k7' (first at line 10, column 3)");
+}
+
+TEST(PolicyDependencyTest, PoliciesIncludeOnlyBaseCryptoAndThemselves) {
+  for (const auto& e : fs::directory_iterator(std::string(SEALPOST_SOURCE_DIR) + "/policies")) {
+    if (e.path().extension() != ".h" && e.path().extension() != ".cc") continue;
+    std::string text = ReadTestFile(e.path().string());
+    size_t pos = 0;
+    while ((pos = text.find("#include \"", pos)) != std::string::npos) {
+      pos += 10;
+      std::string inc = text.substr(pos, text.find('"', pos) - pos);
+      EXPECT_TRUE(inc.starts_with("base/") || inc.starts_with("crypto/") || inc.starts_with("policies/"))
+          << e.path() << " includes " << inc;
+    }
+  }
+}
+
 // --- canonical hash --------------------------------------------------------------
 
 // One policy written two ways: one file vs. three, keys and list items
