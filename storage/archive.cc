@@ -3,7 +3,9 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -15,6 +17,7 @@
 #include <openssl/pem.h>
 
 #include "base/encoding.h"
+#include "base/file.h"
 #include "base/log.h"
 #include "crypto/cades_sign.h"
 #include "crypto/certs.h"
@@ -260,6 +263,7 @@ Result<std::unique_ptr<Archive>> Archive::OpenLocked(const std::string& dir,
   }
   archive->repo_.reset(raw);
   SP_RETURN_IF_ERROR(archive->SetUpOdb());
+  SP_RETURN_IF_ERROR(archive->ScanPacks());
   {
     std::lock_guard<std::mutex> lock(archive->repo_mu_);
     SP_RETURN_IF_ERROR(archive->LoadHead());
@@ -415,6 +419,14 @@ void Archive::WriterLoop() {
         batch[i]->done.set_value(Err(s));
       }
     }
+    // After the acknowledgements: merging packs is housekeeping, not part
+    // of any append's durability.
+    if (s.ok()) {
+      std::lock_guard<std::mutex> lock(repo_mu_);
+      if (Status c = CompactPacks(); !c.ok()) {
+        Log(LogLevel::kWarn, "could not merge packs", "archive=" + dir_ + " error=\"" + c.message() + "\"");
+      }
+    }
   }
 }
 
@@ -451,24 +463,149 @@ Result<std::string> Archive::SignCommitBuffer(std::string_view buffer) {
   return ArmorSignedMessage(*der);
 }
 
-Status Archive::WritePackDurably() {
-  GitBuf pack;
-  if (git_mempack_dump(pack.get(), repo_.get(), mempack_) < 0) {
-    return GitStatus(Code::kInternal, dir_ + ": cannot build the pack of new objects");
+Result<Archive::PackInfo> Archive::WritePackDurably(const std::vector<git_oid>& objects) {
+  // Only the objects named: git_mempack_dump() would insert each commit
+  // with its whole tree, i.e. the entire archive every time.
+  git_packbuilder* raw_pb = nullptr;
+  if (git_packbuilder_new(&raw_pb, repo_.get()) < 0) {
+    return Err(GitStatus(Code::kInternal, dir_ + ": cannot start a pack"));
   }
+  GitPackbuilderPtr pb(raw_pb);
+  git_packbuilder_set_threads(pb.get(), 1);
+  for (const git_oid& id : objects) {
+    if (git_packbuilder_insert(pb.get(), &id, nullptr) < 0) {
+      return Err(GitStatus(Code::kInternal, dir_ + ": cannot add an object to the pack"));
+    }
+  }
+  GitBuf pack;
+  if (git_packbuilder_write_buf(pack.get(), pb.get()) < 0) {
+    return Err(GitStatus(Code::kInternal, dir_ + ": cannot build the pack of new objects"));
+  }
+  if (pack.view().size() < 32) return Err(Status::Internal(dir_ + ": pack is too short"));
   git_odb_writepack* raw = nullptr;
   if (git_odb_write_pack(&raw, odb_.get(), nullptr, nullptr) < 0) {
-    return GitStatus(Code::kIoError, dir_ + ": cannot start writing a pack");
+    return Err(GitStatus(Code::kIoError, dir_ + ": cannot start writing a pack"));
   }
   GitWritepackPtr writepack(raw);
   git_indexer_progress stats{};
   if (writepack->append(writepack.get(), pack.view().data(), pack.view().size(), &stats) < 0 ||
       writepack->commit(writepack.get(), &stats) < 0) {
-    return GitStatus(Code::kIoError, dir_ + ": cannot write a pack");
+    return Err(GitStatus(Code::kIoError, dir_ + ": cannot write a pack"));
   }
-  // The indexer fsyncs the .pack and .idx (GIT_OPT_ENABLE_FSYNC_GITDIR);
-  // make their names durable before any ref points into them.
-  return FsyncPath(dir_ + "/objects/pack");
+  // The indexer fsyncs the .pack, the .idx and their directory
+  // (GIT_OPT_ENABLE_FSYNC_GITDIR; seen with strace). One more fsync of the
+  // directory costs little and does not depend on that.
+  if (Status s = FsyncPath(dir_ + "/objects/pack"); !s.ok()) return Err(s);
+  // A pack is named after its trailing checksum.
+  PackInfo info;
+  info.name = "pack-" + HexEncode(pack.view().substr(pack.view().size() - GIT_OID_RAWSZ));
+  info.objects = static_cast<uint32_t>(objects.size());
+  return info;
+}
+
+Status Archive::ScanPacks() {
+  packs_.clear();
+  const std::string pack_dir = dir_ + "/objects/pack";
+  std::error_code ec;
+  std::set<std::string> idx, pack;
+  for (const auto& e : fs::directory_iterator(pack_dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.starts_with("pack-") && name.ends_with(".idx")) idx.insert(name.substr(0, name.size() - 4));
+    else if (name.starts_with("pack-") && name.ends_with(".pack")) pack.insert(name.substr(0, name.size() - 5));
+    else if (name.starts_with("pack_git2_") || name.ends_with(".lock")) {
+      // Temporary files of a pack write that a crash interrupted.
+      Log(LogLevel::kWarn, "removing a temporary pack file left by an interrupted write",
+          "archive=" + dir_ + " file=" + name);
+      fs::remove(e.path(), ec);
+    }
+  }
+  if (ec) return Status::IoError(pack_dir + ": cannot list: " + ec.message());
+  for (const std::string& p : pack) {
+    if (idx.count(p) == 0) {
+      // The indexer renames the .pack before it writes the .idx, and the
+      // branch moves only after both: a .pack alone holds nothing the
+      // archive refers to.
+      Log(LogLevel::kWarn, "removing a pack without index left by an interrupted write",
+          "archive=" + dir_ + " pack=" + p);
+      fs::remove(pack_dir + "/" + p + ".pack", ec);
+    }
+  }
+  for (const std::string& p : idx) {
+    if (pack.count(p) == 0) continue;
+    auto ids = ReadPackIndex(pack_dir + "/" + p + ".idx");
+    // A pack we cannot read the index of (an old format) is left as is and
+    // never merged.
+    if (!ids.has_value()) continue;
+    packs_.push_back({p, static_cast<uint32_t>(ids->size())});
+  }
+  return FsyncPath(pack_dir);
+}
+
+Status Archive::CompactPacks() {
+  if (packs_.size() <= kMaxPacks) return Status::Ok();
+  std::sort(packs_.begin(), packs_.end(),
+            [](const PackInfo& a, const PackInfo& b) { return a.objects < b.objects; });
+  const std::string pack_dir = dir_ + "/objects/pack";
+  std::vector<PackInfo> merged(packs_.begin(), packs_.begin() + kPacksPerMerge);
+  std::vector<git_oid> objects;
+  std::set<std::string> seen;
+  for (const PackInfo& p : merged) {
+    auto ids = ReadPackIndex(pack_dir + "/" + p.name + ".idx");
+    if (!ids.has_value()) return ids.error();
+    for (const git_oid& id : *ids) {
+      if (seen.insert(std::string(reinterpret_cast<const char*>(id.id), GIT_OID_RAWSZ)).second) {
+        objects.push_back(id);
+      }
+    }
+  }
+  auto written = WritePackDurably(objects);
+  if (!written.has_value()) return written.error();
+  // The new pack is durable: now the small ones can go (index first, so no
+  // reader ever sees an index without its pack).
+  std::error_code ec;
+  for (const PackInfo& p : merged) {
+    if (p.name == written->name) continue;
+    fs::remove(pack_dir + "/" + p.name + ".idx", ec);
+    fs::remove(pack_dir + "/" + p.name + ".pack", ec);
+  }
+  if (Status s = FsyncPath(pack_dir); !s.ok()) return s;
+  packs_.erase(packs_.begin(), packs_.begin() + kPacksPerMerge);
+  packs_.push_back(*written);
+  // libgit2 keeps the removed packs in its list: start from a fresh handle.
+  odb_.reset();
+  repo_.reset();
+  git_repository* raw = nullptr;
+  if (git_repository_open_ext(&raw, dir_.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0) {
+    return GitStatus(Code::kIoError, dir_ + ": cannot reopen the repository after packing");
+  }
+  repo_.reset(raw);
+  return SetUpOdb();
+}
+
+Result<std::vector<git_oid>> ReadPackIndex(const std::string& path) {
+  auto data = ReadFile(path, 1u << 30);
+  if (!data.has_value()) return Err(data.error());
+  const std::string& d = *data;
+  auto be32 = [&](size_t off) {
+    return (static_cast<uint32_t>(static_cast<unsigned char>(d[off])) << 24) |
+           (static_cast<uint32_t>(static_cast<unsigned char>(d[off + 1])) << 16) |
+           (static_cast<uint32_t>(static_cast<unsigned char>(d[off + 2])) << 8) |
+           static_cast<uint32_t>(static_cast<unsigned char>(d[off + 3]));
+  };
+  constexpr size_t kHeader = 8, kFanout = 256 * 4;
+  if (d.size() < kHeader + kFanout || d.compare(0, 4, "\377tOc") != 0 || be32(4) != 2) {
+    return Err(Status::DataError(path + ": not a version 2 pack index"));
+  }
+  uint32_t count = be32(kHeader + 255 * 4);
+  if (d.size() < kHeader + kFanout + static_cast<size_t>(count) * GIT_OID_RAWSZ) {
+    return Err(Status::DataError(path + ": pack index is truncated"));
+  }
+  std::vector<git_oid> ids(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    std::memcpy(ids[i].id, d.data() + kHeader + kFanout + static_cast<size_t>(i) * GIT_OID_RAWSZ,
+                GIT_OID_RAWSZ);
+  }
+  return ids;
 }
 
 Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
@@ -589,7 +726,29 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
     return GitStatus(Code::kInternal, dir_ + ": cannot store the signed commit");
   }
 
-  if (Status s = WritePackDurably(); !s.ok()) return s;
+  // The new objects: blobs, every tree on the path to them, the commit.
+  std::vector<git_oid> objects = ids;
+  {
+    std::set<std::string> dirs;
+    for (const std::string& p : paths) {
+      for (size_t slash = p.find('/'); slash != std::string::npos; slash = p.find('/', slash + 1)) {
+        dirs.insert(p.substr(0, slash));
+      }
+    }
+    objects.push_back(tree_id);
+    for (const std::string& d : dirs) {
+      git_tree_entry* raw_entry = nullptr;
+      if (git_tree_entry_bypath(&raw_entry, tree.get(), d.c_str()) < 0) {
+        return GitStatus(Code::kInternal, dir_ + ": new tree lacks " + d);
+      }
+      GitTreeEntryPtr entry(raw_entry);
+      objects.push_back(*git_tree_entry_id(entry.get()));
+    }
+    objects.push_back(commit_id);
+  }
+  auto pack_written = WritePackDurably(objects);
+  if (!pack_written.has_value()) return pack_written.error();
+  packs_.push_back(*pack_written);
 
   // Compare-and-swap of the branch: fails if anyone moved it since we read it.
   git_reference* raw_ref = nullptr;

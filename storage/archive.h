@@ -142,7 +142,18 @@ class Archive {
   // REQUIRES: repo_mu_ held.
   Status WriteBatch(const std::vector<const EntryInput*>& batch,
                     const std::vector<RootFile>& root_files, std::vector<Appended>* results);
-  Status WritePackDurably();
+  struct PackInfo {
+    std::string name;  // "pack-<hex>"
+    uint32_t objects = 0;
+  };
+  // Writes `objects` (present in the object database) as one pack, fsync'd.
+  Result<PackInfo> WritePackDurably(const std::vector<git_oid>& objects);
+  // Lists objects/pack into packs_, removing what an interrupted write left
+  // (temporary files, a .pack without .idx). REQUIRES: the archive lock.
+  Status ScanPacks();
+  // When there are more than kMaxPacks packs, merges the kPacksPerMerge
+  // smallest into one and reopens the repository. REQUIRES: repo_mu_ held.
+  Status CompactPacks();
   Result<std::string> SignCommitBuffer(std::string_view buffer);
   Result<std::string> ReadAt(git_tree* tree, const std::string& path);
 
@@ -156,6 +167,7 @@ class Archive {
   GitRepositoryPtr repo_;
   GitOdbPtr odb_;
   git_odb_backend* mempack_ = nullptr;  // owned by odb_
+  std::vector<PackInfo> packs_;         // guarded by repo_mu_
 
   // Committed state (guarded by state_mu_; written only by the writer).
   mutable std::mutex state_mu_;
@@ -186,6 +198,16 @@ std::string SerializeFrontier(const crypto::merkle::CompactRange& range);
 Result<crypto::merkle::CompactRange> ParseFrontier(std::string_view text, std::string_view source);
 
 inline constexpr std::string_view kFormatFileContent = "sealpost-archive 1\n";
+
+// Packs kept before the smallest are merged (one pack is written per
+// commit), and how many are merged at a time: the pack count stays at most
+// kMaxPacks + 1 and each object is rewritten about log16(n) times.
+inline constexpr size_t kMaxPacks = 32;
+inline constexpr size_t kPacksPerMerge = 16;
+
+// The object ids listed in a version 2 pack index (.idx). DataError if the
+// file is not one.
+Result<std::vector<git_oid>> ReadPackIndex(const std::string& path);
 
 }  // namespace sealpost::storage
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -356,6 +357,48 @@ TEST_F(ArchiveTest, EntriesAreShardedSoLeafTreesHoldAtMost256Entries) {
   EXPECT_EQ(Git(path_, "rev-parse main:entries/00/00/00"),
             Git(path_, "rev-parse main~1:entries/00/00/00"));
   ExpectCheckpointMatchesEntries(*a);
+}
+
+TEST_F(ArchiveTest, ManyCommitsAreMergedIntoFewPacksAndStayReadable) {
+  std::vector<Appended> acknowledged;
+  {
+    auto a = CreateArchive();
+    ASSERT_TRUE(a);
+    for (int i = 0; i < 60; ++i) acknowledged.push_back(*a->Append(Document(i)));
+  }
+  auto count_packs = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(path_ + "/objects/pack")) {
+      if (e.path().extension() == ".pack") ++n;
+    }
+    return n;
+  };
+  EXPECT_LE(count_packs(), static_cast<int>(kMaxPacks) + 1);
+  std::string loose = Git(path_, "count-objects -v");
+  EXPECT_NE(loose.find("count: 0\n"), std::string::npos) << loose;
+  EXPECT_NE(loose.find("garbage: 0\n"), std::string::npos) << loose;
+  auto a = Archive::Open(path_, Options());
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  for (const Appended& r : acknowledged) {
+    auto m = (*a)->ReadEntryFile(r.seq, "manifest.json");
+    ASSERT_TRUE(m.has_value()) << r.seq;
+    EXPECT_EQ(merkle::LeafHash(*m), r.leaf);
+  }
+  ExpectCheckpointMatchesEntries(**a);
+  ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveTest, OpenRemovesPackLeftWithoutIndexByACrash) {
+  { ASSERT_TRUE(CreateArchive()); }
+  WriteTestFile(path_ + "/objects/pack/pack-0123456789abcdef0123456789abcdef01234567.pack", "PACK");
+  WriteTestFile(path_ + "/objects/pack/pack_git2_deadbeef", "tmp");
+  auto a = Archive::Open(path_, Options());
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  struct stat st;
+  EXPECT_NE(::stat((path_ + "/objects/pack/pack-0123456789abcdef0123456789abcdef01234567.pack").c_str(), &st), 0);
+  EXPECT_NE(::stat((path_ + "/objects/pack/pack_git2_deadbeef").c_str(), &st), 0);
+  ASSERT_TRUE((*a)->Append(Document(1)).has_value());
+  ExpectStockGitAccepts();
 }
 
 }  // namespace
