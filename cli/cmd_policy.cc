@@ -71,10 +71,12 @@ int RunCheck(Context& ctx, const Args& args) {
 
 // "2025-03-01" (midnight, Vietnam time) or "2025-03-01T10:00:00Z" /
 // "...+07:00" (RFC 3339, no fractions).
-Result<int64_t> ParseTime(const std::string& s) {
+Result<int64_t> ParseTime(const std::string& s, Lang lang) {
   auto bad = [&] {
-    return Err(Status::InvalidArgument("--at '" + s +
-                                       "' is not a time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"));
+    return Err(Status::InvalidArgument(
+        "--at '" + s + "' " +
+        std::string(Tr(lang, "is not a time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)",
+                       "không phải là thời điểm (YYYY-MM-DD hoặc YYYY-MM-DDTHH:MM:SSZ)"))));
   };
   auto num = [&](size_t pos, size_t len, int* out) {
     if (pos + len > s.size()) return false;
@@ -132,10 +134,11 @@ Result<X509StackPtr> ChainFor(X509* cert, STACK_OF(X509)* pool) {
     }
     if (next == nullptr) break;
     X509_up_ref(next);
-    if (sk_X509_push(chain.get(), next) <= 0) {
-      X509_free(next);
+    X509Ptr owned(next);
+    if (sk_X509_push(chain.get(), owned.get()) <= 0) {
       return Err(OpenSslStatus(Code::kInternal, "cannot build a certificate chain"));
     }
+    owned.release();  // the stack owns it now
     if (X509_check_issued(next, next) == X509_V_OK) break;  // self-signed: the root
     cur = next;
   }
@@ -159,13 +162,15 @@ int RunExplain(Context& ctx, const Args& args) {
   }
   if (files.empty() || !type || !from || recipients.empty()) {
     std::fputs(kPolicyUsage, ctx.err);
-    return Fail(ctx, Status::InvalidArgument("policy explain needs FILE..., --type, --from and --to"));
+    return Fail(ctx, Status::InvalidArgument(std::string(
+                         Tr(ctx.lang, "policy explain needs FILE..., --type, --from and --to",
+                            "policy explain cần FILE..., --type, --from và --to"))));
   }
   policies::DocumentFacts facts;
   policies::DecisionRequest req;
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   if (auto at = args.Get("--at")) {
-    auto t = ParseTime(*at);
+    auto t = ParseTime(*at, ctx.lang);
     if (!t) return Fail(ctx, t.error());
     now = *t;
   }
@@ -173,7 +178,9 @@ int RunExplain(Context& ctx, const Args& args) {
     uint64_t v = 0;
     auto [p, ec] = std::from_chars(size->data(), size->data() + size->size(), v);
     if (size->empty() || ec != std::errc() || p != size->data() + size->size()) {
-      return Fail(ctx, Status::InvalidArgument("--size '" + *size + "' is not a number of bytes"));
+      return Fail(ctx, Status::InvalidArgument(
+                           "--size '" + *size + "' " +
+                           std::string(Tr(ctx.lang, "is not a number of bytes", "không phải là số byte"))));
     }
     req.size = v;
   }
@@ -187,11 +194,11 @@ int RunExplain(Context& ctx, const Args& args) {
     auto certs = crypto::LoadCertificates(path);
     if (!certs) return Fail(ctx, certs.error());
     while (sk_X509_num(certs->get()) > 0) {
-      X509* c = sk_X509_shift(certs->get());
-      if (sk_X509_push(pool.get(), c) <= 0) {
-        X509_free(c);
+      X509Ptr c(sk_X509_shift(certs->get()));
+      if (sk_X509_push(pool.get(), c.get()) <= 0) {
         return Fail(ctx, OpenSslStatus(Code::kInternal, "cannot collect certificates"));
       }
+      c.release();  // the pool owns it now
     }
   }
   std::vector<policies::SignerIdentity> signers;
@@ -243,7 +250,9 @@ int RunPolicy(Context& ctx, const std::vector<std::string>& argv) {
                         args->Has("--json");
     if (explain_only) {
       std::fputs(kPolicyUsage, ctx.err);
-      return Fail(ctx, Status::InvalidArgument("policy check takes only policy files"));
+      return Fail(ctx, Status::InvalidArgument(std::string(
+                           Tr(ctx.lang, "policy check takes only policy files",
+                              "policy check chỉ nhận các tệp chính sách"))));
     }
     return RunCheck(ctx, *args);
   }

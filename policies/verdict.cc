@@ -30,11 +30,15 @@ Result<SignerIdentity> IdentityFromCertificate(X509* cert, STACK_OF(X509)* chain
   id.display_name = crypto::DisplayName(cert);
   // spki_sha256 is over the whole SubjectPublicKeyInfo DER, as
   // `openssl x509 -pubkey -noout | openssl pkey -pubin -outform DER | openssl dgst -sha256`.
-  unsigned char* der = nullptr;
-  int der_len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+  // Encoded into our own buffer: no OpenSSL-allocated memory to free.
+  X509_PUBKEY* pubkey = X509_get_X509_PUBKEY(cert);
+  int der_len = i2d_X509_PUBKEY(pubkey, nullptr);
   if (der_len <= 0) return Err(OpenSslStatus(Code::kInternal, "cannot encode the signer's public key"));
-  std::string spki(reinterpret_cast<const char*>(der), static_cast<size_t>(der_len));
-  OPENSSL_free(der);
+  std::string spki(static_cast<size_t>(der_len), '\0');
+  unsigned char* out = reinterpret_cast<unsigned char*>(spki.data());
+  if (i2d_X509_PUBKEY(pubkey, &out) != der_len) {
+    return Err(OpenSslStatus(Code::kInternal, "cannot encode the signer's public key"));
+  }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(spki.data(), spki.size(), md, &len, EVP_sha256(), nullptr) != 1) {

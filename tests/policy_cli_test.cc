@@ -72,12 +72,12 @@ class PolicyExplainCliTest : public ::testing::Test {
     TestCa ca = TestCa::CreateRoot("/CN=Test CA/C=VN");
     CertSpec chair_spec;
     chair_spec.subject = "/CN=Nguyễn Thị Duyên/C=VN";
-    chair_ = ca.Issue(chair_spec).cert.release();
+    chair_ = ca.Issue(chair_spec).cert;
     CertSpec seal_spec;
     seal_spec.subject = "/CN=Liên đoàn Lao động huyện A/C=VN";
-    seal_ = ca.Issue(seal_spec).cert.release();
-    WriteTestFile(dir_.file("chair.pem"), testing::CertToPem(chair_));
-    WriteTestFile(dir_.file("seal.pem"), testing::CertToPem(seal_));
+    seal_ = ca.Issue(seal_spec).cert;
+    WriteTestFile(dir_.file("chair.pem"), testing::CertToPem(chair_.get()));
+    WriteTestFile(dir_.file("seal.pem"), testing::CertToPem(seal_.get()));
     WriteTestFile(dir_.file("ca.pem"), testing::CertToPem(ca.cert()));
     std::string out;
     auto spki = [&](const std::string& pem) {
@@ -111,18 +111,14 @@ class PolicyExplainCliTest : public ::testing::Test {
                   "    media_types: [application/pdf]\n"
                   "    retention_years: 20\n");
   }
-  void TearDown() override {
-    X509_free(chair_);
-    X509_free(seal_);
-  }
   std::string Files() const { return ShellQuote(dir_.file("registry.yaml")) + " " + ShellQuote(dir_.file("rules.yaml")); }
   std::string Signers() const {
     return " --signer " + ShellQuote(dir_.file("chair.pem")) + " --signer " + ShellQuote(dir_.file("seal.pem"));
   }
 
   TempDir dir_;
-  X509* chair_ = nullptr;
-  X509* seal_ = nullptr;
+  X509Ptr chair_;
+  X509Ptr seal_;
 };
 
 TEST_F(PolicyExplainCliTest, ExplainAllowedDocumentExitsZeroAndSaysWhy) {
