@@ -806,18 +806,12 @@ std::string Archive::head() const {
   return has_head_ ? OidHex(head_) : std::string();
 }
 
-Result<std::string> Archive::ReadEntryFile(uint64_t seq, const std::string& name) {
+Result<GitTreePtr> Archive::HeadTree() {
   git_oid head;
-  uint64_t size;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     head = head_;
-    size = frontier_.size();
   }
-  if (seq == 0 || seq > size) {
-    return Err(Status::NotFound(dir_ + ": no entry #" + std::to_string(seq)));
-  }
-  std::lock_guard<std::mutex> lock(repo_mu_);
   git_commit* raw = nullptr;
   if (git_commit_lookup(&raw, repo_.get(), &head) < 0) {
     return Err(GitStatus(Code::kDataError, dir_ + ": cannot read the head commit"));
@@ -827,20 +821,55 @@ Result<std::string> Archive::ReadEntryFile(uint64_t seq, const std::string& name
   if (git_commit_tree(&raw_tree, commit.get()) < 0) {
     return Err(GitStatus(Code::kDataError, dir_ + ": cannot read the head tree"));
   }
-  GitTreePtr tree(raw_tree);
-  return ReadAt(tree.get(), EntryDir(seq) + "/" + name);
+  return GitTreePtr(raw_tree);
 }
 
-Result<std::vector<merkle::Hash>> Archive::ReadLeafHashes() {
-  uint64_t size = this->size();
+Result<std::string> Archive::ReadEntryFile(uint64_t seq, const std::string& name) {
+  if (seq == 0 || seq > size()) {
+    return Err(Status::NotFound(dir_ + ": no entry #" + std::to_string(seq)));
+  }
+  std::lock_guard<std::mutex> lock(repo_mu_);
+  auto tree = HeadTree();
+  if (!tree.has_value()) return Err(tree.error());
+  return ReadAt(tree->get(), EntryDir(seq) + "/" + name);
+}
+
+Result<std::vector<merkle::Hash>> Archive::ReadLeaves(uint64_t count) {
+  std::lock_guard<std::mutex> lock(repo_mu_);
+  auto tree = HeadTree();
+  if (!tree.has_value()) return Err(tree.error());
   std::vector<merkle::Hash> out;
-  out.reserve(size);
-  for (uint64_t seq = 1; seq <= size; ++seq) {
-    auto manifest = ReadEntryFile(seq, "manifest.json");
+  out.reserve(count);
+  for (uint64_t seq = 1; seq <= count; ++seq) {
+    auto manifest = ReadAt(tree->get(), EntryDir(seq) + "/manifest.json");
     if (!manifest.has_value()) return Err(manifest.error());
     out.push_back(merkle::LeafHash(*manifest));
   }
   return out;
+}
+
+Result<std::vector<merkle::Hash>> Archive::ReadLeafHashes() { return ReadLeaves(size()); }
+
+Result<std::vector<merkle::Hash>> Archive::InclusionProof(uint64_t seq, uint64_t tree_size) {
+  if (seq == 0 || seq > tree_size || tree_size > size()) {
+    return Err(Status::InvalidArgument("no inclusion proof of entry #" + std::to_string(seq) +
+                                       " in a tree of " + std::to_string(tree_size) +
+                                       " entries (the log has " + std::to_string(size()) + ")"));
+  }
+  auto leaves = ReadLeaves(tree_size);
+  if (!leaves.has_value()) return Err(leaves.error());
+  return merkle::InclusionProof(*leaves, seq - 1);
+}
+
+Result<std::vector<merkle::Hash>> Archive::ConsistencyProof(uint64_t old_size, uint64_t new_size) {
+  if (old_size > new_size || new_size > size()) {
+    return Err(Status::InvalidArgument("no consistency proof from " + std::to_string(old_size) +
+                                       " to " + std::to_string(new_size) + " entries (the log has " +
+                                       std::to_string(size()) + ")"));
+  }
+  auto leaves = ReadLeaves(new_size);
+  if (!leaves.has_value()) return Err(leaves.error());
+  return merkle::ConsistencyProof(*leaves, old_size);
 }
 
 }  // namespace sealpost::storage

@@ -115,6 +115,15 @@ class Archive {
   // The Merkle leaf hashes of entries 1..size(), from their manifests.
   Result<std::vector<crypto::merkle::Hash>> ReadLeafHashes();
 
+  // Inclusion proof of entry `seq` in the tree of the first `tree_size`
+  // entries (RFC 6962 PATH). InvalidArgument unless 1 <= seq <= tree_size
+  // <= size(). Cost: reads tree_size manifests.
+  Result<std::vector<crypto::merkle::Hash>> InclusionProof(uint64_t seq, uint64_t tree_size);
+
+  // Consistency proof from `old_size` to `new_size` (RFC 6962 PROOF).
+  // InvalidArgument unless old_size <= new_size <= size().
+  Result<std::vector<crypto::merkle::Hash>> ConsistencyProof(uint64_t old_size, uint64_t new_size);
+
   const std::string& dir() const { return dir_; }
 
  private:
@@ -156,6 +165,10 @@ class Archive {
   Status CompactPacks();
   Result<std::string> SignCommitBuffer(std::string_view buffer);
   Result<std::string> ReadAt(git_tree* tree, const std::string& path);
+  // Leaf hashes of entries 1..count from the head tree.
+  Result<std::vector<crypto::merkle::Hash>> ReadLeaves(uint64_t count);
+  // The tree of the head commit. REQUIRES: repo_mu_ held.
+  Result<GitTreePtr> HeadTree();
 
   const std::string dir_;
   const ArchiveOptions options_;

@@ -359,6 +359,40 @@ TEST_F(ArchiveTest, EntriesAreShardedSoLeafTreesHoldAtMost256Entries) {
   ExpectCheckpointMatchesEntries(*a);
 }
 
+TEST_F(ArchiveTest, ProofsFromArchiveVerifyAgainstItsSignedCheckpoints) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  std::vector<Appended> appended;
+  std::vector<std::pair<std::string, crypto::Checkpoint>> history;  // commit, checkpoint
+  for (int i = 0; i < 24; ++i) {
+    appended.push_back(*a->Append(Document(i)));
+    history.emplace_back(appended.back().commit, a->checkpoint());
+  }
+  crypto::Checkpoint now = a->checkpoint();
+  ASSERT_EQ(now.size, 25u);
+  for (const Appended& r : appended) {
+    auto proof = a->InclusionProof(r.seq, now.size);
+    ASSERT_TRUE(proof.has_value()) << proof.error().ToString();
+    EXPECT_TRUE(merkle::VerifyInclusion(r.leaf, r.seq - 1, now.size, *proof, now.root).ok());
+    EXPECT_FALSE(merkle::VerifyInclusion(merkle::LeafHash("forged manifest"), r.seq - 1, now.size,
+                                         *proof, now.root)
+                     .ok());
+  }
+  for (const auto& [commit, cp] : history) {
+    // The checkpoint stored in that commit is the one the archive reported.
+    std::string body = Git(path_, "cat-file blob " + commit + ":log/checkpoint");
+    auto parsed = crypto::ParseCheckpoint(body, commit);
+    ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
+    EXPECT_EQ(*parsed, cp);
+    auto proof = a->ConsistencyProof(cp.size, now.size);
+    ASSERT_TRUE(proof.has_value()) << proof.error().ToString();
+    Status s = merkle::VerifyConsistency(cp.size, now.size, cp.root, now.root, *proof);
+    EXPECT_TRUE(s.ok()) << cp.size << ": " << s.ToString();
+  }
+  EXPECT_EQ(a->InclusionProof(26, 25).error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(a->ConsistencyProof(3, 26).error().code(), Code::kInvalidArgument);
+}
+
 TEST_F(ArchiveTest, ManyCommitsAreMergedIntoFewPacksAndStayReadable) {
   std::vector<Appended> acknowledged;
   {
