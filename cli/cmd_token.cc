@@ -99,9 +99,9 @@ std::string JsonString(std::string_view s) {
   return out + "\"";
 }
 
-void PrintWarnings(const Context& ctx, pkcs11::Token& token) {
-  for (const auto& w : token.TakeWarnings()) std::fprintf(ctx.err, "sealpost: %s\n", w.c_str());
-}
+// The token layer already logged each warning (level=warn, in ctx.lang) to
+// stderr; printing them again would only repeat them.
+void DrainWarnings(pkcs11::Token& token) { (void)token.TakeWarnings(); }
 
 // ------------------------------------------------------------------ list
 
@@ -203,7 +203,7 @@ int RunKeys(Context& ctx, const Args& args) {
   if (!opts) return Fail(ctx, opts.error());
   auto token = pkcs11::Token::Open(args.positional()[0], *opts);
   if (!token) return FailToken(ctx, token.error());
-  PrintWarnings(ctx, **token);
+  DrainWarnings(**token);
   auto objects = (*token)->ListObjects();
   if (!objects) return FailToken(ctx, objects.error());
   auto kind_name = [&](pkcs11::ObjectInfo::Kind k, bool machine) -> std::string {
@@ -274,7 +274,7 @@ int RunCsr(Context& ctx, const Args& args) {
   const std::string& uri = args.positional()[0];
   auto token = pkcs11::Token::Open(uri, *opts);
   if (!token) return FailToken(ctx, token.error());
-  PrintWarnings(ctx, **token);
+  DrainWarnings(**token);
   crypto::KeyRef key{uri};
   auto pub = (*token)->PublicKey(key);
   if (!pub) return FailToken(ctx, pub.error());
@@ -323,7 +323,7 @@ int RunImportCert(Context& ctx, const Args& args) {
   opts->read_write = true;
   auto token = pkcs11::Token::Open(uri, *opts);
   if (!token) return FailToken(ctx, token.error());
-  PrintWarnings(ctx, **token);
+  DrainWarnings(**token);
   Status s = (*token)->StoreCertificate(crypto::KeyRef{uri}, cert->get());
   if (!s.ok()) return FailToken(ctx, s);
   std::fprintf(ctx.out, "%s: %s\n",

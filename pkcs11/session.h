@@ -44,9 +44,18 @@ class CallThread {
   Result<T> Run(const std::string& op, std::chrono::milliseconds timeout, Lang lang,
                 std::function<Result<T>()> fn) {
     if (Status s = CheckNotHung(lang); !s.ok()) return Err(s);
-    auto task = std::make_shared<std::packaged_task<Result<T>()>>(std::move(fn));
-    std::future<Result<T>> fut = task->get_future();
-    Post([task] { (*task)(); });
+    auto promise = std::make_shared<std::promise<Result<T>>>();
+    std::future<Result<T>> fut = promise->get_future();
+    auto holder = std::make_shared<std::function<Result<T>()>>(std::move(fn));
+    Post([promise, holder] {
+      Result<T> r = (*holder)();
+      // Drop the closure's references (the token state, the module) before
+      // the caller wakes up: the last owner must be the caller's thread, so
+      // the libp11 teardown never races with the caller returning (and the
+      // process exiting).
+      *holder = nullptr;
+      promise->set_value(std::move(r));
+    });
     if (fut.wait_for(timeout) != std::future_status::ready) return Err(MarkHung(op, timeout, lang));
     return fut.get();
   }

@@ -164,6 +164,14 @@ Result<SlotRef> FindSlot(State& st) {
   if (found.empty()) {
     // libp11's slot list is a snapshot: look again from scratch next time.
     ms.MarkStale();
+    if (present.empty()) {
+      // Nothing plugged in (or the token was pulled out): unavailable rather
+      // than "no such token".
+      return Err(Status::Unavailable(
+          L(st.lang(), "token unavailable: no initialised token is present in module ",
+            "token không phản hồi: không có token nào (đã khởi tạo) trong mô-đun ") +
+          ms.path() + L(st.lang(), " (looking for ", " (đang tìm ") + SelectorText(sel) + ")"));
+    }
     return Err(Status::NotFound(
         L(st.lang(), "no token matches ", "không có token nào khớp ") + SelectorText(sel) +
         L(st.lang(), " in module ", " trong mô-đun ") + ms.path() + "; " +

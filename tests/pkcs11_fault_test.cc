@@ -151,6 +151,9 @@ TEST_F(FaultTest, DeviceRemovedDuringSigningFailsThenNextSignatureWorks) {
   // While it is out, the next attempt fails clearly too (no token).
   auto still = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());
   ASSERT_FALSE(still.has_value());
+  EXPECT_EQ(still.error().code(), Code::kUnavailable);
+  EXPECT_NE(still.error().message().find("no initialised token is present"), std::string::npos)
+      << still.error().message();
 
   fault_->Set("");  // put back
   auto again = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());
