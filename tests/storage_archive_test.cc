@@ -302,6 +302,33 @@ TEST_F(ArchiveTest, OpenSomethingThatIsNotAnArchiveFailsClearly) {
   EXPECT_EQ(bare.error().code(), Code::kDataError) << bare.error().ToString();
 }
 
+TEST_F(ArchiveTest, OpenWithMissingOrCorruptHeadObjectFailsClearlyAndChangesNothing) {
+  { ASSERT_TRUE(CreateArchive()); }
+  const std::string ref = path_ + "/refs/heads/main";
+  std::string good = sealpost::testing::ReadTestFile(ref);
+  WriteTestFile(ref, std::string(40, '1') + "\n");  // names an object that does not exist
+  auto a = Archive::Open(path_, Options());
+  ASSERT_FALSE(a.has_value());
+  EXPECT_EQ(a.error().code(), Code::kDataError) << a.error().ToString();
+  EXPECT_NE(a.error().message().find("head commit"), std::string::npos) << a.error().message();
+  EXPECT_EQ(sealpost::testing::ReadTestFile(ref), std::string(40, '1') + "\n");
+
+  // Corrupt every pack's data (keep the headers): the head cannot be read.
+  WriteTestFile(ref, good);
+  for (const auto& e : std::filesystem::directory_iterator(path_ + "/objects/pack")) {
+    if (e.path().extension() != ".pack") continue;
+    std::string data = sealpost::testing::ReadTestFile(e.path().string());
+    for (size_t i = 12; i + 20 < data.size(); ++i) data[i] = static_cast<char>(data[i] ^ 0x5a);
+    std::filesystem::permissions(e.path(), std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::add);
+    WriteTestFile(e.path().string(), data);
+  }
+  auto b = Archive::Open(path_, Options());
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(b.error().code(), Code::kDataError) << b.error().ToString();
+  EXPECT_EQ(sealpost::testing::ReadTestFile(ref), good);
+}
+
 TEST_F(ArchiveTest, CreateInNonEmptyDirectoryFailsAndLeavesItAlone) {
   ASSERT_EQ(::mkdir(path_.c_str(), 0700), 0);
   WriteTestFile(path_ + "/keep.txt", "mine");
