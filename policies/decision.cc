@@ -1,6 +1,7 @@
 #include "policies/decision.h"
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "policies/canonical.h"
 
@@ -22,7 +23,16 @@ constexpr std::string_view kRelationVi[] = {"công đoàn cấp dưới trực t
                                             "công đoàn cấp trên trực tiếp", "công đoàn cấp trên",
                                             "công đoàn cùng cấp trên",       "chính đơn vị ban hành"};
 
-std::string S(std::string_view s) { return std::string(s); }
+// Joins pieces with one allocation: decisions build a few dozen messages
+// and must stay within microseconds.
+std::string Cat(std::initializer_list<std::string_view> parts) {
+  size_t n = 0;
+  for (std::string_view p : parts) n += p.size();
+  std::string out;
+  out.reserve(n);
+  for (std::string_view p : parts) out.append(p);
+  return out;
+}
 std::string Q(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 std::string_view LevelEn(Level l) { return kLevelNames[static_cast<size_t>(l)]; }
@@ -65,7 +75,8 @@ struct Match {
 
 Match MatchSigner(const Policy& p, const SignerIdentity& s) {
   Match m;
-  auto look = [&](const std::string& key) {
+  std::string key;  // reused: one allocation for all lookups of this signer
+  auto look = [&] {
     if (auto it = p.officer_by_identity.find(key); it != p.officer_by_identity.end()) {
       if (std::find(m.officers.begin(), m.officers.end(), it->second) == m.officers.end()) {
         m.officers.push_back(it->second);
@@ -77,12 +88,20 @@ Match MatchSigner(const Policy& p, const SignerIdentity& s) {
       }
     }
   };
-  if (!s.issuer.empty() && !s.serial.empty()) look("is:" + s.issuer + "\n" + s.serial);
-  if (!s.spki_sha256.empty()) look("spki:" + s.spki_sha256);
+  key.reserve(256);
+  if (!s.issuer.empty() && !s.serial.empty()) {
+    key.assign("is:").append(s.issuer).append("\n").append(s.serial);
+    look();
+  }
+  if (!s.spki_sha256.empty()) {
+    key.assign("spki:").append(s.spki_sha256);
+    look();
+  }
   if (!s.subject.empty()) {
     for (const std::string& ca : s.chain_sha256) {
       if (auto it = p.anchor_by_sha256.find(ca); it != p.anchor_by_sha256.end()) {
-        look("sub:" + p.anchors[it->second].id + "\n" + s.subject);
+        key.assign("sub:").append(p.anchors[it->second].id).append("\n").append(s.subject);
+        look();
       }
     }
   }
@@ -127,43 +146,42 @@ std::string_view RuleKindName(RuleKind kind) {
 
 Decision Decide(const Policy& p, const DecisionRequest& req) {
   Decision d;
+  d.rules.reserve(8 + req.recipients.size() + req.signers.size());
   d.allowed = true;
   d.policy_sha256 = p.sha256;
   Builder b(&d);
 
-  auto issuer_it = p.union_index.find(std::string(req.issuer));
+  auto issuer_it = p.union_index.find(req.issuer);
   if (issuer_it == p.union_index.end()) {
     b.Add(RuleKind::kIssuerKnown, false,
-          "Issuing union " + Q(req.issuer) + " is not in the federation registry.",
-          "Công đoàn ban hành " + Q(req.issuer) + " không có trong danh sách của liên đoàn.");
+          Cat({"Issuing union ", Q(req.issuer), " is not in the federation registry."}),
+          Cat({"Công đoàn ban hành ", Q(req.issuer), " không có trong danh sách của liên đoàn."}));
     return d;
   }
   const size_t issuer_pos = issuer_it->second;
   const Union& issuer = p.unions[issuer_pos];
   b.Add(RuleKind::kIssuerKnown, true,
-        issuer.name + " is in the federation registry (" + S(LevelEn(issuer.level)) + " level).",
-        issuer.name + " có trong danh sách của liên đoàn (cấp " + S(LevelVi(issuer.level)) + ").");
+        Cat({issuer.name, " is in the federation registry (", LevelEn(issuer.level), " level)."}),
+        Cat({issuer.name, " có trong danh sách của liên đoàn (cấp ", LevelVi(issuer.level), ")."}));
   const DocumentType* type = p.FindType(req.document_type);
   if (type == nullptr) {
     b.Add(RuleKind::kTypeKnown, false,
-          "Document type " + Q(req.document_type) + " is not defined by the policy.",
-          "Loại văn bản " + Q(req.document_type) + " không được quy định trong chính sách.");
+          Cat({"Document type ", Q(req.document_type), " is not defined by the policy."}),
+          Cat({"Loại văn bản ", Q(req.document_type), " không được quy định trong chính sách."}));
     return d;
   }
   d.retention_years = type->retention_years;
   b.Add(RuleKind::kTypeKnown, true,
-        "Document type " + type->name_en + " is defined; kept " + std::to_string(type->retention_years) +
-            " years.",
-        "Loại văn bản " + type->name + " có trong chính sách; lưu trữ " +
-            std::to_string(type->retention_years) + " năm.");
+        Cat({"Document type ", type->name_en, " is defined; kept ", std::to_string(type->retention_years), " years."}),
+        Cat({"Loại văn bản ", type->name, " có trong chính sách; lưu trữ ", std::to_string(type->retention_years), " năm."}));
 
   // Who may issue.
   {
     std::string why_en, why_vi;
     if (std::find(type->issuer_levels.begin(), type->issuer_levels.end(), issuer.level) !=
         type->issuer_levels.end()) {
-      why_en = "unions at " + S(LevelEn(issuer.level)) + " level may issue it";
-      why_vi = "công đoàn cấp " + S(LevelVi(issuer.level)) + " được ban hành";
+      why_en = Cat({"unions at ", LevelEn(issuer.level), " level may issue it"});
+      why_vi = Cat({"công đoàn cấp ", LevelVi(issuer.level), " được ban hành"});
     } else if (std::binary_search(type->issuer_unions.begin(), type->issuer_unions.end(), issuer.id)) {
       why_en = "it is named as an issuer";
       why_vi = "được chỉ định là đơn vị ban hành";
@@ -178,12 +196,12 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
       }
     }
     if (!why_en.empty()) {
-      b.Add(RuleKind::kIssuer, true, issuer.name + " may issue " + type->name_en + ": " + why_en + ".",
-            issuer.name + " được ban hành " + type->name + ": " + why_vi + ".");
+      b.Add(RuleKind::kIssuer, true, Cat({issuer.name, " may issue ", type->name_en, ": ", why_en, "."}),
+            Cat({issuer.name, " được ban hành ", type->name, ": ", why_vi, "."}));
     } else {
       b.Add(RuleKind::kIssuer, false,
-            issuer.name + " (" + S(LevelEn(issuer.level)) + " level) may not issue " + type->name_en + ".",
-            issuer.name + " (cấp " + S(LevelVi(issuer.level)) + ") không được ban hành " + type->name + ".");
+            Cat({issuer.name, " (", LevelEn(issuer.level), " level) may not issue ", type->name_en, "."}),
+            Cat({issuer.name, " (cấp ", LevelVi(issuer.level), ") không được ban hành ", type->name, "."}));
     }
   }
 
@@ -194,8 +212,8 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
   for (const std::string& rid : req.recipients) {
     auto it = p.union_index.find(rid);
     if (it == p.union_index.end()) {
-      b.Add(RuleKind::kRecipient, false, "Recipient " + Q(rid) + " is not in the federation registry.",
-            "Đơn vị nhận " + Q(rid) + " không có trong danh sách của liên đoàn.");
+      b.Add(RuleKind::kRecipient, false, Cat({"Recipient ", Q(rid), " is not in the federation registry."}),
+            Cat({"Đơn vị nhận ", Q(rid), " không có trong danh sách của liên đoàn."}));
       continue;
     }
     const size_t rpos = it->second;
@@ -214,8 +232,8 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
         case Relation::kSelf: ok = rpos == issuer_pos; break;
       }
       if (ok) {
-        why_en = "it is " + S(kRelationEn[static_cast<size_t>(rel)]) + " of the issuer";
-        why_vi = "là " + S(kRelationVi[static_cast<size_t>(rel)]) + " của đơn vị ban hành";
+        why_en = Cat({"it is ", kRelationEn[static_cast<size_t>(rel)], " of the issuer"});
+        why_vi = Cat({"là ", kRelationVi[static_cast<size_t>(rel)], " của đơn vị ban hành"});
         break;
       }
     }
@@ -234,12 +252,12 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
       }
     }
     if (!why_en.empty()) {
-      b.Add(RuleKind::kRecipient, true, rec.name + " may receive it: " + why_en + ".",
-            rec.name + " được nhận: " + why_vi + ".");
+      b.Add(RuleKind::kRecipient, true, Cat({rec.name, " may receive it: ", why_en, "."}),
+            Cat({rec.name, " được nhận: ", why_vi, "."}));
     } else {
       b.Add(RuleKind::kRecipient, false,
-            rec.name + " may not receive " + type->name_en + " from " + issuer.name + ".",
-            rec.name + " không được nhận " + type->name + " từ " + issuer.name + ".");
+            Cat({rec.name, " may not receive ", type->name_en, " from ", issuer.name, "."}),
+            Cat({rec.name, " không được nhận ", type->name, " từ ", issuer.name, "."}));
     }
   }
 
@@ -252,8 +270,8 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
     const std::string& who = s.display_name.empty() ? s.subject : s.display_name;
     if (m.officers.size() + m.seals.size() > 1) {
       b.Add(RuleKind::kSigner, false,
-            "Signer " + Q(who) + " matches more than one registry entry; the policy is ambiguous.",
-            "Người ký " + Q(who) + " khớp với nhiều mục trong danh sách; chính sách không rõ ràng.");
+            Cat({"Signer ", Q(who), " matches more than one registry entry; the policy is ambiguous."}),
+            Cat({"Người ký ", Q(who), " khớp với nhiều mục trong danh sách; chính sách không rõ ràng."}));
       continue;
     }
     if (m.officers.size() == 1) {
@@ -262,21 +280,19 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
       const Union& ou = p.unions[p.officer_union[opos]];
       if (p.officer_union[opos] != issuer_pos) {
         b.Add(RuleKind::kSigner, false,
-              o.name + " signed, but is an officer of " + ou.name + ", not of " + issuer.name + ".",
-              o.name + " đã ký nhưng là cán bộ của " + ou.name + ", không phải của " + issuer.name + ".");
+              Cat({o.name, " signed, but is an officer of ", ou.name, ", not of ", issuer.name, "."}),
+              Cat({o.name, " đã ký nhưng là cán bộ của ", ou.name, ", không phải của ", issuer.name, "."}));
       } else if (req.time < o.mandate.from || req.time >= o.mandate.until) {
         b.Add(RuleKind::kSigner, false,
-              o.name + " (" + S(RoleLabel(o.role, false)) + ") signed outside the mandate (" +
-                  DateRange(o.mandate, false) + ").",
-              o.name + " (" + S(RoleLabel(o.role, true)) + ") ký ngoài nhiệm kỳ (" +
-                  DateRange(o.mandate, true) + ").");
+              Cat({o.name, " (", RoleLabel(o.role, false), ") signed outside the mandate (", DateRange(o.mandate, false), ")."}),
+              Cat({o.name, " (", RoleLabel(o.role, true), ") ký ngoài nhiệm kỳ (", DateRange(o.mandate, true), ")."}));
       } else {
         if (std::find(valid_officers.begin(), valid_officers.end(), opos) == valid_officers.end()) {
           valid_officers.push_back(opos);
         }
         b.Add(RuleKind::kSigner, true,
-              "Signed by " + o.name + " (" + S(RoleLabel(o.role, false)) + ") of " + issuer.name + ".",
-              "Ký bởi " + o.name + " (" + S(RoleLabel(o.role, true)) + ") của " + issuer.name + ".");
+              Cat({"Signed by ", o.name, " (", RoleLabel(o.role, false), ") of ", issuer.name, "."}),
+              Cat({"Ký bởi ", o.name, " (", RoleLabel(o.role, true), ") của ", issuer.name, "."}));
       }
       continue;
     }
@@ -284,18 +300,18 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
       const Union& su = p.unions[m.seals[0]];
       if (m.seals[0] != issuer_pos) {
         b.Add(RuleKind::kSigner, false,
-              "The seal of " + su.name + " is on it, but the issuer is " + issuer.name + ".",
-              "Có con dấu của " + su.name + " nhưng đơn vị ban hành là " + issuer.name + ".");
+              Cat({"The seal of ", su.name, " is on it, but the issuer is ", issuer.name, "."}),
+              Cat({"Có con dấu của ", su.name, " nhưng đơn vị ban hành là ", issuer.name, "."}));
       } else {
         sealed = true;
-        b.Add(RuleKind::kSigner, true, "Sealed by " + issuer.name + ".",
-              "Đóng dấu bởi " + issuer.name + ".");
+        b.Add(RuleKind::kSigner, true, Cat({"Sealed by ", issuer.name, "."}),
+              Cat({"Đóng dấu bởi ", issuer.name, "."}));
       }
       continue;
     }
     b.Add(RuleKind::kSigner, false,
-          "Signer " + Q(who) + " is not registered in the policy as an officer or a seal.",
-          "Người ký " + Q(who) + " không có trong danh sách cán bộ hoặc con dấu của chính sách.");
+          Cat({"Signer ", Q(who), " is not registered in the policy as an officer or a seal."}),
+          Cat({"Người ký ", Q(who), " không có trong danh sách cán bộ hoặc con dấu của chính sách."}));
   }
 
   // Signature requirements: distinct officers fill the slots (a matching, so
@@ -336,62 +352,70 @@ Decision Decide(const Policy& p, const DecisionRequest& req) {
                             " of " + RolesText(sr.roles, false);
       std::string head_vi = "Cần " + n + " chữ ký của " + RolesText(sr.roles, true);
       if (found >= sr.count) {
-        b.Add(RuleKind::kSignatures, true, head_en + ": " + names + ".", head_vi + ": " + names + ".");
+        b.Add(RuleKind::kSignatures, true, Cat({head_en, ": ", names, "."}), Cat({head_vi, ": ", names, "."}));
       } else {
-        b.Add(RuleKind::kSignatures, false, head_en + ": found " + std::to_string(found) + ".",
-              head_vi + ": chỉ có " + std::to_string(found) + ".");
+        b.Add(RuleKind::kSignatures, false, Cat({head_en, ": found ", std::to_string(found), "."}),
+              Cat({head_vi, ": chỉ có ", std::to_string(found), "."}));
       }
     }
   }
 
   if (type->seal_required) {
     if (sealed) {
-      b.Add(RuleKind::kSeal, true, "The seal of " + issuer.name + " is present.",
-            "Có con dấu của " + issuer.name + ".");
+      b.Add(RuleKind::kSeal, true, Cat({"The seal of ", issuer.name, " is present."}),
+            Cat({"Có con dấu của ", issuer.name, "."}));
     } else if (!issuer.has_seal) {
       b.Add(RuleKind::kSeal, false,
-            type->name_en + " requires the seal of " + issuer.name + ", which has none registered.",
-            type->name + " cần con dấu của " + issuer.name + " nhưng đơn vị chưa đăng ký con dấu.");
+            Cat({type->name_en, " requires the seal of ", issuer.name, ", which has none registered."}),
+            Cat({type->name, " cần con dấu của ", issuer.name, " nhưng đơn vị chưa đăng ký con dấu."}));
     } else {
-      b.Add(RuleKind::kSeal, false, "The seal of " + issuer.name + " is required but missing.",
-            "Thiếu con dấu của " + issuer.name + " (bắt buộc).");
+      b.Add(RuleKind::kSeal, false, Cat({"The seal of ", issuer.name, " is required but missing."}),
+            Cat({"Thiếu con dấu của ", issuer.name, " (bắt buộc)."}));
     }
   }
 
   if (type->max_size_bytes > 0) {
     std::string max = std::to_string(type->max_size_bytes);
     if (!req.size) {
-      b.NotChecked(RuleKind::kSize, "Size not checked (not given); the limit is " + max + " bytes.",
-                   "Chưa kiểm tra dung lượng (không có thông tin); giới hạn " + max + " byte.");
+      b.NotChecked(RuleKind::kSize, Cat({"Size not checked (not given); the limit is ", max, " bytes."}),
+                   Cat({"Chưa kiểm tra dung lượng (không có thông tin); giới hạn ", max, " byte."}));
     } else if (*req.size <= type->max_size_bytes) {
       std::string size = std::to_string(*req.size);
-      b.Add(RuleKind::kSize, true, "Size " + size + " bytes is within the limit of " + max + " bytes.",
-            "Dung lượng " + size + " byte không vượt quá giới hạn " + max + " byte.");
+      b.Add(RuleKind::kSize, true, Cat({"Size ", size, " bytes is within the limit of ", max, " bytes."}),
+            Cat({"Dung lượng ", size, " byte không vượt quá giới hạn ", max, " byte."}));
     } else {
       std::string size = std::to_string(*req.size);
-      b.Add(RuleKind::kSize, false, "Size " + size + " bytes exceeds the limit of " + max + " bytes.",
-            "Dung lượng " + size + " byte vượt quá giới hạn " + max + " byte.");
+      b.Add(RuleKind::kSize, false, Cat({"Size ", size, " bytes exceeds the limit of ", max, " bytes."}),
+            Cat({"Dung lượng ", size, " byte vượt quá giới hạn ", max, " byte."}));
     }
   }
 
   if (!type->media_types.empty()) {
-    std::string list;
-    for (const std::string& m : type->media_types) list += (list.empty() ? "" : ", ") + m;
+    auto allowed_list = [&] {
+      std::string list;
+      for (const std::string& m : type->media_types) {
+        if (!list.empty()) list += ", ";
+        list += m;
+      }
+      return list;
+    };
     if (!req.media_type) {
-      b.NotChecked(RuleKind::kMediaType, "Media type not checked (not given); allowed: " + list + ".",
-                   "Chưa kiểm tra định dạng (không có thông tin); cho phép: " + list + ".");
+      std::string list = allowed_list();
+      b.NotChecked(RuleKind::kMediaType, Cat({"Media type not checked (not given); allowed: ", list, "."}),
+                   Cat({"Chưa kiểm tra định dạng (không có thông tin); cho phép: ", list, "."}));
     } else {
-      std::string mt(req.media_type->substr(0, req.media_type->find(';')));
-      while (!mt.empty() && mt.back() == ' ') mt.pop_back();
+      std::string_view raw = req.media_type->substr(0, req.media_type->find(';'));
+      while (!raw.empty() && raw.back() == ' ') raw.remove_suffix(1);
+      std::string mt(raw);
       for (char& c : mt) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
       if (std::binary_search(type->media_types.begin(), type->media_types.end(), mt)) {
-        b.Add(RuleKind::kMediaType, true, "Media type " + mt + " is allowed.",
-              "Định dạng " + mt + " được phép.");
+        b.Add(RuleKind::kMediaType, true, Cat({"Media type ", mt, " is allowed."}),
+              Cat({"Định dạng ", mt, " được phép."}));
       } else {
+        std::string list = allowed_list();
         std::string shown = mt.empty() ? "(none)" : mt;
-        b.Add(RuleKind::kMediaType, false, "Media type " + shown + " is not allowed (allowed: " + list + ").",
-              "Định dạng " + (mt.empty() ? std::string("(không có)") : mt) +
-                  " không được phép (cho phép: " + list + ").");
+        b.Add(RuleKind::kMediaType, false, Cat({"Media type ", shown, " is not allowed (allowed: ", list, ")."}),
+              Cat({"Định dạng ", (mt.empty() ? std::string("(không có)") : mt), " không được phép (cho phép: ", list, ")."}));
       }
     }
   }

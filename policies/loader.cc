@@ -722,15 +722,15 @@ std::string CertIdentity::Key() const {
 }
 
 const Union* Policy::FindUnion(std::string_view id) const {
-  auto it = union_index.find(std::string(id));
+  auto it = union_index.find(id);
   return it == union_index.end() ? nullptr : &unions[it->second];
 }
 const DocumentType* Policy::FindType(std::string_view id) const {
-  auto it = type_index.find(std::string(id));
+  auto it = type_index.find(id);
   return it == type_index.end() ? nullptr : &document_types[it->second];
 }
 const Officer* Policy::FindOfficer(std::string_view id) const {
-  auto it = officer_index.find(std::string(id));
+  auto it = officer_index.find(id);
   return it == officer_index.end() ? nullptr : &officers[it->second];
 }
 bool Policy::IsAncestor(size_t a, size_t b) const {

@@ -8,6 +8,7 @@
 #ifndef SEALPOST_POLICIES_POLICY_H_
 #define SEALPOST_POLICIES_POLICY_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,6 +26,14 @@ struct PolicySource {
   std::string name;
   std::string text;
 };
+
+// Hash maps keyed by id that can be searched with a string_view (no
+// allocation per lookup: decisions must stay within microseconds).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+using IdIndex = std::unordered_map<std::string, size_t, StringHash, std::equal_to<>>;
 
 struct Policy {
   std::string federation_id;
@@ -44,17 +53,17 @@ struct Policy {
   std::string sha256;
 
   // Indexes built at load time (values are positions in the vectors above).
-  std::unordered_map<std::string, size_t> union_index;
-  std::unordered_map<std::string, size_t> group_index;
-  std::unordered_map<std::string, size_t> officer_index;
-  std::unordered_map<std::string, size_t> type_index;
-  std::unordered_map<std::string, size_t> anchor_index;
-  std::unordered_map<std::string, size_t> anchor_by_sha256;  // certificate SHA-256 -> anchor
+  IdIndex union_index;
+  IdIndex group_index;
+  IdIndex officer_index;
+  IdIndex type_index;
+  IdIndex anchor_index;
+  IdIndex anchor_by_sha256;  // certificate SHA-256 -> anchor
   std::vector<int> parent_of;                      // union position -> parent position or -1
   std::vector<std::vector<size_t>> groups_of;      // union position -> sorted group positions
   std::vector<size_t> officer_union;               // officer position -> union position
-  std::unordered_map<std::string, size_t> officer_by_identity;  // CertIdentity::Key()
-  std::unordered_map<std::string, size_t> seal_by_identity;     // CertIdentity::Key() -> union
+  IdIndex officer_by_identity;  // CertIdentity::Key()
+  IdIndex seal_by_identity;     // CertIdentity::Key() -> union
 
   const Union* FindUnion(std::string_view id) const;
   const DocumentType* FindType(std::string_view id) const;
