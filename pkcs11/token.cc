@@ -350,10 +350,10 @@ Result<EVP_PKEY*> PrivateKey(State& st, const SlotRef& slot, PKCS11_KEY* key) {
   return raw;
 }
 
+// Never PKCS11_get_public_key: in libp11 0.4.12 it leaks the object it
+// creates and, through it, the slot and a copy of the PIN (seen with LSan).
+// The private key's EVP_PKEY carries the public parts (RSA n/e, EC point).
 Result<EvpPkeyPtr> PublicOf(State& st, const SlotRef& slot, PKCS11_KEY* key) {
-  EvpPkeyPtr pub(PKCS11_get_public_key(key));
-  ClearOpenSslErrors();
-  if (EvpPkeyPtr copy = SoftwarePublicCopy(pub.get())) return copy;
   auto priv = PrivateKey(st, slot, key);
   if (priv) {
     if (EvpPkeyPtr copy = SoftwarePublicCopy(*priv)) return copy;
@@ -612,9 +612,13 @@ Result<std::vector<ObjectInfo>> Token::ListObjects() {
         PKCS11_KEY* k = &pubs[i];
         ObjectInfo o{ObjectInfo::Kind::kPublicKey, k->label ? k->label : "",
                      std::string(reinterpret_cast<const char*>(k->id), k->id_len), "", "", ""};
-        EvpPkeyPtr pub(PKCS11_get_public_key(k));
-        o.algorithm = Describe(pub.get());
-        ClearOpenSslErrors();
+        // The algorithm of the private key with the same id (see PublicOf
+        // for why the public key object itself is not loaded).
+        for (const auto& prev : out) {
+          if (prev.kind == ObjectInfo::Kind::kPrivateKey && !o.id.empty() && prev.id == o.id) {
+            o.algorithm = prev.algorithm;
+          }
+        }
         o.uri = FormatUri(ObjectUri(st, path, k->label, k->id, k->id_len, ObjectType::kPublic));
         out.push_back(std::move(o));
       }
