@@ -39,13 +39,14 @@ if ! "$CXX_BIN" -std=c++2b $COMPAT -fsanitize=fuzzer-no-link,address "$probe/p.c
 fi
 
 FLAGS="-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer -g"
+mkdir -p "$BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEALPOST_FUZZ=ON \
   -DCMAKE_C_COMPILER="$CC_BIN" -DCMAKE_CXX_COMPILER="$CXX_BIN" \
   -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_CXX_FLAGS="$FLAGS $COMPAT" \
-  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address" >"$BUILD.configure.log" 2>&1 \
-  || { cat "$BUILD.configure.log"; exit 1; }
-cmake --build "$BUILD" --target policy_loader_fuzz -j2 >"$BUILD.build.log" 2>&1 \
-  || { tail -40 "$BUILD.build.log"; exit 1; }
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address" >"$BUILD/fuzz-configure.log" 2>&1 \
+  || { cat "$BUILD/fuzz-configure.log"; exit 1; }
+cmake --build "$BUILD" --target policy_loader_fuzz -j2 >"$BUILD/fuzz-build.log" 2>&1 \
+  || { tail -40 "$BUILD/fuzz-build.log"; exit 1; }
 
 SEEDS="$BUILD/fuzz-seeds"
 CORPUS="$BUILD/fuzz-corpus"
