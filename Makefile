@@ -6,8 +6,9 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build build-asan demo test test-plain test-asan bench clean
+.PHONY: all deps build build-asan demo test test-plain test-asan test-fuzz bench clean
 
 all: build
 
@@ -36,10 +37,14 @@ test-asan: build-asan
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
 
-test: test-plain test-asan
+# libFuzzer targets (clang-16 build in build-fuzz), a short run each.
+test-fuzz: deps
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+test: test-plain test-asan test-fuzz
 
 bench: build
 	bash bench/run_all.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

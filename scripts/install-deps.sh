@@ -12,8 +12,6 @@ PACKAGES=(
   softhsm2 opensc opensc-pkcs11 p11-kit libp11-kit-dev
   # peers that check what we produce
   openssl gpgsm gnutls-bin
-  # sanitizer / fuzzer toolchain
-  clang libclang-rt-14-dev
   # policies/: libyaml's event parser; the policy fuzzer needs clang >= 16
   # (clang 14 cannot compile libstdc++ 12's <expected>; tests/fuzz/run.sh)
   libyaml-dev clang-16 libclang-rt-16-dev
