@@ -532,11 +532,11 @@ Status Archive::ScanPacks() {
   }
   for (const std::string& p : idx) {
     if (pack.count(p) == 0) continue;
-    auto ids = ReadPackIndex(pack_dir + "/" + p + ".idx");
+    auto count = PackIndexObjectCount(pack_dir + "/" + p + ".idx");
     // A pack we cannot read the index of (an old format) is left as is and
     // never merged.
-    if (!ids.has_value()) continue;
-    packs_.push_back({p, static_cast<uint32_t>(ids->size())});
+    if (!count.has_value()) continue;
+    packs_.push_back({p, *count});
   }
   return FsyncPath(pack_dir);
 }
@@ -580,6 +580,22 @@ Status Archive::CompactPacks() {
   }
   repo_.reset(raw);
   return SetUpOdb();
+}
+
+Result<uint32_t> PackIndexObjectCount(const std::string& path) {
+  // Header (8 bytes) and fan-out table (256 x 4): the last fan-out entry is
+  // the number of objects.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Err(Status::NotFound(path + ": cannot open: " + std::strerror(errno)));
+  unsigned char head[8 + 256 * 4];
+  ssize_t n = ::pread(fd, head, sizeof head, 0);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(sizeof head) || std::memcmp(head, "\377tOc\0\0\0\2", 8) != 0) {
+    return Err(Status::DataError(path + ": not a version 2 pack index"));
+  }
+  const unsigned char* c = head + 8 + 255 * 4;
+  return (static_cast<uint32_t>(c[0]) << 24) | (static_cast<uint32_t>(c[1]) << 16) |
+         (static_cast<uint32_t>(c[2]) << 8) | static_cast<uint32_t>(c[3]);
 }
 
 Result<std::vector<git_oid>> ReadPackIndex(const std::string& path) {

@@ -221,6 +221,8 @@ inline constexpr size_t kPacksPerMerge = 16;
 // The object ids listed in a version 2 pack index (.idx). DataError if the
 // file is not one.
 Result<std::vector<git_oid>> ReadPackIndex(const std::string& path);
+// Only the object count of a version 2 pack index (reads 1,032 bytes).
+Result<uint32_t> PackIndexObjectCount(const std::string& path);
 
 }  // namespace sealpost::storage
 
