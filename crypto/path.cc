@@ -315,7 +315,9 @@ PathResult TrustStore::Validate(X509* leaf, STACK_OF(X509)* extra, std::time_t a
     result.revocation = Revocation::kNoCrlAvailable;
     return result;
   }
-  result.revocation = without_dp != 0 ? Revocation::kNotChecked : Revocation::kGood;
+  // A signer certificate that is itself a trust anchor: nothing was checked.
+  result.revocation =
+      without_dp != 0 || n < 2 ? Revocation::kNotChecked : Revocation::kGood;
   return result;
 }
 
