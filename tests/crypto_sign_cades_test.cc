@@ -22,6 +22,9 @@ using testing::KeyType;
 using testing::TempDir;
 using testing::TestCa;
 
+// OPENSSL_free is a macro; this is the function it stands for.
+void FreeOpenSsl(void* p) { OPENSSL_free(p); }
+
 CmsPtr ParseDer(const std::string& der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   return CmsPtr(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(der.size())));
@@ -341,8 +344,9 @@ TEST_F(CadesSignTest, AppendSecondSignerBothVerifyWithOpenssl) {
   // The merged output is DER all the way: OpenSSL re-encodes it unchanged.
   unsigned char* out = nullptr;
   int len = i2d_CMS_ContentInfo(cms.get(), &out);
+  ASSERT_GT(len, 0);
+  std::unique_ptr<unsigned char, OsslDeleter<FreeOpenSsl>> owned(out);
   std::string reencoded(reinterpret_cast<char*>(out), len);
-  OPENSSL_free(out);
   EXPECT_EQ(reencoded, *both);
 }
 

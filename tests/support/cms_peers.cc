@@ -9,6 +9,9 @@
 namespace sealpost::testing {
 namespace {
 
+// OPENSSL_free is a macro; this is the function it stands for.
+void FreeOpenSsl(void* p) { OPENSSL_free(p); }
+
 using ::testing::AssertionFailure;
 using ::testing::AssertionResult;
 using ::testing::AssertionSuccess;
@@ -110,8 +113,9 @@ AssertionResult GpgsmHome::ImportIdentity(X509* cert, EVP_PKEY* key) {
   if (!p12) return AssertionFailure() << "PKCS12_create: " << DrainOpenSslErrors();
   unsigned char* der = nullptr;
   int len = i2d_PKCS12(p12.get(), &der);
+  std::unique_ptr<unsigned char, OsslDeleter<FreeOpenSsl>> owned(der);
+  if (len <= 0) return AssertionFailure() << "i2d_PKCS12: " << DrainOpenSslErrors();
   std::string bytes(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-  OPENSSL_free(der);
   std::string path = home_ + "/identity.p12";
   WriteTestFile(path, bytes);
   std::string out;
