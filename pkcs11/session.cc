@@ -174,6 +174,13 @@ Status ModuleSession::EnsureLoaded(Lang lang) {
     unsigned long rv = TakeCkr(&text);
     slots_ = nullptr;
     nslots_ = 0;
+    // libp11 0.4.12 fails on a module with no slot at all (OpenSC without a
+    // reader): that is an empty list, not an error.
+    CK_ULONG count = 1;
+    if (rv == 0 && functions_->C_GetSlotList(CK_FALSE, nullptr, &count) == CKR_OK && count == 0) {
+      ++generation_;
+      return Status::Ok();
+    }
     stale_ = true;
     return Status::Unavailable(
         std::string(Tr(lang, "token unavailable: listing slots of ", "token không phản hồi: liệt kê khe của ")) +
