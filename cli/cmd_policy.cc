@@ -30,26 +30,6 @@ std::string Plural(size_t n, Lang lang, std::string_view en_one, std::string_vie
          std::string(lang == Lang::kVi ? vi : (n == 1 ? en_one : en_many));
 }
 
-// Loads the policy; on errors prints every "file:line:column: message" line
-// and a summary to ctx.err and returns the exit status in *exit_code.
-std::shared_ptr<const Policy> LoadOrReport(const Context& ctx, const std::vector<std::string>& files,
-                                           int* exit_code) {
-  std::vector<Diagnostic> diagnostics;
-  auto policy = policies::LoadPolicyFiles(files, &diagnostics);
-  if (policy) return *policy;
-  if (diagnostics.empty()) {
-    *exit_code = Fail(ctx, policy.error());
-    return nullptr;
-  }
-  for (const Diagnostic& d : diagnostics) std::fprintf(ctx.err, "%s\n", d.ToString().c_str());
-  std::string summary = ctx.lang == Lang::kVi
-                            ? "chính sách không hợp lệ: " + std::to_string(diagnostics.size()) + " lỗi"
-                            : "policy is invalid: " + Plural(diagnostics.size(), ctx.lang, "error",
-                                                              "errors", "lỗi");
-  *exit_code = Fail(ctx, Status::DataError(summary));
-  return nullptr;
-}
-
 int RunCheck(Context& ctx, const Args& args) {
   std::vector<std::string> files(args.positional().begin() + 1, args.positional().end());
   if (files.empty()) {
@@ -57,7 +37,7 @@ int RunCheck(Context& ctx, const Args& args) {
     return 64;
   }
   int code = 0;
-  auto policy = LoadOrReport(ctx, files, &code);
+  auto policy = LoadPolicyOrReport(ctx, files, &code);
   if (!policy) return code;
   const Lang l = ctx.lang;
   std::string line = l == Lang::kVi ? "chính sách hợp lệ: " : "policy OK: ";
@@ -213,7 +193,7 @@ int RunExplain(Context& ctx, const Args& args) {
   }
 
   int code = 0;
-  auto policy = LoadOrReport(ctx, files, &code);
+  auto policy = LoadPolicyOrReport(ctx, files, &code);
   if (!policy) return code;
 
   req.issuer = *from;
@@ -232,6 +212,26 @@ int RunExplain(Context& ctx, const Args& args) {
 }
 
 }  // namespace
+
+// Loads the policy; on errors prints every "file:line:column: message" line
+// and a summary to ctx.err and returns the exit status in *exit_code.
+std::shared_ptr<const policies::Policy> LoadPolicyOrReport(const Context& ctx, const std::vector<std::string>& files,
+                                           int* exit_code) {
+  std::vector<Diagnostic> diagnostics;
+  auto policy = policies::LoadPolicyFiles(files, &diagnostics);
+  if (policy) return *policy;
+  if (diagnostics.empty()) {
+    *exit_code = Fail(ctx, policy.error());
+    return nullptr;
+  }
+  for (const Diagnostic& d : diagnostics) std::fprintf(ctx.err, "%s\n", d.ToString().c_str());
+  std::string summary = ctx.lang == Lang::kVi
+                            ? "chính sách không hợp lệ: " + std::to_string(diagnostics.size()) + " lỗi"
+                            : "policy is invalid: " + Plural(diagnostics.size(), ctx.lang, "error",
+                                                              "errors", "lỗi");
+  *exit_code = Fail(ctx, Status::DataError(summary));
+  return nullptr;
+}
 
 int RunPolicy(Context& ctx, const std::vector<std::string>& argv) {
   FlagSpec spec;

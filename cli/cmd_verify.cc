@@ -1,21 +1,31 @@
 // `sealpost verify FILE [FILE.p7s] --trust ROOTS [--untrusted CHAIN] [--crl CRL]...
-//                  [--no-revocation] [--allow-legacy] [--at TIME] [--json]`
+//                  [--no-revocation] [--allow-legacy] [--at TIME] [--json]
+//                  [--policy FILE... --type T --from U [--to V[,W]] [--media-type M]]`
+//
+// With --policy the verdict of the federation policy on the document (may
+// union U issue type T to V, W? did the required officers and the seal sign?)
+// is added to the report; a refusal is FAILED / NOT_AUTHORIZED_BY_POLICY.
 //
 // Exit status: 0 PASSED, 1 FAILED, 2 INDETERMINATE, 64 usage, 65 a signature
 // that is not a detached CMS SignedData, 66 an unreadable file.
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/file.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "crypto/report.h"
 #include "crypto/verify.h"
+#include "policies/policy.h"
+#include "policies/verdict.h"
 
 namespace sealpost::cli {
 namespace {
@@ -45,11 +55,90 @@ Status CheckReadableFile(const std::string& path, std::string_view what) {
   return Status::Ok();
 }
 
+// Media type from the file name, for the policy's media-type rule when
+// --media-type is not given.
+std::string GuessMediaType(const std::string& path) {
+  static const std::pair<const char*, const char*> kTypes[] = {
+      {".pdf", "application/pdf"},
+      {".txt", "text/plain"},
+      {".xml", "application/xml"},
+      {".json", "application/json"},
+      {".doc", "application/msword"},
+      {".docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
+      {".xls", "application/vnd.ms-excel"},
+      {".xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
+      {".odt", "application/vnd.oasis.opendocument.text"},
+      {".ods", "application/vnd.oasis.opendocument.spreadsheet"},
+      {".png", "image/png"},
+      {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},
+      {".zip", "application/zip"},
+  };
+  std::string lower;
+  for (char c : path) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const auto& [ext, type] : kTypes) {
+    if (lower.ends_with(ext)) return type;
+  }
+  return "application/octet-stream";
+}
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// Runs the policy decision over the signers that PASSED and adds the verdict
+// to the report.
+Result<crypto::PolicyVerdict> EvaluatePolicy(const policies::Policy& policy, const Args& args,
+                                             const std::string& content_path,
+                                             const crypto::Report& report) {
+  policies::DocumentFacts facts;
+  facts.issuer = *args.Get("--from");
+  facts.type = *args.Get("--type");
+  for (const std::string& to : args.GetAll("--to")) {
+    for (std::string& r : SplitComma(to)) facts.recipients.push_back(std::move(r));
+  }
+  struct stat st {};
+  if (::stat(content_path.c_str(), &st) == 0) facts.size = static_cast<uint64_t>(st.st_size);
+  facts.media_type = args.Get("--media-type").value_or(GuessMediaType(content_path));
+  facts.time = static_cast<int64_t>(report.validation_time);
+  std::vector<policies::VerifiedSigner> signers;
+  for (const crypto::SignerReport& s : report.signers) {
+    if (s.indication != crypto::Indication::kPassed || !s.certificate) continue;
+    if (s.signing_time && facts.time > static_cast<int64_t>(*s.signing_time)) {
+      facts.time = static_cast<int64_t>(*s.signing_time);  // when it was issued
+    }
+    signers.push_back({s.certificate.get(), s.chain.get()});
+  }
+  auto decision = policies::EvaluateVerifiedDocument(policy, facts, signers);
+  if (!decision) return Err(decision.error());
+  crypto::PolicyVerdict v;
+  v.allowed = decision->allowed;
+  v.policy_version = decision->policy_sha256;
+  if (const policies::RuleResult* f = decision->FirstFailure()) {
+    v.reason_en = f->en;
+    v.reason_vi = f->vi;
+  }
+  v.explanation_en = decision->Explain(Lang::kEn);
+  v.explanation_vi = decision->Explain(Lang::kVi);
+  v.decision_json = decision->ToJson();
+  while (!v.decision_json.empty() && v.decision_json.back() == '\n') v.decision_json.pop_back();
+  return v;
+}
+
 }  // namespace
 
 int RunVerify(Context& ctx, const std::vector<std::string>& argv) {
   FlagSpec spec;
-  spec.with_value = {"--trust", "--untrusted", "--crl", "--at"};
+  spec.with_value = {"--trust", "--untrusted", "--crl", "--at", "--policy",
+                     "--type",  "--from",      "--to",  "--media-type"};
   spec.boolean = {"--no-revocation", "--allow-legacy", "--json"};
   auto args = Args::Parse(argv, spec);
   if (!args) return Fail(ctx, args.error().WithContext("verify"));
@@ -58,7 +147,8 @@ int RunVerify(Context& ctx, const std::vector<std::string>& argv) {
     return Fail(ctx, Status::InvalidArgument(
                          "verify: usage: sealpost verify FILE [FILE.p7s] --trust ROOTS "
                          "[--untrusted CHAIN] [--crl CRL]... [--no-revocation] "
-                         "[--allow-legacy] [--at TIME] [--json] [--lang vi|en]"));
+                         "[--allow-legacy] [--at TIME] [--json] [--lang vi|en] "
+                         "[--policy FILE... --type T --from U [--to V[,W]] [--media-type M]]"));
   }
   crypto::TrustFiles files;
   files.anchors = args->GetAll("--trust");
@@ -72,6 +162,18 @@ int RunVerify(Context& ctx, const std::vector<std::string>& argv) {
     auto t = crypto::ParseRfc3339(*text);
     if (!t) return Fail(ctx, t.error().WithContext("verify: --at"));
     at = *t;
+  }
+  const std::vector<std::string> policy_files = args->GetAll("--policy");
+  if (policy_files.empty()) {
+    for (const char* f : {"--type", "--from", "--to", "--media-type"}) {
+      if (args->Has(f)) {
+        return Fail(ctx, Status::InvalidArgument(std::string("verify: ") + f +
+                                                 " is only meaningful with --policy FILE"));
+      }
+    }
+  } else if (!args->Has("--type") || !args->Has("--from")) {
+    return Fail(ctx, Status::InvalidArgument(
+                         "verify: --policy needs --type T and --from U (the issuing union)"));
   }
   crypto::TrustOptions options;
   // Greppable: the two ways to weaken verification, both stated in the report.
@@ -87,12 +189,24 @@ int RunVerify(Context& ctx, const std::vector<std::string>& argv) {
   auto der = crypto::DecodeSignature(*sig_data, sig_path);
   if (!der) return Fail(ctx, der.error());
 
+  std::shared_ptr<const policies::Policy> policy;
+  if (!policy_files.empty()) {
+    int code = 0;
+    policy = LoadPolicyOrReport(ctx, policy_files, &code);
+    if (!policy) return code;
+  }
+
   auto store = crypto::LoadTrustStore(files, options);
   if (!store) return Fail(ctx, store.error());
   auto verifier = crypto::Verifier::Create(std::move(*store));
   if (!verifier) return Fail(ctx, verifier.error());
   auto report = verifier->VerifyFile(content_path, *der, at);
   if (!report) return Fail(ctx, report.error().WithContext(sig_path));
+  if (policy) {
+    auto verdict = EvaluatePolicy(*policy, *args, content_path, *report);
+    if (!verdict) return Fail(ctx, verdict.error().WithContext("policy"));
+    crypto::ApplyPolicyVerdict(*report, std::move(*verdict));
+  }
 
   if (args->Has("--json")) {
     std::fputs(crypto::ReportToJson(*report).c_str(), ctx.out);

@@ -4,11 +4,16 @@
 #define SEALPOST_CLI_COMMANDS_H_
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/lang.h"
 #include "base/status.h"
+
+namespace sealpost::policies {
+struct Policy;
+}  // namespace sealpost::policies
 
 namespace sealpost::cli {
 
@@ -25,6 +30,13 @@ int RunToken(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_t
 int RunSign(Context& ctx, const std::vector<std::string>& args);    // cli/cmd_sign.cc
 int RunVerify(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_verify.cc
 int RunPolicy(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_policy.cc
+
+// Loads and validates policy files (cli/cmd_policy.cc). On errors prints
+// every "file:line:column: message" and a summary to ctx.err, stores the exit
+// status in *exit_code and returns null.
+std::shared_ptr<const policies::Policy> LoadPolicyOrReport(const Context& ctx,
+                                                           const std::vector<std::string>& files,
+                                                           int* exit_code);
 
 }  // namespace sealpost::cli
 

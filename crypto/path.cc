@@ -272,6 +272,7 @@ PathResult TrustStore::Validate(X509* leaf, STACK_OF(X509)* extra, std::time_t a
   }
 
   STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
+  result.chain = std::shared_ptr<STACK_OF(X509)>(X509_chain_up_ref(chain), X509StackDeleter());
   if (usage == Usage::kDocumentSigning) {
     Reason r = CheckSigningUsage(leaf);
     if (r != Reason::kNone) {

@@ -13,6 +13,7 @@
 #define SEALPOST_CRYPTO_PATH_H_
 
 #include <ctime>
+#include <memory>
 #include <string>
 
 #include "base/openssl.h"
@@ -47,6 +48,9 @@ struct PathResult {
   Reason reason = Reason::kNone;
   std::string detail;  // language-neutral: OpenSSL's error text, depth, subject
   Revocation revocation = Revocation::kUnknown;
+  // The path OpenSSL built, leaf first, trust anchor last (null when none
+  // was built). Meaningful as "the verified chain" only when ok().
+  std::shared_ptr<STACK_OF(X509)> chain;
   bool ok() const { return sub_indication == SubIndication::kNone; }
 };
 

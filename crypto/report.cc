@@ -30,6 +30,7 @@ std::string_view SubIndicationName(SubIndication s) {
     case SubIndication::kOutOfBoundsNoPoe: return "OUT_OF_BOUNDS_NO_POE";
     case SubIndication::kNotYetValid: return "NOT_YET_VALID";
     case SubIndication::kTryLater: return "TRY_LATER";
+    case SubIndication::kNotAuthorizedByPolicy: return "NOT_AUTHORIZED_BY_POLICY";
   }
   return "";
 }
@@ -41,6 +42,7 @@ Indication IndicationOf(SubIndication s) {
     case SubIndication::kHashFailure:
     case SubIndication::kSigCryptoFailure:
     case SubIndication::kRevoked:
+    case SubIndication::kNotAuthorizedByPolicy:
       return Indication::kFailed;
     default:
       return Indication::kIndeterminate;
@@ -105,6 +107,14 @@ void Summarize(Report& report) {
   }
   report.indication = worst->indication;
   report.sub_indication = worst->sub_indication;
+}
+
+void ApplyPolicyVerdict(Report& report, PolicyVerdict verdict) {
+  if (!verdict.allowed) {
+    report.indication = Indication::kFailed;
+    report.sub_indication = SubIndication::kNotAuthorizedByPolicy;
+  }
+  report.policy = std::move(verdict);
 }
 
 std::string FormatRfc3339(std::time_t t) {
@@ -377,6 +387,21 @@ std::string ReportToText(const Report& report, Lang lang) {
          s.digest_algorithm + (s.signature_algorithm.empty() ? "" : ", " + s.signature_algorithm));
     line("Revocation", "Thu hồi", RevocationText(s.revocation, lang));
   }
+  if (report.policy) {
+    const PolicyVerdict& p = *report.policy;
+    out += "\n" + std::string(Tr(lang, "Policy ", "Chính sách ")) + p.policy_version.substr(0, 16) +
+           ": " +
+           std::string(p.allowed ? Tr(lang, "allowed", "được phép")
+                                 : Tr(lang, "NOT allowed", "KHÔNG được phép"));
+    const std::string& reason = lang == Lang::kVi ? p.reason_vi : p.reason_en;
+    if (!p.allowed && !reason.empty()) out += " — " + reason;
+    out += "\n";
+    const std::string& expl = lang == Lang::kVi ? p.explanation_vi : p.explanation_en;
+    if (!expl.empty()) {
+      out += expl;
+      if (expl.back() != '\n') out += "\n";
+    }
+  }
   return out;
 }
 
@@ -463,7 +488,14 @@ std::string ReportToJson(const Report& report) {
     out += ",\"signatureAlgorithm\":" + JsonOrNull(s.signature_algorithm);
     out += "}";
   }
-  out += "]}\n";
+  out += "]";
+  if (report.policy) {
+    const PolicyVerdict& p = *report.policy;
+    out += ",\"policy\":{\"allowed\":" + std::string(p.allowed ? "true" : "false") +
+           ",\"version\":" + JsonString(p.policy_version) +
+           ",\"decision\":" + (p.decision_json.empty() ? std::string("null") : p.decision_json) + "}";
+  }
+  out += "}\n";
   return out;
 }
 

@@ -8,10 +8,13 @@
 #define SEALPOST_CRYPTO_REPORT_H_
 
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <openssl/x509.h>
 
 #include "base/lang.h"
 #include "base/status.h"
@@ -22,7 +25,8 @@ namespace sealpost::crypto {
 enum class Indication { kPassed = 0, kIndeterminate = 1, kFailed = 2 };
 
 // Sub-indications of EN 319 102-1 that this verifier can produce.
-//  FAILED:        kFormatFailure, kHashFailure, kSigCryptoFailure, kRevoked
+//  FAILED:        kFormatFailure, kHashFailure, kSigCryptoFailure, kRevoked,
+//                 kNotAuthorizedByPolicy (set by the caller from a policy decision)
 //  INDETERMINATE: kSigConstraintsFailure, kChainConstraintsFailure,
 //                 kCertificateChainGeneralFailure, kCryptoConstraintsFailure,
 //                 kNoSigningCertificateFound, kNoCertificateChainFound,
@@ -42,6 +46,7 @@ enum class SubIndication {
   kOutOfBoundsNoPoe,
   kNotYetValid,
   kTryLater,
+  kNotAuthorizedByPolicy,
 };
 
 // Why a signer did not pass, more precisely than the sub-indication. Stable
@@ -118,6 +123,23 @@ struct SignerReport {
   Revocation revocation = Revocation::kUnknown;
   std::string digest_algorithm;     // "SHA-256", ...
   std::string signature_algorithm;  // "ECDSA P-256", "RSA 2048", ...
+  // The signer's certificate (null if it was not found) and, when the path
+  // validated, the verified chain from the signer to the trust anchor. Shared
+  // so a Report stays copyable; a policy decision reads identities from them.
+  std::shared_ptr<X509> certificate;
+  std::shared_ptr<STACK_OF(X509)> chain;
+};
+
+// The verdict of a policy on the document (policies/ decides; crypto/ only
+// carries it so one report holds everything).
+struct PolicyVerdict {
+  bool allowed = false;
+  std::string policy_version;  // hex SHA-256 of the effective policy
+  std::string reason_en;       // first failed rule, empty when allowed
+  std::string reason_vi;
+  std::string explanation_en;  // every rule, one per line
+  std::string explanation_vi;
+  std::string decision_json;   // the decision as one JSON object
 };
 
 struct Report {
@@ -125,7 +147,13 @@ struct Report {
   SubIndication sub_indication = SubIndication::kNone;
   std::time_t validation_time = 0;
   std::vector<SignerReport> signers;
+  std::optional<PolicyVerdict> policy;
 };
+
+// Adds a policy verdict: a refusal makes the report FAILED /
+// NOT_AUTHORIZED_BY_POLICY (whatever the signers' outcome was, FAILED is the
+// worst); an allowance leaves the indication as it is.
+void ApplyPolicyVerdict(Report& report, PolicyVerdict verdict);
 
 // Sets report.indication/sub_indication to the worst signer's (FAILED beats
 // INDETERMINATE beats PASSED; among equals the first signer's). A report

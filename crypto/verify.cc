@@ -385,6 +385,8 @@ Result<Report> VerifyImpl(const TrustStore& trust, CMS_ContentInfo* cms, const C
     w.si = sk_CMS_SignerInfo_value(sis, static_cast<int>(i));
     w.cert = FindSignerCert(w.si, {cms_certs.get(), trust.untrusted()});
     if (w.cert != nullptr) {
+      X509_up_ref(w.cert);
+      w.report.certificate = std::shared_ptr<X509>(w.cert, X509_free);
       w.report.name = DisplayName(w.cert);
       w.report.organization = OrganizationOf(w.cert);
       w.report.subject = NameToUtf8(X509_get_subject_name(w.cert));
@@ -463,6 +465,7 @@ Result<Report> VerifyImpl(const TrustStore& trust, CMS_ContentInfo* cms, const C
       PathResult path = trust.Validate(w.cert, cms_certs.get(), report.validation_time,
                                        Usage::kDocumentSigning);
       w.report.revocation = path.revocation;
+      if (path.ok()) w.report.chain = path.chain;
       if (!path.ok() && IndicationOf(path.sub_indication) == Indication::kFailed) {
         Decide(w, path.sub_indication, path.reason, path.detail);
       } else if (refusal.refused()) {

@@ -10,7 +10,8 @@
 #   4. a directive signed by the chair, then sealed by the union (co-signed,
 #      `sealpost sign --append`),
 #   5. verified by `sealpost verify` (English, Vietnamese, JSON) and by openssl,
-#   6. a tampered copy refused.
+#   6. the federation policy applied (allowed; and refused for the wrong type),
+#   7. a tampered copy refused.
 # Exits non-zero if any step fails.
 set -euo pipefail
 
@@ -133,6 +134,71 @@ say "Peer check: openssl verifies both signers on its own"
 openssl cms -verify -binary -inform DER -in chi-thi-01.txt.p7s -content chi-thi-01.txt \
   -CAfile ca.pem -purpose any -out /dev/null 2>/dev/null || fail "openssl cms -verify"
 ok "openssl cms -verify: Verification successful"
+
+say "The federation policy: may the district issue a directive to these unions, signed like this?"
+spki() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1; }
+CA_SHA=$(openssl x509 -in ca.pem -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
+cat > policy.yaml <<YAML
+federation: {id: ldld-tinh-demo, name: "Liên đoàn Lao động tỉnh Demo"}
+trust:
+  anchors:
+    - {id: demo-ca, name: "CA Liên đoàn Lao động Demo", sha256: "$CA_SHA"}
+unions:
+  - {id: ldld-tinh-demo, name: "Liên đoàn Lao động tỉnh Demo", level: province}
+  - id: ldld-huyen-demo
+    name: "Liên đoàn Lao động huyện Demo"
+    level: district
+    parent: ldld-tinh-demo
+    seal: {spki_sha256: "$(spki seal.pem)"}
+  - {id: cd-mam-non, name: "Công đoàn cơ sở Trường Mầm non Demo", level: grassroots, parent: ldld-huyen-demo}
+  - {id: cd-than, name: "Công đoàn cơ sở Công ty Than Demo", level: grassroots, parent: ldld-huyen-demo}
+officers:
+  - id: nguyen-thi-duyen
+    name: "Nguyễn Thị Duyên"
+    role: chair
+    union: ldld-huyen-demo
+    certificate: {spki_sha256: "$(spki chair.pem)"}
+    mandate: {from: 2023-01-01, until: 2032-12-31}
+document_types:
+  - id: directive
+    name: "Chỉ thị"
+    name_en: "Directive"
+    issuers: {levels: [province, district]}
+    recipients: {relations: [descendants]}
+    signatures:
+      officers:
+        - {roles: [chair, vice-chair], count: 1}
+      seal: true
+    max_size_bytes: 10485760
+    media_types: [text/plain, application/pdf]
+    retention_years: 20
+    reference: "{seq}/{year}/CT-{union}"
+  - id: financial-report
+    name: "Báo cáo tài chính"
+    name_en: "Financial report"
+    issuers: {levels: [district, grassroots]}
+    recipients: {relations: [parent]}
+    signatures:
+      officers:
+        - {roles: [chair], count: 1}
+        - {roles: [accountant], count: 1}
+      seal: true
+    max_size_bytes: 52428800
+    media_types: [application/pdf]
+    retention_years: 20
+YAML
+"$SEALPOST" policy check policy.yaml
+"$SEALPOST" verify chi-thi-01.txt --trust ca.pem --crl ca.crl --lang vi \
+  --policy policy.yaml --type directive --from ldld-huyen-demo --to cd-mam-non,cd-than | tail -n 12
+ok "directive from the district to two grassroots unions: allowed by the policy"
+set +e
+"$SEALPOST" verify chi-thi-01.txt --trust ca.pem --crl ca.crl --json \
+  --policy policy.yaml --type financial-report --from ldld-huyen-demo --to ldld-tinh-demo > refused.json
+rc=$?
+set -e
+[ $rc -eq 1 ] || fail "a financial report without the accountant's signature: expected exit 1, got $rc"
+grep -q '"subIndication":"NOT_AUTHORIZED_BY_POLICY"' refused.json || fail "JSON report lacks NOT_AUTHORIZED_BY_POLICY"
+ok "the same file as a financial report: FAILED / NOT_AUTHORIZED_BY_POLICY (no accountant signed)"
 
 say "A tampered copy is refused"
 cp chi-thi-01.txt tampered.txt
