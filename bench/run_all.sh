@@ -8,3 +8,6 @@ bash "$ROOT/bench/large_file.sh" "$BUILD" "${BENCH_SIZE_MIB:-1024}"
 echo
 echo "== many small signatures: library verify vs bare CMS_verify =="
 "$ROOT/$BUILD/bench/bench_verify_many" "${BENCH_FILES:-10000}"
+echo
+echo "== policy loading and decisions =="
+"$ROOT/$BUILD/bench/bench_policy"
