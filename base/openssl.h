@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/cms.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -42,6 +43,14 @@ using Asn1OctetStringPtr = std::unique_ptr<ASN1_OCTET_STRING, OsslDeleter<ASN1_O
 using Asn1IntegerPtr = std::unique_ptr<ASN1_INTEGER, OsslDeleter<ASN1_INTEGER_free>>;
 using Asn1TimePtr = std::unique_ptr<ASN1_TIME, OsslDeleter<ASN1_TIME_free>>;
 using Asn1ObjectPtr = std::unique_ptr<ASN1_OBJECT, OsslDeleter<ASN1_OBJECT_free>>;
+
+// Memory OpenSSL allocated for us (i2d_* output, ASN1_STRING_to_UTF8, BN_bn2hex).
+struct OpenSslFree {
+  void operator()(void* p) const { OPENSSL_free(p); }
+};
+using OpenSslBytesPtr = std::unique_ptr<unsigned char, OpenSslFree>;
+using OpenSslCharPtr = std::unique_ptr<char, OpenSslFree>;
+using BignumPtr = std::unique_ptr<BIGNUM, OsslDeleter<BN_free>>;
 
 struct X509StackDeleter {
   void operator()(STACK_OF(X509)* s) const { if (s) sk_X509_pop_free(s, X509_free); }

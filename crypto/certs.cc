@@ -120,29 +120,30 @@ std::string NameToUtf8(const X509_NAME* name) {
   return out;
 }
 
+std::string Asn1StringToUtf8(const ASN1_STRING* s) {
+  unsigned char* raw = nullptr;
+  int n = ASN1_STRING_to_UTF8(&raw, s);
+  OpenSslBytesPtr utf8(raw);
+  if (n < 0) {
+    ClearOpenSslErrors();
+    return "";
+  }
+  return std::string(reinterpret_cast<char*>(utf8.get()), static_cast<size_t>(n));
+}
+
 std::string SerialHex(const X509* cert) {
-  const ASN1_INTEGER* serial = X509_get0_serialNumber(cert);
-  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
-  if (bn == nullptr) return "";
-  char* hex = BN_bn2hex(bn);
-  std::string out = hex ? hex : "";
-  OPENSSL_free(hex);
-  BN_free(bn);
-  return out;
+  BignumPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
+  if (!bn) return "";
+  OpenSslCharPtr hex(BN_bn2hex(bn.get()));
+  return hex ? std::string(hex.get()) : std::string();
 }
 
 std::string DisplayName(const X509* cert) {
   X509_NAME* subj = X509_get_subject_name(cert);
   int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
   if (idx >= 0) {
-    ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-    unsigned char* utf8 = nullptr;
-    int n = ASN1_STRING_to_UTF8(&utf8, s);
-    if (n >= 0) {
-      std::string out(reinterpret_cast<char*>(utf8), static_cast<size_t>(n));
-      OPENSSL_free(utf8);
-      return out;
-    }
+    std::string cn = Asn1StringToUtf8(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx)));
+    if (!cn.empty()) return cn;
   }
   return NameToUtf8(subj);
 }

@@ -27,6 +27,8 @@ Result<X509Ptr> LoadCertificate(const std::string& path);
 // Subject/issuer as one UTF-8 line (RFC 2253 order reversed for reading:
 // "CN=Nguyễn Thị Duyên, O=Công đoàn Bãi Cháy, C=VN").
 std::string NameToUtf8(const X509_NAME* name);
+// The text of an ASN1_STRING as UTF-8 ("" if it cannot be converted).
+std::string Asn1StringToUtf8(const ASN1_STRING* s);
 // Serial number as upper-case hex.
 std::string SerialHex(const X509* cert);
 // Common name (UTF-8) or, failing that, the whole subject line.

@@ -46,13 +46,7 @@ std::string OrganizationOf(X509* cert) {
   X509_NAME* subj = X509_get_subject_name(cert);
   int idx = X509_NAME_get_index_by_NID(subj, NID_organizationName, -1);
   if (idx < 0) return "";
-  ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-  unsigned char* utf8 = nullptr;
-  int n = ASN1_STRING_to_UTF8(&utf8, s);
-  if (n < 0) return "";
-  std::string out(reinterpret_cast<char*>(utf8), static_cast<size_t>(n));
-  OPENSSL_free(utf8);
-  return out;
+  return Asn1StringToUtf8(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx)));
 }
 
 // Finds the certificate a SignerInfo names among `stacks`.

@@ -130,14 +130,14 @@ Result<X509ReqPtr> MakeCsr(crypto::Signer& signer, const crypto::KeyRef& key, EV
       X509_REQ_set1_signature_algo(req.get(), algor.get()) != 1) {
     return Err(OpenSslStatus(Code::kInternal, "setting the CSR signature algorithm"));
   }
-  unsigned char* tbs = nullptr;
-  int tbs_len = i2d_re_X509_REQ_tbs(req.get(), &tbs);
+  unsigned char* tbs_raw = nullptr;
+  int tbs_len = i2d_re_X509_REQ_tbs(req.get(), &tbs_raw);
+  OpenSslBytesPtr tbs(tbs_raw);
   if (tbs_len <= 0) return Err(OpenSslStatus(Code::kInternal, "encoding the CSR"));
   std::string digest(EVP_MAX_MD_SIZE, '\0');
   unsigned int dlen = 0;
-  int ok = EVP_Digest(tbs, tbs_len, reinterpret_cast<unsigned char*>(digest.data()), &dlen,
+  int ok = EVP_Digest(tbs.get(), tbs_len, reinterpret_cast<unsigned char*>(digest.data()), &dlen,
                       crypto::DigestAlgMd(alg), nullptr);
-  OPENSSL_free(tbs);
   if (ok != 1) return Err(OpenSslStatus(Code::kInternal, "hashing the CSR"));
   digest.resize(dlen);
   auto sig = signer.Sign(key, alg, digest);

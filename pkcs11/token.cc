@@ -98,15 +98,15 @@ std::string Describe(EVP_PKEY* pkey) {
 // A software copy of a public key (no libp11 method attached).
 EvpPkeyPtr SoftwarePublicCopy(EVP_PKEY* pkey) {
   if (pkey == nullptr) return nullptr;
-  unsigned char* der = nullptr;
-  int len = i2d_PUBKEY(pkey, &der);
+  unsigned char* raw = nullptr;
+  int len = i2d_PUBKEY(pkey, &raw);
+  OpenSslBytesPtr der(raw);
   if (len <= 0) {
     ClearOpenSslErrors();
     return nullptr;
   }
-  const unsigned char* p = der;
+  const unsigned char* p = der.get();
   EvpPkeyPtr out(d2i_PUBKEY(nullptr, &p, len));
-  OPENSSL_free(der);
   if (!out) ClearOpenSslErrors();
   return out;
 }

@@ -4,6 +4,7 @@
 #define SEALPOST_TESTS_SUPPORT_TEST_PKI_H_
 
 #include <ctime>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@ namespace sealpost::testing {
 
 enum class KeyType { kRsa2048, kRsa3072, kP256, kP384 };
 const char* KeyTypeName(KeyType t);
+// GoogleTest prints parameters with this ("P256", not "4-byte object <03-00 00-00>").
+inline void PrintTo(KeyType t, std::ostream* os) { *os << KeyTypeName(t); }
 EvpPkeyPtr GenerateKey(KeyType type);
 
 struct CertSpec {
