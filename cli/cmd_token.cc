@@ -20,6 +20,7 @@
 
 #include <openssl/pem.h>
 
+#include "base/json.h"
 #include "base/encoding.h"
 #include "base/file.h"
 #include "cli/args.h"
@@ -77,27 +78,6 @@ Result<pkcs11::OpenOptions> Options(const Context& ctx, const Args& args) {
   return o;
 }
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
 
 // The token layer already logged each warning (level=warn, in ctx.lang) to
 // stderr; printing them again would only repeat them.

@@ -1,3 +1,4 @@
+#include "base/utf8.h"
 #include "crypto/checkpoint.h"
 
 #include <charconv>
@@ -12,45 +13,6 @@
 namespace sealpost::crypto {
 namespace {
 
-// True if `s` is well-formed UTF-8 without C0/C1 controls or DEL.
-bool IsCleanUtf8Line(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      if (c < 0x20 || c == 0x7f) return false;
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    for (size_t j = 1; j < len; ++j) {
-      unsigned char cc = static_cast<unsigned char>(s[i + j]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    // Overlong forms, surrogates, beyond U+10FFFF, C1 controls.
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff || (cp >= 0x80 && cp <= 0x9f)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
 
 Status LineError(std::string_view source, size_t line, std::string_view what) {
   return Status::DataError(std::string(source) + ": checkpoint line " + std::to_string(line) +
@@ -60,7 +22,7 @@ Status LineError(std::string_view source, size_t line, std::string_view what) {
 }  // namespace
 
 Result<std::string> SerializeCheckpoint(const Checkpoint& cp) {
-  if (cp.origin.empty() || !IsCleanUtf8Line(cp.origin)) {
+  if (cp.origin.empty() || !IsCleanUtf8Text(cp.origin)) {
     return Err(Status::InvalidArgument(
         "checkpoint origin must be a non-empty line of UTF-8 without control characters"));
   }
@@ -73,7 +35,7 @@ Result<std::string> SerializeCheckpoint(const Checkpoint& cp) {
                                                   cp.root.size())) +
                     "\n";
   for (const std::string& ext : cp.extensions) {
-    if (ext.empty() || !IsCleanUtf8Line(ext)) {
+    if (ext.empty() || !IsCleanUtf8Text(ext)) {
       return Err(Status::InvalidArgument(
           "checkpoint extension lines must be non-empty UTF-8 without control characters"));
     }
@@ -112,7 +74,7 @@ Result<Checkpoint> ParseCheckpoint(std::string_view body, std::string_view sourc
   }
   for (size_t i = 0; i < lines.size(); ++i) {
     if (lines[i].empty()) return Err(LineError(source, i + 1, "empty line"));
-    if (!IsCleanUtf8Line(lines[i])) {
+    if (!IsCleanUtf8Text(lines[i])) {
       return Err(LineError(source, i + 1, "invalid UTF-8 or a control character (\\r?)"));
     }
   }

@@ -16,6 +16,7 @@
 
 #include <openssl/x509.h>
 
+#include "base/json.h"
 #include "base/lang.h"
 #include "base/status.h"
 
@@ -180,9 +181,8 @@ std::string ReportToText(const Report& report, Lang lang);
 //  "signatureAlgorithm"}]}. Absent values are null.
 std::string ReportToJson(const Report& report);
 
-// JSON string literal of UTF-8 text (quotes included); invalid UTF-8 bytes
-// are replaced by U+FFFD so the output is always valid JSON.
-std::string JsonString(std::string_view s);
+// JSON string literals: base/json.h.
+using ::sealpost::JsonString;
 
 }  // namespace sealpost::crypto
 

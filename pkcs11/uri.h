@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "base/utf8.h"  // IsValidUtf8, used by URI and subject parsing
 
 namespace sealpost::pkcs11 {
 
@@ -56,9 +57,6 @@ std::string FormatUri(const Uri& uri);
 
 // Percent-encodes one attribute value.
 std::string PercentEncode(std::string_view value);
-
-// True if `s` is valid UTF-8 (no overlongs, no surrogates).
-bool IsValidUtf8(std::string_view s);
 
 }  // namespace sealpost::pkcs11
 

@@ -1,3 +1,4 @@
+#include "base/civil_time.h"
 #include "policies/schema.h"
 
 #include <charconv>
@@ -81,15 +82,6 @@ bool HasControl(std::string_view s) {
   return false;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
 
 bool ScalarOrReport(const Reporter& r, const YamlNode& n, std::string_view what,
                     std::string_view expected) {

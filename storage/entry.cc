@@ -1,3 +1,5 @@
+#include "base/utf8.h"
+#include "base/json.h"
 #include "storage/entry.h"
 
 #include <algorithm>
@@ -22,31 +24,6 @@ constexpr struct {
     {EntryKind::kWithdrawal, "withdrawal"},
 };
 
-bool IsCleanUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      if (c < 0x20 || c == 0x7f) return false;
-      ++i;
-      continue;
-    }
-    size_t len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return false;
-    uint32_t cp = c & (len == 2 ? 0x1f : len == 3 ? 0x0f : 0x07);
-    for (size_t j = 1; j < len; ++j) {
-      unsigned char cc = static_cast<unsigned char>(s[i + j]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff || (cp >= 0x80 && cp <= 0x9f)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
 
 bool IsFileName(std::string_view n) {
   if (n.empty() || n.size() > kMaxFileNameBytes || n == "manifest.json") return false;
@@ -115,7 +92,7 @@ Status ValidateEntry(const EntryInput& entry) {
       return Status::InvalidArgument("entry field name \"" + name +
                                      "\" is not allowed ([a-z][a-z0-9_]*, at most 64 bytes)");
     }
-    if (value.size() > kMaxFieldValueBytes || !IsCleanUtf8(value)) {
+    if (value.size() > kMaxFieldValueBytes || !IsCleanUtf8Text(value)) {
       return Status::InvalidArgument("entry field \"" + name +
                                      "\" is not one line of UTF-8 of at most 64 KiB");
     }
@@ -123,31 +100,6 @@ Status ValidateEntry(const EntryInput& entry) {
   return Status::Ok();
 }
 
-std::string JsonQuote(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  out.push_back('"');
-  return out;
-}
 
 std::string Rfc3339Utc(std::time_t t) {
   struct tm tm {};
@@ -164,7 +116,7 @@ std::string BuildManifest(const EntryInput& entry, std::string_view origin, uint
   for (const auto& [name, value] : entry.fields) {  // std::map: sorted by bytes
     if (!first) out.push_back(',');
     first = false;
-    out += JsonQuote(name) + ":" + JsonQuote(value);
+    out += JsonString(name) + ":" + JsonString(value);
   }
   out += "},\"files\":[";
   std::vector<const EntryFile*> files;
@@ -176,11 +128,11 @@ std::string BuildManifest(const EntryInput& entry, std::string_view origin, uint
     if (!first) out.push_back(',');
     first = false;
     std::string digest = *crypto::DigestBytes(EVP_sha256(), f->data);
-    out += "{\"name\":" + JsonQuote(f->name) + ",\"sha256\":\"" + HexEncode(digest) +
+    out += "{\"name\":" + JsonString(f->name) + ",\"sha256\":\"" + HexEncode(digest) +
            "\",\"size\":" + std::to_string(f->data.size()) + "}";
   }
   out += "],\"format\":" + std::to_string(kFormatVersion) +
-         ",\"kind\":" + JsonQuote(EntryKindName(entry.kind)) + ",\"origin\":" + JsonQuote(origin) +
+         ",\"kind\":" + JsonString(EntryKindName(entry.kind)) + ",\"origin\":" + JsonString(origin) +
          ",\"refers_to\":" + std::to_string(entry.refers_to) + ",\"seq\":" + std::to_string(seq) +
          ",\"time\":\"" + Rfc3339Utc(time) + "\"}";
   return out;

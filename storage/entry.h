@@ -86,11 +86,6 @@ std::string EntryDir(uint64_t seq);
 // "YYYY-MM-DDTHH:MM:SSZ".
 std::string Rfc3339Utc(std::time_t t);
 
-// A JSON string literal (with quotes) in the canonical form used by
-// BuildManifest: UTF-8 kept as is, '"' and '\\' escaped, control
-// characters as \b \f \n \r \t or \u00XX.
-std::string JsonQuote(std::string_view s);
-
 }  // namespace sealpost::storage
 
 #endif  // SEALPOST_STORAGE_ENTRY_H_
