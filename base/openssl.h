@@ -14,15 +14,13 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include "base/handle.h"
 #include "base/status.h"
 
 namespace sealpost {
 
 template <auto Fn>
-struct OsslDeleter {
-  template <typename T>
-  void operator()(T* p) const { if (p) Fn(p); }
-};
+using OsslDeleter = CDeleter<Fn>;
 
 using BioPtr = std::unique_ptr<BIO, OsslDeleter<BIO_free_all>>;
 using X509Ptr = std::unique_ptr<X509, OsslDeleter<X509_free>>;

@@ -477,14 +477,21 @@ Result<Report> VerifyImpl(const TrustStore& trust, CMS_ContentInfo* cms, const C
 
 }  // namespace
 
-Result<Report> Verifier::VerifyFile(const std::string& content_path, std::string_view cms_der,
-                                    std::optional<std::time_t> at) const {
+// A SignedData that must be detached (its content comes from elsewhere).
+static Result<CmsPtr> ParseDetachedSignedData(std::string_view cms_der) {
   auto cms = ParseSignedData(cms_der);
   if (!cms) return Err(cms.error());
   if (HasEmbeddedContent(cms->get())) {
     return Err(Status::DataError(
         "signature carries its content (encapsulated); a detached signature is expected"));
   }
+  return std::move(*cms);
+}
+
+Result<Report> Verifier::VerifyFile(const std::string& content_path, std::string_view cms_der,
+                                    std::optional<std::time_t> at) const {
+  auto cms = ParseDetachedSignedData(cms_der);
+  if (!cms) return Err(cms.error());
   Content content;
   content.path = &content_path;
   return VerifyImpl(trust_, cms->get(), content, at);
@@ -492,12 +499,8 @@ Result<Report> Verifier::VerifyFile(const std::string& content_path, std::string
 
 Result<Report> Verifier::VerifyBytes(std::string_view bytes, std::string_view cms_der,
                                      std::optional<std::time_t> at) const {
-  auto cms = ParseSignedData(cms_der);
+  auto cms = ParseDetachedSignedData(cms_der);
   if (!cms) return Err(cms.error());
-  if (HasEmbeddedContent(cms->get())) {
-    return Err(Status::DataError(
-        "signature carries its content (encapsulated); a detached signature is expected"));
-  }
   Content content;
   content.bytes = bytes;
   return VerifyImpl(trust_, cms->get(), content, at);

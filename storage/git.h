@@ -9,15 +9,13 @@
 
 #include <git2.h>
 
+#include "base/handle.h"
 #include "base/status.h"
 
 namespace sealpost::storage {
 
 template <auto Fn>
-struct GitDeleter {
-  template <typename T>
-  void operator()(T* p) const { if (p) Fn(p); }
-};
+using GitDeleter = CDeleter<Fn>;
 
 using GitRepositoryPtr = std::unique_ptr<git_repository, GitDeleter<git_repository_free>>;
 using GitOdbPtr = std::unique_ptr<git_odb, GitDeleter<git_odb_free>>;
