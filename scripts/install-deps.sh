@@ -15,6 +15,11 @@ PACKAGES=(
   # policies/: libyaml's event parser; the policy fuzzer needs clang >= 16
   # (clang 14 cannot compile libstdc++ 12's <expected>; tests/fuzz/run.sh)
   libyaml-dev clang-16 libclang-rt-16-dev
+  # client/ and daemon/: PoCo 1.11 (its CMake config also wants zlib, PCRE and
+  # expat headers), sd_notify from libsystemd, zlib for bundles
+  libpoco-dev zlib1g-dev libpcre3-dev libexpat1-dev libsystemd-dev
+  # HTTP client used by tests and the demo
+  curl
 )
 
 missing=()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the policy loader's libFuzzer target with clang and runs it briefly
-# on a seed corpus (examples/federation/*.yaml and tests/policy_corpus/*.yaml).
-#   tests/fuzz/run.sh BUILD_DIR SECONDS
+# Builds every libFuzzer target (tests/fuzz/<name>_fuzz.cc) with clang and runs
+# each briefly on its seed corpus: tests/fuzz/seeds/<name>_fuzz/ when present;
+# the policy loader also gets examples/federation/*.yaml and
+# tests/policy_corpus/*.yaml.
+#   tests/fuzz/run.sh BUILD_DIR SECONDS   (SECONDS per target)
 # Exits 0 when the run found nothing (or when no usable clang is installed:
 # it then says so and skips), non-zero on a finding (the crashing input is
 # left in BUILD_DIR/fuzz-artifacts/).
@@ -45,19 +47,27 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEALPOST_FUZZ=O
   -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_CXX_FLAGS="$FLAGS $COMPAT" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address" >"$BUILD/fuzz-configure.log" 2>&1 \
   || { cat "$BUILD/fuzz-configure.log"; exit 1; }
-cmake --build "$BUILD" --target policy_loader_fuzz -j2 >"$BUILD/fuzz-build.log" 2>&1 \
+TARGETS=()
+for src in "$ROOT"/tests/fuzz/*_fuzz.cc; do TARGETS+=("$(basename "$src" .cc)"); done
+cmake --build "$BUILD" --target "${TARGETS[@]}" -j2 >"$BUILD/fuzz-build.log" 2>&1 \
   || { tail -40 "$BUILD/fuzz-build.log"; exit 1; }
 
-SEEDS="$BUILD/fuzz-seeds"
-CORPUS="$BUILD/fuzz-corpus"
-ARTIFACTS="$BUILD/fuzz-artifacts"
-rm -rf "$SEEDS"
-mkdir -p "$SEEDS" "$CORPUS" "$ARTIFACTS"
-cp "$ROOT"/examples/federation/*.yaml "$ROOT"/tests/policy_corpus/*.yaml "$SEEDS"/
-# One seed with the registry and the rules in two "files" (see the target).
-{ cat "$ROOT"/examples/federation/federation.yaml; printf '\n#8<\n'; cat "$ROOT"/examples/federation/document_types.yaml; } >"$SEEDS/split.yaml"
-
-ASAN_OPTIONS=detect_leaks=1 "$BUILD/tests/fuzz/policy_loader_fuzz" \
-  -max_total_time="$SECONDS_TO_RUN" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
-  -artifact_prefix="$ARTIFACTS/" -print_final_stats=1 "$CORPUS" "$SEEDS"
-echo "fuzz: policy_loader_fuzz ran ${SECONDS_TO_RUN}s with no finding"
+for target in "${TARGETS[@]}"; do
+  SEEDS="$BUILD/fuzz-seeds/$target"
+  CORPUS="$BUILD/fuzz-corpus/$target"
+  ARTIFACTS="$BUILD/fuzz-artifacts/$target"
+  rm -rf "$SEEDS"
+  mkdir -p "$SEEDS" "$CORPUS" "$ARTIFACTS"
+  if [ -d "$ROOT/tests/fuzz/seeds/$target" ]; then
+    cp -r "$ROOT/tests/fuzz/seeds/$target/." "$SEEDS"/
+  fi
+  if [ "$target" = policy_loader_fuzz ]; then
+    cp "$ROOT"/examples/federation/*.yaml "$ROOT"/tests/policy_corpus/*.yaml "$SEEDS"/
+    # One seed with the registry and the rules in two "files" (see the target).
+    { cat "$ROOT"/examples/federation/federation.yaml; printf '\n#8<\n'; cat "$ROOT"/examples/federation/document_types.yaml; } >"$SEEDS/split.yaml"
+  fi
+  ASAN_OPTIONS=detect_leaks=1 "$BUILD/tests/fuzz/$target" \
+    -max_total_time="$SECONDS_TO_RUN" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
+    -artifact_prefix="$ARTIFACTS/" -print_final_stats=1 "$CORPUS" "$SEEDS"
+  echo "fuzz: $target ran ${SECONDS_TO_RUN}s with no finding"
+done
