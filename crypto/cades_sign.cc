@@ -453,9 +453,9 @@ Result<std::string> BuildDetachedSignature(Signer& signer, const KeyRef& key, X5
 
   auto attrs = EncodeSignedAttrs(si);
   if (!attrs) return Err(attrs.error());
-  auto attrs_digest = DigestBytes(md, *attrs);
-  if (!attrs_digest) return Err(attrs_digest.error());
-  auto sig = signer.Sign(key, alg, *attrs_digest);
+  // The signer gets the attributes themselves, not only their digest, so a
+  // signer process can check what it signs (daemon/signer/).
+  auto sig = signer.SignSignedAttributes(key, alg, *attrs);
   if (!sig) return Err(sig.error());
   if (sig->empty()) return Err(Status::Internal("the signer returned an empty signature"));
   if (ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), sig->data(),

@@ -3,11 +3,12 @@
 // signing-certificate-v2, and nothing else. See docs/signing.md.
 //
 // The private key never comes near this code: the CMS structure is built
-// around the signer's certificate and public key, the DER SET OF signed
-// attributes is digested here, and only that digest goes to
-// Signer::Sign(). Every SignerInfo built here is re-read from the encoded
-// output and checked with CMS_SignerInfo_verify before it is returned, so a
-// broken Signer (wrong key, wrong padding) is an error, never a file.
+// around the signer's certificate and public key, and the DER SET OF signed
+// attributes goes to Signer::SignSignedAttributes() (which digests it and
+// calls Signer::Sign() unless the signer checks the attributes itself).
+// Every SignerInfo built here is re-read from the encoded output and checked
+// with CMS_SignerInfo_verify before it is returned, so a broken Signer
+// (wrong key, wrong padding) is an error, never a file.
 //
 // Co-signing: AppendSignature() adds one SignerInfo to an existing detached
 // signature over the same content. The existing SignerInfos and certificates

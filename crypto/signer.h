@@ -14,6 +14,9 @@
 
 namespace sealpost::crypto {
 
+// Declared in crypto/digest.h (which includes this header).
+Result<std::string> DigestBytes(const EVP_MD* md, std::string_view data);
+
 enum class DigestAlg { kSha256, kSha384, kSha512 };
 
 std::string_view DigestAlgName(DigestAlg alg);  // "SHA-256", ...
@@ -40,6 +43,19 @@ class Signer {
   // Errors: kUnavailable (token gone, timed out), kPermissionDenied (not
   // logged in, PIN locked), kInvalidArgument (digest size).
   virtual Result<std::string> Sign(const KeyRef& key, DigestAlg alg, std::string_view digest) = 0;
+
+  // Signs the DER encoding of a CMS SignerInfo's signed attributes (the SET
+  // OF Attribute as RFC 5652 5.4 digests it) with `alg`. The default digests
+  // `der` and calls Sign(). A signer that must see what it signs (the
+  // daemon's client of `sealpost-signer`) overrides this and may refuse a
+  // bare Sign(). Errors as Sign(), plus kPermissionDenied when the holder of
+  // the key refuses these attributes.
+  virtual Result<std::string> SignSignedAttributes(const KeyRef& key, DigestAlg alg,
+                                                   std::string_view der) {
+    auto digest = DigestBytes(DigestAlgMd(alg), der);
+    if (!digest) return Err(digest.error());
+    return Sign(key, alg, *digest);
+  }
 };
 
 }  // namespace sealpost::crypto

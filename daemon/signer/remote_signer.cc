@@ -1,0 +1,102 @@
+#include "daemon/signer/remote_signer.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <openssl/x509.h>
+
+namespace sealpost::signer {
+namespace {
+
+// The signer never sends unsolicited bytes: a kept connection that is
+// readable (EOF or stray data) or hung up is no longer usable.
+bool StillUsable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  int r = ::poll(&p, 1, 0);
+  return r == 0;
+}
+
+Status FromError(const ErrorAnswer& e) { return Status(e.code, "sealpost-signer: " + e.message); }
+
+}  // namespace
+
+Result<Answer> RemoteSigner::Call(const Request& request) {
+  auto payload = EncodeRequest(request);
+  if (!payload) return Err(payload.error());
+  std::lock_guard<std::mutex> lock(mu_);
+  Deadline deadline = std::chrono::steady_clock::now() + opts_.timeout;
+  if (conn_.valid() && !StillUsable(conn_.get())) conn_.reset();
+  if (!conn_.valid()) {
+    auto fd = ConnectUnix(opts_.socket_path, deadline);
+    if (!fd) return Err(fd.error());
+    conn_ = std::move(*fd);
+  }
+  Status w = WriteFrame(conn_.get(), *payload, deadline);
+  if (!w.ok()) {
+    conn_.reset();
+    return Err(Status::Unavailable("signer unavailable (" + opts_.socket_path + "): " + w.message()));
+  }
+  auto reply = ReadFrame(conn_.get(), deadline);
+  if (!reply) {
+    conn_.reset();
+    Status s = reply.error();
+    if (s.code() == Code::kUnavailable) {
+      return Err(Status::Unavailable("signer unavailable (" + opts_.socket_path + "): " + s.message()));
+    }
+    return Err(s);
+  }
+  auto answer = DecodeAnswer(*reply);
+  if (!answer) {
+    conn_.reset();
+    return Err(answer.error());
+  }
+  // The server closes the connection after an error it considers fatal for
+  // the connection; reconnecting next time costs little either way.
+  if (std::holds_alternative<ErrorAnswer>(*answer)) conn_.reset();
+  return answer;
+}
+
+Result<X509Ptr> RemoteSigner::Certificate(const crypto::KeyRef& key) {
+  auto a = Call(CertificateRequest{key.id});
+  if (!a) return Err(a.error());
+  if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
+  const auto* c = std::get_if<CertificateAnswer>(&*a);
+  if (!c) return Err(Status::DataError("sealpost-signer answered a certificate request with another type"));
+  const auto* p = reinterpret_cast<const unsigned char*>(c->der.data());
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(c->der.size())));
+  if (!cert || p != reinterpret_cast<const unsigned char*>(c->der.data()) + c->der.size()) {
+    return Err(OpenSslStatus(Code::kDataError, "sealpost-signer sent a certificate that does not parse"));
+  }
+  return cert;
+}
+
+Result<std::string> RemoteSigner::Sign(const crypto::KeyRef& key, crypto::DigestAlg alg,
+                                       std::string_view digest) {
+  auto a = Call(SignRequest{key.id, alg, std::string(digest), /*attributes=*/false});
+  if (!a) return Err(a.error());
+  if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
+  const auto* s = std::get_if<SignatureAnswer>(&*a);
+  if (!s) return Err(Status::DataError("sealpost-signer answered a sign request with another type"));
+  return s->signature;
+}
+
+Result<std::string> RemoteSigner::SignSignedAttributes(const crypto::KeyRef& key, crypto::DigestAlg alg,
+                                                       std::string_view der) {
+  auto a = Call(SignRequest{key.id, alg, std::string(der), /*attributes=*/true});
+  if (!a) return Err(a.error());
+  if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
+  const auto* s = std::get_if<SignatureAnswer>(&*a);
+  if (!s) return Err(Status::DataError("sealpost-signer answered a sign request with another type"));
+  return s->signature;
+}
+
+Result<StatusAnswer> RemoteSigner::QueryStatus() {
+  auto a = Call(StatusRequest{});
+  if (!a) return Err(a.error());
+  if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
+  auto* s = std::get_if<StatusAnswer>(&*a);
+  if (!s) return Err(Status::DataError("sealpost-signer answered a status request with another type"));
+  return std::move(*s);
+}
+
+}  // namespace sealpost::signer

@@ -1,0 +1,71 @@
+// The daemon's Signer: a client of sealpost-signer over its Unix socket.
+// sealpostd never loads a PKCS#11 module; it signs through this class.
+//
+// One connection is kept and reused; before each call a connection the
+// signer closed (restart, idle) is noticed and replaced, so a call made after
+// a new signer process started listening works. A call is never re-sent
+// after its request was written: if the connection breaks mid-call the call
+// fails with kUnavailable (the signer may or may not have signed; its journal
+// says which).
+//
+// Errors: kUnavailable (nothing listening, connection broken, timeout, token
+// absent or not answering: the daemon answers 503), kPermissionDenied (the
+// signer refused: uid not allowed, attributes refused, bare digest),
+// kNotFound (unknown key), kDataError (a malformed answer), and the signer's
+// other errors with its message.
+//
+// Thread-safety: every method may be called from any thread; calls are
+// serialised over the one connection.
+#ifndef SEALPOST_DAEMON_SIGNER_REMOTE_SIGNER_H_
+#define SEALPOST_DAEMON_SIGNER_REMOTE_SIGNER_H_
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "base/openssl.h"
+#include "base/status.h"
+#include "crypto/signer.h"
+#include "daemon/signer/protocol.h"
+#include "daemon/signer/socket_io.h"
+
+namespace sealpost::signer {
+
+struct RemoteSignerOptions {
+  std::string socket_path;
+  // Bound on one whole call (connect, request, answer). Should exceed the
+  // signer's own --call-timeout so that a hung token is reported by the
+  // signer (or by its exit) rather than by this timeout.
+  std::chrono::milliseconds timeout = std::chrono::seconds(30);
+};
+
+class RemoteSigner final : public crypto::Signer {
+ public:
+  // Connects lazily: constructing never fails.
+  explicit RemoteSigner(RemoteSignerOptions opts) : opts_(std::move(opts)) {}
+
+  // CertificateRequest -> the key's certificate.
+  Result<X509Ptr> Certificate(const crypto::KeyRef& key) override;
+  // SignDigestRequest: sealpost-signer refuses bare digests
+  // (kPermissionDenied); use SignSignedAttributes (crypto/cades_sign.h does).
+  Result<std::string> Sign(const crypto::KeyRef& key, crypto::DigestAlg alg,
+                           std::string_view digest) override;
+  // SignAttributesRequest: the signer checks the attributes, signs them and
+  // journals the signature before answering.
+  Result<std::string> SignSignedAttributes(const crypto::KeyRef& key, crypto::DigestAlg alg,
+                                           std::string_view der) override;
+  // StatusRequest: token present, logged in, certificate expiry per key.
+  Result<StatusAnswer> QueryStatus();
+
+ private:
+  Result<Answer> Call(const Request& request);
+
+  const RemoteSignerOptions opts_;
+  std::mutex mu_;
+  UniqueFd conn_;  // guarded by mu_
+};
+
+}  // namespace sealpost::signer
+
+#endif  // SEALPOST_DAEMON_SIGNER_REMOTE_SIGNER_H_
