@@ -18,6 +18,8 @@ constexpr const char* kUsage =
     "  sign --key URI [--chain PEM] [--append P7S] FILE [-o OUT.p7s]\n"
     "  verify FILE [FILE.p7s] --trust ROOTS [--untrusted CHAIN] [--crl CRL]... [--json]\n"
     "  policy check FILE... | explain FILE... --type T --from U --to V[,W] [--signer CERT]...\n"
+    "  archive init|append|list|show|checkpoint|prove|verify-proof|mirror|reindex ... "
+    "(sealpost archive --help)\n"
     "  --version\n";
 
 }  // namespace
@@ -81,6 +83,7 @@ int Main(int argc, char** argv) {
   if (cmd == "sign") return RunSign(ctx, cmd_args);
   if (cmd == "verify") return RunVerify(ctx, cmd_args);
   if (cmd == "policy") return RunPolicy(ctx, cmd_args);
+  if (cmd == "archive") return RunArchive(ctx, cmd_args);
   std::fprintf(stderr, "sealpost: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 64;
 }
