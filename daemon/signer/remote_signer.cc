@@ -33,7 +33,14 @@ Result<Answer> RemoteSigner::Call(const Request& request) {
   }
   Status w = WriteFrame(conn_.get(), *payload, deadline);
   if (!w.ok()) {
+    // The signer may have refused the connection (uid not allowed) with an
+    // answer and closed it before our request arrived: report its answer.
+    auto early = ReadFrame(conn_.get(), std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
     conn_.reset();
+    if (early) {
+      auto answer = DecodeAnswer(*early);
+      if (answer && std::holds_alternative<ErrorAnswer>(*answer)) return answer;
+    }
     return Err(Status::Unavailable("signer unavailable (" + opts_.socket_path + "): " + w.message()));
   }
   auto reply = ReadFrame(conn_.get(), deadline);
