@@ -23,29 +23,34 @@ Status FromError(const ErrorAnswer& e) { return Status(e.code, "sealpost-signer:
 Result<Answer> RemoteSigner::Call(const Request& request) {
   auto payload = EncodeRequest(request);
   if (!payload) return Err(payload.error());
-  std::lock_guard<std::mutex> lock(mu_);
   Deadline deadline = std::chrono::steady_clock::now() + opts_.timeout;
-  if (conn_.valid() && !StillUsable(conn_.get())) conn_.reset();
-  if (!conn_.valid()) {
+  UniqueFd conn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!idle_.empty() && !conn.valid()) {
+      conn = std::move(idle_.back());
+      idle_.pop_back();
+      if (!StillUsable(conn.get())) conn.reset();
+    }
+  }
+  if (!conn.valid()) {
     auto fd = ConnectUnix(opts_.socket_path, deadline);
     if (!fd) return Err(fd.error());
-    conn_ = std::move(*fd);
+    conn = std::move(*fd);
   }
-  Status w = WriteFrame(conn_.get(), *payload, deadline);
+  Status w = WriteFrame(conn.get(), *payload, deadline);
   if (!w.ok()) {
     // The signer may have refused the connection (uid not allowed) with an
     // answer and closed it before our request arrived: report its answer.
-    auto early = ReadFrame(conn_.get(), std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
-    conn_.reset();
+    auto early = ReadFrame(conn.get(), std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
     if (early) {
       auto answer = DecodeAnswer(*early);
       if (answer && std::holds_alternative<ErrorAnswer>(*answer)) return answer;
     }
     return Err(Status::Unavailable("signer unavailable (" + opts_.socket_path + "): " + w.message()));
   }
-  auto reply = ReadFrame(conn_.get(), deadline);
+  auto reply = ReadFrame(conn.get(), deadline);
   if (!reply) {
-    conn_.reset();
     Status s = reply.error();
     if (s.code() == Code::kUnavailable) {
       return Err(Status::Unavailable("signer unavailable (" + opts_.socket_path + "): " + s.message()));
@@ -53,13 +58,12 @@ Result<Answer> RemoteSigner::Call(const Request& request) {
     return Err(s);
   }
   auto answer = DecodeAnswer(*reply);
-  if (!answer) {
-    conn_.reset();
-    return Err(answer.error());
+  if (!answer) return Err(answer.error());
+  // After an error the server may close the connection; otherwise keep it.
+  if (!std::holds_alternative<ErrorAnswer>(*answer)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < kMaxIdleConnections) idle_.push_back(std::move(conn));
   }
-  // The server closes the connection after an error it considers fatal for
-  // the connection; reconnecting next time costs little either way.
-  if (std::holds_alternative<ErrorAnswer>(*answer)) conn_.reset();
   return answer;
 }
 

@@ -1,9 +1,10 @@
 // The daemon's Signer: a client of sealpost-signer over its Unix socket.
 // sealpostd never loads a PKCS#11 module; it signs through this class.
 //
-// One connection is kept and reused; before each call a connection the
-// signer closed (restart, idle) is noticed and replaced, so a call made after
-// a new signer process started listening works. A call is never re-sent
+// Connections are kept and reused (one per concurrent call, up to
+// kMaxIdleConnections kept idle); before each call a connection the signer
+// closed (restart, idle) is noticed and replaced, so a call made after a new
+// signer process started listening works. A call is never re-sent
 // after its request was written: if the connection breaks mid-call the call
 // fails with kUnavailable (the signer may or may not have signed; its journal
 // says which).
@@ -14,8 +15,8 @@
 // kNotFound (unknown key), kDataError (a malformed answer), and the signer's
 // other errors with its message.
 //
-// Thread-safety: every method may be called from any thread; calls are
-// serialised over the one connection.
+// Thread-safety: every method may be called from any thread; concurrent
+// calls use separate connections (the signer serialises token access).
 #ifndef SEALPOST_DAEMON_SIGNER_REMOTE_SIGNER_H_
 #define SEALPOST_DAEMON_SIGNER_REMOTE_SIGNER_H_
 
@@ -23,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/openssl.h"
 #include "base/status.h"
@@ -61,9 +63,11 @@ class RemoteSigner final : public crypto::Signer {
  private:
   Result<Answer> Call(const Request& request);
 
+  static constexpr size_t kMaxIdleConnections = 16;
+
   const RemoteSignerOptions opts_;
   std::mutex mu_;
-  UniqueFd conn_;  // guarded by mu_
+  std::vector<UniqueFd> idle_;  // guarded by mu_
 };
 
 }  // namespace sealpost::signer

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -77,7 +78,10 @@ std::string UtcText(std::time_t t) {
 }
 
 // The append-only journal of signatures: one JSON line per signature,
-// written and fdatasync'd before the signature is handed out.
+// written and fdatasync'd before the signature is handed out. Concurrent
+// appends are grouped: one writer writes every line pending and syncs once,
+// the others wait for that sync (group commit), so throughput is not one
+// fdatasync per signature when several requests are in flight.
 class Journal {
  public:
   static Result<std::unique_ptr<Journal>> Open(const std::optional<std::string>& path) {
@@ -90,14 +94,49 @@ class Journal {
     }
     return j;
   }
+
+  // Returns once `line` is durable (or with kIoError if it is not).
   Status Append(const std::string& line) {
     if (!fd_.valid()) return Status::Ok();
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    uint64_t mine = ++queued_;
+    pending_ += line;
+    pending_ += '\n';
+    while (processed_ < mine) {
+      if (writing_) {
+        cv_.wait(lock);
+        continue;
+      }
+      writing_ = true;
+      std::string text = std::move(pending_);
+      pending_.clear();
+      uint64_t from = processed_ + 1, upto = queued_;
+      lock.unlock();
+      Status s = WriteAndSync(text);
+      lock.lock();
+      writing_ = false;
+      processed_ = upto;
+      if (!s.ok()) failed_.push_back(Failure{from, upto, s});
+      cv_.notify_all();
+    }
+    for (const auto& f : failed_) {
+      if (mine >= f.from && mine <= f.upto) return f.status;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  struct Failure {
+    uint64_t from, upto;
+    Status status;
+  };
+  Journal() = default;
+
+  Status WriteAndSync(const std::string& text) {
     off_t before = ::lseek(fd_.get(), 0, SEEK_END);
-    std::string text = line + "\n";
     ssize_t w = ::write(fd_.get(), text.data(), text.size());
     if (w != static_cast<ssize_t>(text.size()) || ::fdatasync(fd_.get()) != 0) {
-      int e = errno;
+      int e = w < 0 || w == static_cast<ssize_t>(text.size()) ? errno : ENOSPC;
       // Leave no half line behind: the journal stays a file of whole lines.
       if (before >= 0 && ::ftruncate(fd_.get(), before) != 0) {
         Log(LogLevel::kError, "cannot cut a partial journal line", "journal=" + Q(path_));
@@ -107,11 +146,15 @@ class Journal {
     return Status::Ok();
   }
 
- private:
-  Journal() = default;
   std::string path_;
   UniqueFd fd_;
   std::mutex mu_;
+  std::condition_variable cv_;
+  std::string pending_;    // guarded by mu_
+  uint64_t queued_ = 0;    // lines queued so far, guarded by mu_
+  uint64_t processed_ = 0; // lines written (or failed) so far, guarded by mu_
+  bool writing_ = false;   // guarded by mu_
+  std::vector<Failure> failed_;  // guarded by mu_
 };
 
 struct KeyInfo {
