@@ -1,0 +1,243 @@
+#include "daemon/config.h"
+
+#include <charconv>
+#include <functional>
+#include <map>
+
+#include "base/file.h"
+#include "policies/yaml_tree.h"
+#include "storage/api_tokens.h"
+
+namespace sealpost::daemon {
+namespace {
+
+using policies::Diagnostic;
+using policies::YamlMapEntry;
+using policies::YamlNode;
+
+class Walker {
+ public:
+  explicit Walker(std::string file) : file_(std::move(file)) {
+    auto slash = file_.rfind('/');
+    base_dir_ = slash == std::string::npos ? "." : file_.substr(0, slash == 0 ? 1 : slash);
+  }
+
+  void Error(const policies::Mark& m, std::string message) {
+    errors_.push_back(Diagnostic{file_, m.line, m.column, std::move(message)});
+  }
+  std::vector<Diagnostic>& errors() { return errors_; }
+
+  // Walks a mapping: each key must be in `handlers`; required keys must appear.
+  void Map(const YamlNode& n, std::string_view what,
+           const std::map<std::string, std::function<void(const YamlNode&)>>& handlers,
+           std::initializer_list<std::string_view> required = {}) {
+    if (n.reported) return;
+    if (!n.IsMap()) {
+      Error(n.mark, std::string(what) + " must be a mapping");
+      return;
+    }
+    for (const YamlMapEntry& e : n.entries) {
+      auto it = handlers.find(e.key);
+      if (it == handlers.end()) {
+        std::string known;
+        for (const auto& [k, _] : handlers) known += (known.empty() ? "" : ", ") + k;
+        Error(e.key_mark, "unknown key '" + e.key + "' in " + std::string(what) + " (known: " +
+                              known + ")");
+        continue;
+      }
+      if (!e.value.reported) it->second(e.value);
+    }
+    for (std::string_view r : required) {
+      bool found = false;
+      for (const YamlMapEntry& e : n.entries) found = found || e.key == r;
+      if (!found) Error(n.mark, std::string(what) + " needs '" + std::string(r) + "'");
+    }
+  }
+
+  bool String(const YamlNode& n, std::string_view what, std::string* out) {
+    if (!n.IsScalar() || n.IsNull() || n.value.empty()) {
+      Error(n.mark, std::string(what) + " must be a non-empty string");
+      return false;
+    }
+    *out = n.value;
+    return true;
+  }
+
+  void Path(const YamlNode& n, std::string_view what, std::string* out) {
+    if (!String(n, what, out)) return;
+    if ((*out)[0] != '/') *out = base_dir_ + "/" + *out;
+  }
+
+  void PathList(const YamlNode& n, std::string_view what, std::vector<std::string>* out) {
+    if (n.IsScalar() && !n.IsNull()) {
+      out->emplace_back();
+      Path(n, what, &out->back());
+      return;
+    }
+    if (!n.IsSeq()) {
+      Error(n.mark, std::string(what) + " must be a path or a list of paths");
+      return;
+    }
+    for (const YamlNode& item : n.items) {
+      out->emplace_back();
+      Path(item, what, &out->back());
+    }
+  }
+
+  template <typename T>
+  void Integer(const YamlNode& n, std::string_view what, T min, T max, T* out) {
+    // Plain decimal digits only: YAML 1.1 would read 010 as 8 and 1_000 as 1000.
+    bool digits = n.IsScalar() && n.style == policies::ScalarStyle::kPlain && !n.value.empty() &&
+                  n.value.size() <= 19 &&
+                  n.value.find_first_not_of("0123456789") == std::string::npos &&
+                  (n.value.size() == 1 || n.value[0] != '0');
+    uint64_t v = 0;
+    if (digits) {
+      auto [p, ec] = std::from_chars(n.value.data(), n.value.data() + n.value.size(), v);
+      digits = ec == std::errc() && p == n.value.data() + n.value.size();
+    }
+    if (!digits || v < static_cast<uint64_t>(min) || v > static_cast<uint64_t>(max)) {
+      Error(n.mark, std::string(what) + " must be a decimal integer from " + std::to_string(min) +
+                        " to " + std::to_string(max));
+      return;
+    }
+    *out = static_cast<T>(v);
+  }
+
+ private:
+  std::string file_;
+  std::string base_dir_;
+  std::vector<Diagnostic> errors_;
+};
+
+void Listener(Walker& w, const YamlNode& n, std::string_view what, bool peer, ListenerConfig* l) {
+  std::map<std::string, std::function<void(const YamlNode&)>> h = {
+      {"address", [&](const YamlNode& v) { w.String(v, "address", &l->address); }},
+      {"port", [&](const YamlNode& v) { w.Integer(v, "port", 0, 65535, &l->port); }},
+      {"certificate", [&](const YamlNode& v) { w.Path(v, "certificate", &l->certificate); }},
+      {"key", [&](const YamlNode& v) { w.Path(v, "key", &l->key); }},
+      {"client_ca", [&](const YamlNode& v) { w.Path(v, "client_ca", &l->client_ca); }},
+  };
+  if (!peer) {
+    h["client_certificates"] = [&](const YamlNode& v) {
+      if (!v.IsSeq()) {
+        w.Error(v.mark, "client_certificates must be a list");
+        return;
+      }
+      for (const YamlNode& item : v.items) {
+        ClientCertificateRole c;
+        w.Map(item, "a client certificate",
+              {{"sha256",
+                [&](const YamlNode& s) {
+                  if (!w.String(s, "sha256", &c.sha256)) return;
+                  if (c.sha256.size() != 64 ||
+                      c.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
+                    w.Error(s.mark, "sha256 must be 64 lower-case hex digits");
+                  }
+                }},
+               {"role",
+                [&](const YamlNode& s) {
+                  if (!w.String(s, "role", &c.role)) return;
+                  if (!storage::IsApiRole(c.role)) {
+                    w.Error(s.mark, "unknown role '" + c.role +
+                                        "' (clerk, officer, auditor, admin)");
+                  }
+                }},
+               {"name", [&](const YamlNode& s) { w.String(s, "name", &c.name); }}},
+              {"sha256", "role", "name"});
+        l->client_certificates.push_back(std::move(c));
+      }
+    };
+  }
+  w.Map(n, what, h, peer ? std::initializer_list<std::string_view>{"port", "certificate", "key",
+                                                                   "client_ca"}
+                         : std::initializer_list<std::string_view>{"port", "certificate", "key"});
+  if (!l->client_certificates.empty() && l->client_ca.empty()) {
+    w.Error(n.mark, std::string(what) + ": client_certificates need client_ca");
+  }
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(std::string_view text, const std::string& file) {
+  Walker w(file);
+  policies::YamlLimits limits;
+  limits.max_nodes = 100000;
+  auto root = policies::ParseYaml(text, file, &w.errors(), limits);
+  Config c;
+  c.file = file;
+  if (root) {
+    w.Map(*root, "the configuration",
+          {{"union", [&](const YamlNode& v) { w.String(v, "union", &c.union_id); }},
+           {"state_dir", [&](const YamlNode& v) { w.Path(v, "state_dir", &c.state_dir); }},
+           {"language",
+            [&](const YamlNode& v) {
+              std::string s;
+              if (!w.String(v, "language", &s)) return;
+              if (s == "vi") c.language = Lang::kVi;
+              else if (s == "en") c.language = Lang::kEn;
+              else w.Error(v.mark, "language must be vi or en");
+            }},
+           {"policy", [&](const YamlNode& v) { w.PathList(v, "policy", &c.policy_files); }},
+           {"signer_socket",
+            [&](const YamlNode& v) { w.Path(v, "signer_socket", &c.signer_socket); }},
+           {"listeners",
+            [&](const YamlNode& v) {
+              w.Map(v, "listeners",
+                    {{"peer", [&](const YamlNode& p) { Listener(w, p, "listeners.peer", true, &c.peer); }},
+                     {"user", [&](const YamlNode& u) { Listener(w, u, "listeners.user", false, &c.user); }}},
+                    {"peer", "user"});
+            }},
+           {"verify",
+            [&](const YamlNode& v) {
+              w.Map(v, "verify",
+                    {{"trust_anchors",
+                      [&](const YamlNode& a) { w.PathList(a, "trust_anchors", &c.trust_anchors); }},
+                     {"crls", [&](const YamlNode& a) { w.PathList(a, "crls", &c.crls); }}},
+                    {"trust_anchors"});
+            }},
+           {"limits",
+            [&](const YamlNode& v) {
+              Limits& l = c.limits;
+              w.Map(v, "limits",
+                    {{"max_body_bytes",
+                      [&](const YamlNode& x) {
+                        w.Integer<uint64_t>(x, "max_body_bytes", 1024, 1ull << 40, &l.max_body_bytes);
+                      }},
+                     {"max_header_bytes",
+                      [&](const YamlNode& x) {
+                        w.Integer<uint64_t>(x, "max_header_bytes", 1024, 1 << 20, &l.max_header_bytes);
+                      }},
+                     {"read_timeout_seconds",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "read_timeout_seconds", 1, 3600, &l.read_timeout_seconds);
+                      }},
+                     {"keepalive_timeout_seconds",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "keepalive_timeout_seconds", 1, 3600,
+                                  &l.keepalive_timeout_seconds);
+                      }},
+                     {"max_connections",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "max_connections", 1, 4096, &l.max_connections);
+                      }},
+                     {"max_queued",
+                      [&](const YamlNode& x) { w.Integer(x, "max_queued", 1, 65536, &l.max_queued); }}});
+            }}},
+          {"union", "state_dir", "policy", "signer_socket", "listeners", "verify"});
+  }
+  if (!w.errors().empty()) {
+    std::string msg;
+    for (const Diagnostic& d : w.errors()) msg += (msg.empty() ? "" : "\n") + d.ToString();
+    return Err(Status::DataError(msg));
+  }
+  return c;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  auto text = ReadFile(path, 1u << 20);
+  if (!text) return Err(text.error().WithContext("configuration"));
+  return ParseConfig(*text, path);
+}
+
+}  // namespace sealpost::daemon

@@ -1,0 +1,67 @@
+// The configuration of sealpostd: one YAML file, loaded strictly (unknown
+// keys, wrong types, missing required values are errors reported as
+// "file:line:column: message", every one of them). Relative paths are taken
+// relative to the directory of the configuration file. The commented
+// default: examples/sealpostd.yaml; the reference: docs/daemon.md.
+#ifndef SEALPOST_DAEMON_CONFIG_H_
+#define SEALPOST_DAEMON_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/lang.h"
+#include "base/status.h"
+
+namespace sealpost::daemon {
+
+// A client certificate of the user listener mapped to a role.
+struct ClientCertificateRole {
+  std::string sha256;  // SHA-256 of the certificate's DER, 64 lower-case hex digits
+  std::string role;    // clerk, officer, auditor, admin
+  std::string name;    // who it is, for logs
+};
+
+struct ListenerConfig {
+  std::string address = "127.0.0.1";
+  int port = 0;             // 0: any free port (reported through sd_notify STATUS)
+  std::string certificate;  // PEM, the server's certificate (chain after it)
+  std::string key;          // PEM, unencrypted private key (file mode 0600)
+  std::string client_ca;    // PEM bundle; required for peers, optional for users
+  std::vector<ClientCertificateRole> client_certificates;  // user listener only
+};
+
+struct Limits {
+  uint64_t max_body_bytes = 64ull << 20;
+  uint64_t max_header_bytes = 16384;   // request line + every header, in bytes
+  int read_timeout_seconds = 30;       // per read: a silent client is dropped after this
+  int keepalive_timeout_seconds = 10;  // idle time between requests on one connection
+  int max_connections = 32;            // worker threads per listener
+  int max_queued = 64;                 // accepted connections waiting for a worker
+};
+
+struct Config {
+  std::string file;       // the configuration file as given
+  std::string union_id;   // this appliance's union (an id of the policy registry)
+  std::string state_dir;  // archive/, databases, spool/
+  Lang language = Lang::kVi;  // default language of messages (Accept-Language wins)
+  std::vector<std::string> policy_files;
+  std::string signer_socket;
+  ListenerConfig peer;
+  ListenerConfig user;
+  // The verification desk's trust: anchors (required) and CRLs.
+  std::vector<std::string> trust_anchors;
+  std::vector<std::string> crls;
+  Limits limits;
+};
+
+// Parses the YAML text of a configuration named `file` (for positions and
+// for resolving relative paths). DataError listing every problem, one per
+// line, "file:line:column: message".
+[[nodiscard]] Result<Config> ParseConfig(std::string_view text, const std::string& file);
+// Reads and parses `path` (NotFound if unreadable, at most 1 MiB).
+[[nodiscard]] Result<Config> LoadConfig(const std::string& path);
+
+}  // namespace sealpost::daemon
+
+#endif  // SEALPOST_DAEMON_CONFIG_H_

@@ -1,0 +1,660 @@
+#include "daemon/server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include <Poco/ErrorHandler.h>
+#include <Poco/Exception.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureServerSocket.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/X509Certificate.h>
+#include <Poco/ThreadPool.h>
+#include <Poco/URI.h>
+
+#include "base/encoding.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "crypto/report.h"
+#include "crypto/verify.h"
+#include "daemon/metrics.h"
+#include "daemon/peer_identity.h"
+#include "daemon/problem.h"
+#include "daemon/upload.h"
+#include "policies/holder.h"
+#include "storage/api_tokens.h"
+
+namespace sealpost::daemon {
+
+using Poco::Net::HTTPServerRequest;
+using Poco::Net::HTTPServerResponse;
+
+struct Server::State {
+  Config config;
+  std::unique_ptr<policies::PolicyHolder> policy;
+  std::optional<crypto::Verifier> verifier;
+  std::unique_ptr<storage::ApiTokenStore> tokens;
+  std::optional<PeerIdentifier> peers;
+  Metrics metrics;
+  std::string spool_dir;
+  std::time_t started = 0;
+  std::string id_prefix;
+  std::atomic<uint64_t> next_id{1};
+  std::unique_ptr<Poco::ThreadPool> peer_pool, user_pool;
+  std::unique_ptr<Poco::Net::HTTPServer> peer_server, user_server;
+  std::once_flag stopped;
+};
+
+namespace {
+
+// Errors in PoCo's connection threads (TLS handshakes that fail, sockets
+// reset) would vanish without this; they are logged, never fatal.
+class LoggingErrorHandler : public Poco::ErrorHandler {
+ public:
+  void exception(const Poco::Exception& e) override {
+    Log(LogLevel::kWarn, "connection error", "error=" + JsonString(e.displayText()));
+  }
+  void exception(const std::exception& e) override {
+    Log(LogLevel::kWarn, "connection error", "error=" + JsonString(e.what()));
+  }
+  void exception() override { Log(LogLevel::kWarn, "connection error", "error=\"unknown\""); }
+};
+
+enum class Listener { kPeer, kUser };
+const char* ListenerName(Listener l) { return l == Listener::kPeer ? "peer" : "user"; }
+
+// Who is asking.
+struct Principal {
+  std::string method;  // "anonymous", "token", "certificate", "peer"
+  std::string name;    // token or certificate name; union id for peers
+  std::string role;    // clerk/officer/auditor/admin; "peer" for peers; "" anonymous
+};
+
+struct RequestCtx {
+  std::string id;
+  Lang lang = Lang::kEn;
+  Listener listener = Listener::kUser;
+  bool has_body = false;
+  bool body_consumed = false;
+  Principal who;
+};
+
+// Who may call a route: nobody authenticated needed (public), any local
+// role in `roles`, or a registered peer.
+struct Route {
+  std::string method;
+  std::string path;
+  bool is_public = false;
+  std::vector<std::string> roles;  // user listener; empty + !public: peers only
+  std::function<void(Server::State&, RequestCtx&, HTTPServerRequest&, HTTPServerResponse&)> run;
+};
+
+void SendBody(HTTPServerResponse& resp, RequestCtx& rc, int status, const std::string& type,
+              const std::string& body) {
+  // Never keep a connection alive over a body we did not read to its end:
+  // the unread bytes would be parsed as the next request.
+  if (rc.has_body && !rc.body_consumed) resp.setKeepAlive(false);
+  resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+  resp.setContentType(type);
+  resp.set("Cache-Control", "no-store");
+  resp.setContentLength64(static_cast<Poco::Int64>(body.size()));
+  std::ostream& out = resp.send();
+  out.write(body.data(), static_cast<std::streamsize>(body.size()));
+  out.flush();
+}
+
+void SendProblem(HTTPServerResponse& resp, RequestCtx& rc, const Problem& p) {
+  if (p.status == 401) resp.set("WWW-Authenticate", "Bearer realm=\"sealpost\"");
+  resp.set("Content-Language", rc.lang == Lang::kVi ? "vi" : "en");
+  SendBody(resp, rc, p.status, "application/problem+json", ProblemJson(p, rc.lang, rc.id));
+}
+
+bool SignerReachable(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) return false;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+std::string ArchiveState(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return "missing";
+  if (!S_ISDIR(st.st_mode)) return "not-a-directory";
+  if (::stat((dir + "/HEAD").c_str(), &st) != 0) return "not-an-archive";
+  return "present";
+}
+
+void HandleHealth(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
+  auto policy = st.policy->Current();
+  std::string archive = ArchiveState(st.config.state_dir + "/archive");
+  bool signer = SignerReachable(st.config.signer_socket);
+  bool ok = archive == "present" && signer;
+  std::string body = "{\"status\":" + JsonString(ok ? "ok" : "degraded");
+  body += ",\"union\":" + JsonString(st.config.union_id);
+  body += ",\"archive\":" + JsonString(archive);
+  body += ",\"signer\":" + JsonString(signer ? "reachable" : "unreachable");
+  body += ",\"policy\":{\"loaded\":true,\"sha256\":" + JsonString(policy->sha256) +
+          ",\"generation\":" + std::to_string(st.policy->generation()) + "}";
+  body += ",\"uptime_seconds\":" + std::to_string(std::time(nullptr) - st.started) + "}\n";
+  SendBody(resp, rc, 200, "application/json", body);
+}
+
+std::vector<ListenerGauges> Gauges(Server::State& st) {
+  std::vector<ListenerGauges> out;
+  for (auto [name, srv] : {std::pair{"peer", st.peer_server.get()},
+                           std::pair{"user", st.user_server.get()}}) {
+    if (srv == nullptr) continue;
+    ListenerGauges g;
+    g.listener = name;
+    g.current_connections = srv->currentConnections();
+    g.max_concurrent_connections = srv->maxConcurrentConnections();
+    g.total_connections = srv->totalConnections();
+    g.refused_connections = srv->refusedConnections();
+    g.queued_connections = srv->queuedConnections();
+    g.current_threads = srv->currentThreads();
+    out.push_back(g);
+  }
+  return out;
+}
+
+void HandleMetrics(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
+  SendBody(resp, rc, 200, "text/plain; version=0.0.4", st.metrics.Render(Gauges(st)));
+}
+
+void HandleWhoami(Server::State&, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
+  std::string body = "{\"authenticated_by\":" + JsonString(rc.who.method);
+  if (rc.listener == Listener::kPeer) {
+    body += ",\"union\":" + JsonString(rc.who.name);
+  } else {
+    body += ",\"role\":" + JsonString(rc.who.role) + ",\"name\":" + JsonString(rc.who.name);
+  }
+  body += "}\n";
+  SendBody(resp, rc, 200, "application/json", body);
+}
+
+bool WantsText(const HTTPServerRequest& req) {
+  std::string accept = req.get("Accept", "");
+  return accept.find("text/plain") != std::string::npos &&
+         accept.find("application/json") == std::string::npos;
+}
+
+void HandleVerify(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
+                  HTTPServerResponse& resp) {
+  auto up = ReceiveUpload(req, st.spool_dir, st.config.limits.max_body_bytes);
+  if (!up) {
+    rc.body_consumed = up.error().body_consumed;
+    SendProblem(resp, rc, up.error().problem);
+    return;
+  }
+  rc.body_consumed = up->body_consumed;
+  auto der = crypto::DecodeSignature(up->signature, "signature");
+  Result<crypto::Report> report = der ? st.verifier->VerifyFile(up->file->path(), *der)
+                                      : Result<crypto::Report>(Err(der.error()));
+  if (!report) {
+    const Status& s = report.error();
+    if (s.code() == Code::kDataError || s.code() == Code::kInvalidArgument) {
+      SendProblem(resp, rc,
+                  Problem{422, "not-a-signature", "Not a detached CMS signature",
+                          "Không phải chữ ký CMS tách rời",
+                          "The signature cannot be read: " + s.message(),
+                          "Không đọc được chữ ký: " + s.message()});
+    } else {
+      Log(LogLevel::kError, "verify failed", "request_id=" + rc.id + " error=" + JsonString(s.message()));
+      SendProblem(resp, rc,
+                  Problem{500, "internal", "Internal error", "Lỗi nội bộ",
+                          "The verification could not be carried out.",
+                          "Không thực hiện được việc kiểm tra."});
+    }
+    return;
+  }
+  if (WantsText(req)) {
+    resp.set("Content-Language", rc.lang == Lang::kVi ? "vi" : "en");
+    SendBody(resp, rc, 200, "text/plain; charset=utf-8", crypto::ReportToText(*report, rc.lang));
+  } else {
+    SendBody(resp, rc, 200, "application/json", crypto::ReportToJson(*report));
+  }
+}
+
+std::vector<Route> PeerRoutes() {
+  return {
+      {"GET", "/api/v1/health", false, {}, HandleHealth},
+      {"GET", "/api/v1/whoami", false, {}, HandleWhoami},
+  };
+}
+
+std::vector<Route> UserRoutes() {
+  return {
+      {"GET", "/api/v1/health", true, {}, HandleHealth},
+      {"GET", "/metrics", false, {"admin", "auditor"}, HandleMetrics},
+      {"GET", "/api/v1/whoami", false, {"clerk", "officer", "auditor", "admin"}, HandleWhoami},
+      {"POST", "/api/v1/verify", true, {}, HandleVerify},
+  };
+}
+
+Problem Unauthorized(std::string en, std::string vi) {
+  return Problem{401, "unauthorized", "Authentication required", "Cần xác thực", std::move(en),
+                 std::move(vi)};
+}
+
+Problem Forbidden(std::string en, std::string vi) {
+  return Problem{403, "forbidden", "Forbidden", "Không được phép", std::move(en), std::move(vi)};
+}
+
+// The client certificate of this connection, if it presented one (the TLS
+// layer has verified it against the listener's client CA).
+std::optional<Poco::Net::X509Certificate> ClientCertificate(HTTPServerRequest& req) {
+  auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&req);
+  if (impl == nullptr) return std::nullopt;
+  Poco::Net::SecureStreamSocket sock(impl->socket());
+  if (!sock.havePeerCertificate()) return std::nullopt;
+  return sock.peerCertificate();
+}
+
+std::string CertSha256(const X509* cert) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (X509_digest(cert, EVP_sha256(), md, &len) != 1) return "";
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+// Fills rc.who; answers and returns false when the request may not go on.
+bool Authenticate(Server::State& st, RequestCtx& rc, const Route& route, HTTPServerRequest& req,
+                  HTTPServerResponse& resp) {
+  if (rc.listener == Listener::kPeer) {
+    auto cert = ClientCertificate(req);
+    if (!cert) {  // VERIFY_STRICT makes this unreachable; fail closed anyway
+      SendProblem(resp, rc, Forbidden("No client certificate.", "Không có chứng thư máy khách."));
+      return false;
+    }
+    auto policy = st.policy->Current();
+    auto union_id = st.peers->UnionOf(const_cast<X509*>(cert->certificate()), *policy);
+    if (!union_id) {
+      Log(LogLevel::kWarn, "peer refused",
+          "request_id=" + rc.id + " reason=" + JsonString(union_id.error().message()));
+      SendProblem(resp, rc,
+                  Forbidden("Your certificate is not the TLS identity of any union in the "
+                            "federation's registry.",
+                            "Chứng thư của bên gọi không phải định danh TLS của công đoàn nào "
+                            "trong danh bạ của liên đoàn."));
+      return false;
+    }
+    rc.who = Principal{"peer", *union_id, "peer"};
+    return true;
+  }
+  std::string auth = req.get("Authorization", "");
+  if (!auth.empty()) {
+    constexpr std::string_view kBearer = "Bearer ";
+    if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) {
+      SendProblem(resp, rc,
+                  Unauthorized("Only 'Authorization: Bearer <token>' is accepted.",
+                               "Chỉ chấp nhận 'Authorization: Bearer <mã>'."));
+      return false;
+    }
+    auto info = st.tokens->Authenticate(std::string_view(auth).substr(kBearer.size()));
+    if (!info) {
+      Log(LogLevel::kError, "token lookup failed",
+          "request_id=" + rc.id + " error=" + JsonString(info.error().message()));
+      SendProblem(resp, rc, Problem{503, "unavailable", "Service unavailable",
+                                    "Dịch vụ tạm thời không sẵn sàng",
+                                    "Tokens cannot be checked now.",
+                                    "Hiện không kiểm tra được mã truy cập."});
+      return false;
+    }
+    if (!*info) {
+      SendProblem(resp, rc,
+                  Unauthorized("The API token is unknown or revoked.",
+                               "Mã truy cập API không tồn tại hoặc đã bị thu hồi."));
+      return false;
+    }
+    rc.who = Principal{"token", (*info)->name, (*info)->role};
+  } else if (auto cert = ClientCertificate(req)) {
+    std::string sha = CertSha256(cert->certificate());
+    for (const ClientCertificateRole& c : st.config.user.client_certificates) {
+      if (!sha.empty() && c.sha256 == sha) rc.who = Principal{"certificate", c.name, c.role};
+    }
+  }
+  if (route.is_public) {
+    if (rc.who.method.empty()) rc.who.method = "anonymous";
+    return true;
+  }
+  if (rc.who.role.empty()) {
+    SendProblem(resp, rc,
+                Unauthorized("This endpoint needs an API token or a registered client "
+                             "certificate.",
+                             "Điểm cuối này cần mã truy cập API hoặc chứng thư máy khách đã "
+                             "đăng ký."));
+    return false;
+  }
+  for (const std::string& r : route.roles) {
+    if (r == rc.who.role) return true;
+  }
+  std::string allowed;
+  for (const std::string& r : route.roles) allowed += (allowed.empty() ? "" : ", ") + r;
+  SendProblem(resp, rc,
+              Forbidden("The role '" + rc.who.role + "' may not call this endpoint (allowed: " +
+                            allowed + ").",
+                        "Vai trò '" + rc.who.role + "' không được gọi điểm cuối này (được phép: " +
+                            allowed + ")."));
+  return false;
+}
+
+uint64_t HeaderBytes(const HTTPServerRequest& req) {
+  uint64_t n = req.getMethod().size() + req.getURI().size() + req.getVersion().size() + 4;
+  for (const auto& [k, v] : req) n += k.size() + v.size() + 4;
+  return n;
+}
+
+class Dispatcher : public Poco::Net::HTTPRequestHandler {
+ public:
+  Dispatcher(Server::State& st, Listener listener, const std::vector<Route>& routes)
+      : st_(st), listener_(listener), routes_(routes) {}
+
+  void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
+    auto start = std::chrono::steady_clock::now();
+    RequestCtx rc;
+    rc.id = st_.id_prefix + "-" + std::to_string(st_.next_id.fetch_add(1));
+    rc.listener = listener_;
+    rc.lang = LangFromAcceptLanguage(req.get("Accept-Language", ""), st_.config.language);
+    const std::string& m = req.getMethod();
+    rc.has_body = req.getChunkedTransferEncoding() ||
+                  (req.hasContentLength() ? req.getContentLength64() > 0
+                                          : !(m == "GET" || m == "HEAD" || m == "DELETE"));
+    resp.set("X-Request-Id", rc.id);
+    std::string route_label = "unmatched";
+    try {
+      Run(req, resp, rc, &route_label);
+    } catch (const std::exception& e) {
+      Log(LogLevel::kError, "request failed",
+          "request_id=" + rc.id + " error=" + JsonString(e.what()));
+      if (!resp.sent()) {
+        rc.body_consumed = false;
+        SendProblem(resp, rc,
+                    Problem{500, "internal", "Internal error", "Lỗi nội bộ",
+                            "The request could not be handled.", "Không xử lý được yêu cầu."});
+      }
+    }
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    int status = static_cast<int>(resp.getStatus());
+    st_.metrics.Observe(ListenerName(listener_), route_label, status, secs);
+    char ms[32];
+    std::snprintf(ms, sizeof ms, "%.1f", secs * 1000);
+    Log(LogLevel::kInfo, "request",
+        "request_id=" + rc.id + " listener=" + ListenerName(listener_) + " method=" +
+            JsonString(m.substr(0, 16)) + " route=" + route_label + " status=" +
+            std::to_string(status) + " ms=" + ms + " client=" + req.clientAddress().toString() +
+            " auth=" + (rc.who.method.empty() ? "none" : rc.who.method) +
+            (rc.who.name.empty() ? "" : " principal=" + JsonString(rc.who.name)) +
+            " keep_alive=" + (resp.getKeepAlive() ? "1" : "0"));
+  }
+
+ private:
+  void Run(HTTPServerRequest& req, HTTPServerResponse& resp, RequestCtx& rc,
+           std::string* route_label) {
+    const Limits& limits = st_.config.limits;
+    if (resp.getStatus() == Poco::Net::HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE ||
+        (req.hasContentLength() && static_cast<uint64_t>(req.getContentLength64()) >
+                                       limits.max_body_bytes)) {
+      // Refused before reading a byte of the body (and, with Expect:
+      // 100-continue, before the client sent it): the connection closes.
+      SendProblem(resp, rc,
+                  Problem{413, "body-too-large", "Request body too large",
+                          "Nội dung yêu cầu quá lớn",
+                          "The body is larger than the limit of " +
+                              std::to_string(limits.max_body_bytes) + " bytes.",
+                          "Nội dung lớn hơn giới hạn " + std::to_string(limits.max_body_bytes) +
+                              " byte."});
+      return;
+    }
+    if (HeaderBytes(req) > limits.max_header_bytes) {
+      SendProblem(resp, rc,
+                  Problem{431, "headers-too-large", "Request headers too large",
+                          "Phần đầu yêu cầu quá lớn",
+                          "The request line and headers exceed " +
+                              std::to_string(limits.max_header_bytes) + " bytes.",
+                          "Dòng yêu cầu và các tiêu đề vượt quá " +
+                              std::to_string(limits.max_header_bytes) + " byte."});
+      return;
+    }
+    std::string path;
+    try {
+      path = Poco::URI(req.getURI()).getPath();
+    } catch (const Poco::Exception&) {
+      SendProblem(resp, rc,
+                  Problem{400, "bad-request", "Bad request", "Yêu cầu không hợp lệ",
+                          "The request target is not a valid URI.",
+                          "Đích của yêu cầu không phải URI hợp lệ."});
+      return;
+    }
+    const Route* found = nullptr;
+    std::string allow;
+    for (const Route& r : routes_) {
+      if (r.path != path) continue;
+      allow += (allow.empty() ? "" : ", ") + r.method;
+      if (r.method == req.getMethod()) found = &r;
+    }
+    if (found == nullptr) {
+      if (!allow.empty()) {
+        *route_label = path;
+        resp.set("Allow", allow);
+        SendProblem(resp, rc,
+                    Problem{405, "method-not-allowed", "Method not allowed",
+                            "Phương thức không được phép", "Allowed: " + allow + ".",
+                            "Được phép: " + allow + "."});
+      } else {
+        SendProblem(resp, rc,
+                    Problem{404, "not-found", "Not found", "Không tìm thấy",
+                            "There is no such endpoint.", "Không có điểm cuối này."});
+      }
+      return;
+    }
+    *route_label = found->path;
+    if (!Authenticate(st_, rc, *found, req, resp)) return;
+    found->run(st_, rc, req, resp);
+  }
+
+  Server::State& st_;
+  Listener listener_;
+  const std::vector<Route>& routes_;
+};
+
+class Factory : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  Factory(Server::State& st, Listener listener)
+      : st_(st), listener_(listener), routes_(listener == Listener::kPeer ? PeerRoutes() : UserRoutes()) {}
+
+  Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest& req) override {
+    // PoCo sends "100 Continue" only while the response status is 200: an
+    // oversized announced body is refused here, before the client sends it.
+    if (req.getExpectContinue() && req.hasContentLength() &&
+        static_cast<uint64_t>(req.getContentLength64()) > st_.config.limits.max_body_bytes) {
+      req.response().setStatus(Poco::Net::HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE);
+    }
+    return new Dispatcher(st_, listener_, routes_);
+  }
+
+ private:
+  Server::State& st_;
+  Listener listener_;
+  std::vector<Route> routes_;
+};
+
+Result<Poco::Net::Context::Ptr> MakeContext(const ListenerConfig& l, bool peer) {
+  try {
+    Poco::Net::Context::Params p;
+    p.privateKeyFile = l.key;
+    p.certificateFile = l.certificate;
+    p.caLocation = l.client_ca;
+    p.loadDefaultCAs = false;
+    p.verificationMode = peer ? Poco::Net::Context::VERIFY_STRICT
+                              : (l.client_ca.empty() ? Poco::Net::Context::VERIFY_NONE
+                                                     : Poco::Net::Context::VERIFY_RELAXED);
+    p.verificationDepth = 9;
+    p.cipherList = "HIGH:!aNULL:!eNULL:!MD5:!RC4:!3DES:!SHA1";
+    Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, p);
+    // PoCo's extended check would match the *client's* certificate name
+    // against its address: peers are authorised from the certificate instead.
+    ctx->enableExtendedCertificateVerification(false);
+    if (SSL_CTX_set_min_proto_version(ctx->sslContext(), TLS1_2_VERSION) != 1) {
+      return Err(OpenSslStatus(Code::kInternal, "TLS minimum version"));
+    }
+    static const unsigned char kSid[] = "sealpostd";
+    SSL_CTX_set_session_id_context(ctx->sslContext(), kSid, sizeof kSid - 1);
+    return ctx;
+  } catch (const Poco::Exception& e) {
+    return Err(Status::DataError(std::string(peer ? "peer" : "user") + " listener TLS (" +
+                                 l.certificate + ", " + l.key +
+                                 (l.client_ca.empty() ? "" : ", " + l.client_ca) +
+                                 "): " + e.displayText()));
+  }
+}
+
+Poco::Net::HTTPServerParams::Ptr MakeParams(const Limits& limits) {
+  Poco::Net::HTTPServerParams::Ptr p = new Poco::Net::HTTPServerParams;
+  p->setMaxThreads(limits.max_connections);
+  p->setMaxQueued(limits.max_queued);
+  p->setTimeout(Poco::Timespan(limits.read_timeout_seconds, 0));
+  p->setKeepAlive(true);
+  p->setKeepAliveTimeout(Poco::Timespan(limits.keepalive_timeout_seconds, 0));
+  p->setMaxKeepAliveRequests(1000);
+  p->setServerName("sealpostd");
+  p->setSoftwareVersion("sealpostd");
+  return p;
+}
+
+}  // namespace
+
+Server::Server(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Server::~Server() { Stop(); }
+
+Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
+  static std::once_flag ssl_once;
+  static LoggingErrorHandler error_handler;
+  std::call_once(ssl_once, [] {
+    Poco::Net::initializeSSL();
+    Poco::ErrorHandler::set(&error_handler);
+  });
+  auto st = std::make_unique<State>();
+  st->config = config;
+  st->started = std::time(nullptr);
+  unsigned char rnd[4];
+  if (RAND_bytes(rnd, sizeof rnd) != 1) return Err(OpenSslStatus(Code::kInternal, "RAND_bytes"));
+  st->id_prefix = HexEncode(std::string_view(reinterpret_cast<const char*>(rnd), sizeof rnd));
+
+  auto holder = policies::PolicyHolder::Open(config.policy_files);
+  if (!holder) return Err(holder.error().WithContext("policy"));
+  st->policy = std::move(*holder);
+  if (st->policy->Current()->FindUnion(config.union_id) == nullptr) {
+    return Err(Status::DataError(config.file + ": union '" + config.union_id +
+                                 "' is not in the policy's registry"));
+  }
+  crypto::TrustFiles tf;
+  tf.anchors = config.trust_anchors;
+  tf.crls = config.crls;
+  auto trust = crypto::LoadTrustStore(tf, crypto::TrustOptions{});
+  if (!trust) return Err(trust.error().WithContext("verification desk trust"));
+  auto verifier = crypto::Verifier::Create(std::move(*trust));
+  if (!verifier) return Err(verifier.error());
+  st->verifier.emplace(std::move(*verifier));
+  auto peers = PeerIdentifier::Create(config.peer.client_ca);
+  if (!peers) return Err(peers.error().WithContext("peer client CA"));
+  st->peers.emplace(std::move(*peers));
+
+  if (::mkdir(config.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return Err(Status::IoError("cannot create state directory " + config.state_dir + ": " +
+                               std::strerror(errno)));
+  }
+  st->spool_dir = config.state_dir + "/spool";
+  if (::mkdir(st->spool_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Err(Status::IoError("cannot create spool directory " + st->spool_dir + ": " +
+                               std::strerror(errno)));
+  }
+  auto tokens = storage::ApiTokenStore::Open(config.state_dir + "/api-tokens.sqlite");
+  if (!tokens) return Err(tokens.error());
+  st->tokens = std::move(*tokens);
+
+  auto peer_ctx = MakeContext(config.peer, true);
+  if (!peer_ctx) return Err(peer_ctx.error());
+  auto user_ctx = MakeContext(config.user, false);
+  if (!user_ctx) return Err(user_ctx.error());
+  const Limits& limits = config.limits;
+  // One pool per listener, sized to its connection cap (+1 for the
+  // acceptor thread TCPServer also takes from it).
+  st->peer_pool = std::make_unique<Poco::ThreadPool>(2, limits.max_connections + 1, 60);
+  st->user_pool = std::make_unique<Poco::ThreadPool>(2, limits.max_connections + 1, 60);
+  State* raw = st.get();
+  for (auto [l, listener, ctx, pool, server] :
+       {std::tuple{&config.peer, Listener::kPeer, *peer_ctx, raw->peer_pool.get(), &raw->peer_server},
+        std::tuple{&config.user, Listener::kUser, *user_ctx, raw->user_pool.get(), &raw->user_server}}) {
+    try {
+      Poco::Net::SecureServerSocket sock(ctx);
+      sock.bind(Poco::Net::SocketAddress(l->address, static_cast<Poco::UInt16>(l->port)), true);
+      sock.listen(limits.max_queued);
+      *server = std::make_unique<Poco::Net::HTTPServer>(new Factory(*raw, listener), *pool, sock,
+                                                        MakeParams(limits));
+    } catch (const Poco::Exception& e) {
+      return Err(Status::Unavailable(std::string(ListenerName(listener)) + " listener " +
+                                     l->address + ":" + std::to_string(l->port) + ": " +
+                                     e.displayText()));
+    }
+  }
+  return std::unique_ptr<Server>(new Server(std::move(st)));
+}
+
+Status Server::Start() {
+  try {
+    state_->peer_server->start();
+    state_->user_server->start();
+  } catch (const Poco::Exception& e) {
+    return Status::Internal("cannot start listeners: " + e.displayText());
+  }
+  Log(LogLevel::kInfo, "listening",
+      "union=" + state_->config.union_id + " peer_port=" + std::to_string(peer_port()) +
+          " user_port=" + std::to_string(user_port()));
+  return Status::Ok();
+}
+
+int Server::peer_port() const { return state_->peer_server->port(); }
+int Server::user_port() const { return state_->user_server->port(); }
+
+void Server::Stop() {
+  if (!state_) return;
+  std::call_once(state_->stopped, [this] {
+    // stopAll(false): stop accepting, close idle connections, let requests
+    // in progress finish; then wait for every worker.
+    state_->peer_server->stopAll(false);
+    state_->user_server->stopAll(false);
+    state_->peer_pool->joinAll();
+    state_->user_pool->joinAll();
+  });
+}
+
+}  // namespace sealpost::daemon
