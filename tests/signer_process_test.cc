@@ -426,6 +426,40 @@ TEST_F(SignerProcessTest, TokenRemovedIsUnavailableThenSigningResumes) {
   EXPECT_EQ(Lines(Journal()), 2u);
 }
 
+TEST_F(SignerProcessTest, TokenAbsentAtStartIsOpenedOnceInserted) {
+  if (!FaultModule::Available()) GTEST_SKIP() << "built without tests/fault_pkcs11";
+  UseFaultModule();
+  fault_->Set("removed=1\n");
+  auto proc = Start();  // serves although the token is not there
+  auto remote = Client();
+  auto st = remote.QueryStatus();
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_FALSE(st->token_present);
+  EXPECT_FALSE(st->logged_in);
+  EXPECT_FALSE(st->keys.at(0).certificate);
+  crypto::KeyRef key{Uri("seal")};
+  std::string content = Content("late.txt", "Công văn\n");
+  auto gone = crypto::SignFile(remote, key, content, {});
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code(), Code::kUnavailable) << gone.error().message();
+  EXPECT_EQ(fault_->Count("C_Login"), 0);
+
+  fault_->Set("");
+  // Opened on demand (at most every 2 s).
+  Result<std::string> sig = Err(Status::Unavailable("not tried"));
+  auto t0 = Clock::now();
+  while (!sig && Since(t0) < 6) {
+    sig = crypto::SignFile(remote, key, content, {});
+    if (!sig) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_TRUE(sig) << sig.error().message() << "\n" << proc->Log();
+  EXPECT_EQ(fault_->Count("C_Login"), 1);
+  auto now = remote.QueryStatus();
+  ASSERT_TRUE(now);
+  EXPECT_TRUE(now->token_present) << now->detail;
+  EXPECT_TRUE(now->keys.at(0).certificate);
+}
+
 TEST_F(SignerProcessTest, HungTokenCallMakesSignerExitWithinItsBound) {
   if (!FaultModule::Available()) GTEST_SKIP() << "built without tests/fault_pkcs11";
   UseFaultModule();
