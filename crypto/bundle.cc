@@ -31,12 +31,15 @@ struct Json {
   Kind kind = Kind::kString;
   std::string str;
   uint64_t num = 0;
-  std::vector<std::pair<std::string, Json>> members;
+  // Object members as two parallel lists (a vector of pairs holding the
+  // incomplete type Json is not portable; a vector of Json is, since C++17).
+  std::vector<std::string> keys;
+  std::vector<Json> values;
   std::vector<Json> items;
 
   const Json* Get(std::string_view key) const {
-    for (const auto& [k, v] : members) {
-      if (k == key) return &v;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] == key) return &values[i];
     }
     return nullptr;
   }
@@ -93,7 +96,8 @@ class JsonReader {
         ++i_;
         Json v;
         if (Status s = Value(v, depth + 1); !s.ok()) return s;
-        out.members.emplace_back(std::move(key), std::move(v));
+        out.keys.push_back(std::move(key));
+        out.values.push_back(std::move(v));
         SkipSpace();
         if (i_ < s_.size() && s_[i_] == ',') {
           ++i_;
@@ -248,7 +252,7 @@ class Fields {
   Fields(const Json& obj, std::string_view source) : obj_(obj), source_(source) {}
 
   Status Only(std::initializer_list<std::string_view> keys) const {
-    for (const auto& [k, v] : obj_.members) {
+    for (const std::string& k : obj_.keys) {
       if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
         return Fail(k, "unknown key");
       }
@@ -605,9 +609,10 @@ Result<ArchiveManifest> ParseArchiveManifest(std::string_view json, std::string_
   }
   const Json* fields = f.Raw("fields");
   if (fields->kind != Json::Kind::kObject) return Err(f.Fail("fields", "must be an object"));
-  for (const auto& [k, v] : fields->members) {
+  for (size_t i = 0; i < fields->keys.size(); ++i) {
+    const Json& v = fields->values[i];
     if (v.kind != Json::Kind::kString) return Err(f.Fail("fields", "values must be strings"));
-    m.fields.emplace(k, v.str);
+    m.fields.emplace(fields->keys[i], v.str);
   }
   const Json* files = f.Raw("files");
   if (files->kind != Json::Kind::kArray || files->items.size() > 64) {
