@@ -532,24 +532,75 @@ Result<MirrorResult> MirrorMain(const std::string& dir, const std::string& remot
     return Err(GitStatus(Code::kDataError, remote + ": cannot read its " + kBranch));
   }
   git_error_clear();
-  theirs.reset();
-
-  git_remote* raw_remote = nullptr;
-  std::string url = remote.starts_with("file://") ? remote : fs::absolute(path, ec).string();
-  if (git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0) {
-    return Err(GitStatus(Code::kDataError, dir + ": cannot open"));
-  }
-  GitRepositoryPtr ours(raw);
-  if (git_remote_create_anonymous(&raw_remote, ours.get(), url.c_str()) < 0) {
-    return Err(GitStatus(Code::kInvalidArgument, remote + ": not a usable remote"));
-  }
-  GitRemotePtr r(raw_remote);
+  const bool bare = git_repository_is_bare(theirs.get()) == 1;
   char refspec[] = "refs/heads/main:refs/heads/main";  // no '+': never forced
   char* specs[] = {refspec};
   git_strarray refspecs = {specs, 1};
-  git_push_options opts = GIT_PUSH_OPTIONS_INIT;
-  if (git_remote_push(r.get(), &refspecs, &opts) < 0) {
-    return Err(GitStatus(Code::kIoError, remote + ": push failed"));
+  git_remote* raw_remote = nullptr;
+  if (bare) {
+    theirs.reset();
+    std::string url = remote.starts_with("file://") ? remote : fs::absolute(path, ec).string();
+    if (git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0) {
+      return Err(GitStatus(Code::kDataError, dir + ": cannot open"));
+    }
+    GitRepositoryPtr ours(raw);
+    if (git_remote_create_anonymous(&raw_remote, ours.get(), url.c_str()) < 0) {
+      return Err(GitStatus(Code::kInvalidArgument, remote + ": not a usable remote"));
+    }
+    GitRemotePtr r(raw_remote);
+    git_push_options opts = GIT_PUSH_OPTIONS_INIT;
+    if (git_remote_push(r.get(), &refspecs, &opts) < 0) {
+      return Err(GitStatus(Code::kIoError, remote + ": push failed"));
+    }
+  } else {
+    // libgit2's local transport cannot push into a non-bare repository:
+    // the mirror fetches from us instead (same refspec, same ancestry rule
+    // checked above), then fast-forwards its work tree if main is checked
+    // out and the work tree is clean.
+    std::string url = fs::absolute(dir, ec).string();
+    if (git_remote_create_anonymous(&raw_remote, theirs.get(), url.c_str()) < 0) {
+      return Err(GitStatus(Code::kInvalidArgument, remote + ": cannot fetch from " + dir));
+    }
+    GitRemotePtr r(raw_remote);
+    git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
+    opts.prune = GIT_FETCH_NO_PRUNE;
+    opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+    opts.update_fetchhead = 0;
+    if (git_remote_fetch(r.get(), &refspecs, &opts, "sealpost archive mirror") < 0) {
+      return Err(GitStatus(Code::kIoError, remote + ": transfer failed"));
+    }
+    git_reference* raw_head = nullptr;
+    if (git_reference_lookup(&raw_head, theirs.get(), "HEAD") == 0) {
+      GitReferencePtr head_ref(raw_head);
+      if (git_reference_type(head_ref.get()) == GIT_REFERENCE_SYMBOLIC &&
+          std::string_view(git_reference_symbolic_target(head_ref.get())) == kBranch) {
+        // The work tree and index still hold the old main: that tree is
+        // the baseline, so SAFE updates exactly what changed and refuses
+        // to touch local modifications.
+        git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+        co.checkout_strategy = GIT_CHECKOUT_SAFE;
+        GitTreePtr baseline;
+        git_oid old_id;
+        git_commit* raw_old = nullptr;
+        if (!result.remote_before.empty() &&
+            git_oid_fromstr(&old_id, result.remote_before.c_str()) == 0 &&
+            git_commit_lookup(&raw_old, theirs.get(), &old_id) == 0) {
+          GitCommitPtr old_commit(raw_old);
+          git_tree* raw_tree = nullptr;
+          if (git_commit_tree(&raw_tree, old_commit.get()) == 0) baseline.reset(raw_tree);
+        }
+        co.baseline = baseline.get();
+        git_oid new_id;
+        git_object* raw_new = nullptr;
+        if (git_oid_fromstr(&new_id, reader->head().c_str()) == 0 &&
+            git_object_lookup(&raw_new, theirs.get(), &new_id, GIT_OBJECT_COMMIT) == 0) {
+          std::unique_ptr<git_object, GitDeleter<git_object_free>> target(raw_new);
+          result.worktree_updated = git_checkout_tree(theirs.get(), target.get(), &co) == 0;
+        }
+      }
+    }
+    git_error_clear();
+    theirs.reset();
   }
   // Check what the remote holds now.
   if (git_repository_open_ext(&raw, path.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0) {

@@ -141,6 +141,9 @@ Status SetArchiveConfig(const std::string& dir,
 struct MirrorResult {
   std::string remote_before;  // hex of the remote's main before, "" if it had none
   std::string head;           // hex of main now on both sides
+  // A non-bare mirror with main checked out: whether its work tree was
+  // fast-forwarded too (false when it had local changes; refs moved anyway).
+  bool worktree_updated = false;
 };
 
 // Pushes refs/heads/main of the archive at `dir` to `remote` (a local path
@@ -149,7 +152,8 @@ struct MirrorResult {
 // Errors: NotFound (remote is not a repository), FailedPrecondition (the
 // remote's main is not an ancestor of ours: it was rewritten or belongs to
 // another history; nothing is pushed), IoError (the push failed).
-// Only local transports are supported.
+// Only local transports are supported. A bare remote is pushed to; a
+// non-bare one (libgit2 cannot push there) fetches main from the archive.
 Result<MirrorResult> MirrorMain(const std::string& dir, const std::string& remote);
 
 }  // namespace sealpost::storage
