@@ -20,6 +20,7 @@ constexpr const char* kUsage =
     "  policy check FILE... | explain FILE... --type T --from U --to V[,W] [--signer CERT]...\n"
     "  archive init|append|list|show|checkpoint|prove|verify-proof|mirror|reindex ... "
     "(sealpost archive --help)\n"
+    "  audit DIR --trust ROOTS [--checkpoint TRUSTED] [--json] [--jobs N]\n"
     "  --version\n";
 
 }  // namespace
@@ -83,6 +84,7 @@ int Main(int argc, char** argv) {
   if (cmd == "sign") return RunSign(ctx, cmd_args);
   if (cmd == "verify") return RunVerify(ctx, cmd_args);
   if (cmd == "policy") return RunPolicy(ctx, cmd_args);
+  if (cmd == "audit") return RunAudit(ctx, cmd_args);
   if (cmd == "archive") return RunArchive(ctx, cmd_args);
   std::fprintf(stderr, "sealpost: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 64;
