@@ -1,0 +1,806 @@
+#include "storage/outbox.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "base/handle.h"
+#include "base/utf8.h"
+
+namespace sealpost::storage {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr struct {
+  Channel channel;
+  std::string_view name;
+} kChannels[] = {
+    {Channel::kAppliance, "appliance"},
+    {Channel::kEmail, "email"},
+    {Channel::kWebhook, "webhook"},
+    {Channel::kNotice, "notice"},
+};
+
+constexpr struct {
+  JobState state;
+  std::string_view name;
+} kStates[] = {
+    {JobState::kQueued, "queued"},       {JobState::kDelivering, "delivering"},
+    {JobState::kDelivered, "delivered"}, {JobState::kRead, "read"},
+    {JobState::kRefused, "refused"},     {JobState::kFailed, "failed"},
+};
+
+// The schema. Times are milliseconds since the epoch; 0 or NULL means "not".
+// attempts.id doubles as the lease id that fences completions.
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS jobs(
+  id INTEGER PRIMARY KEY,
+  document_id TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  channel TEXT NOT NULL CHECK(channel IN ('appliance','email','webhook','notice')),
+  payload BLOB NOT NULL,
+  state TEXT NOT NULL
+    CHECK(state IN ('queued','delivering','delivered','read','refused','failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  enqueued_at INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL,
+  lease_id INTEGER,
+  lease_expires_at INTEGER,
+  delivered_at INTEGER NOT NULL DEFAULT 0,
+  read_at INTEGER NOT NULL DEFAULT 0,
+  finished_at INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  receipt_ref TEXT NOT NULL DEFAULT '',
+  UNIQUE(document_id, recipient, channel)) STRICT;
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs(state, lease_expires_at);
+CREATE INDEX IF NOT EXISTS jobs_recipient ON jobs(recipient, state);
+CREATE TABLE IF NOT EXISTS attempts(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  number INTEGER NOT NULL,
+  worker TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL DEFAULT 0,
+  result TEXT NOT NULL CHECK(result IN
+    ('started','delivered','retry','refused','failed','lease-expired','superseded')),
+  error TEXT NOT NULL DEFAULT '',
+  UNIQUE(job_id, number)) STRICT;
+CREATE INDEX IF NOT EXISTS attempts_finished ON attempts(finished_at, id);
+)sql";
+
+using SqlitePtr = std::unique_ptr<sqlite3, CDeleter<sqlite3_close_v2>>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, CDeleter<sqlite3_finalize>>;
+
+class SystemClock final : public OutboxClock {
+ public:
+  int64_t NowMillis() override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
+class SystemRandom final : public OutboxRandom {
+ public:
+  SystemRandom() : gen_(std::random_device{}()) {}
+  uint64_t UniformUpTo(uint64_t max) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::uniform_int_distribution<uint64_t>(0, max)(gen_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::mt19937_64 gen_;
+};
+
+Status CheckText(std::string_view what, std::string_view value, size_t max, bool may_be_empty) {
+  if ((!may_be_empty && value.empty()) || value.size() > max || !IsCleanUtf8Text(value)) {
+    return Status::InvalidArgument(std::string(what) + " must be one line of UTF-8 text of 1.." +
+                                   std::to_string(max) + " bytes");
+  }
+  return Status::Ok();
+}
+
+std::string Truncate(std::string_view s, size_t max) {
+  if (s.size() <= max) return std::string(s);
+  // Cut at a UTF-8 boundary so the stored text stays valid.
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return std::string(s.substr(0, n));
+}
+
+}  // namespace
+
+std::string_view ChannelName(Channel channel) {
+  for (const auto& c : kChannels) {
+    if (c.channel == channel) return c.name;
+  }
+  return "unknown";
+}
+
+Result<Channel> ParseChannel(std::string_view name) {
+  for (const auto& c : kChannels) {
+    if (c.name == name) return c.channel;
+  }
+  return Err(Status::DataError("unknown delivery channel \"" + std::string(name) + "\""));
+}
+
+std::string_view JobStateName(JobState state) {
+  for (const auto& s : kStates) {
+    if (s.state == state) return s.name;
+  }
+  return "unknown";
+}
+
+Result<JobState> ParseJobState(std::string_view name) {
+  for (const auto& s : kStates) {
+    if (s.name == name) return s.state;
+  }
+  return Err(Status::DataError("unknown job state \"" + std::string(name) + "\""));
+}
+
+int64_t BackoffDelayMillis(int attempts, int64_t base_ms, int64_t cap_ms, OutboxRandom& random) {
+  if (attempts < 1) attempts = 1;
+  if (base_ms < 0) base_ms = 0;
+  if (cap_ms < 0) cap_ms = 0;
+  int64_t ceiling = base_ms;
+  // Doubling stops at the cap, so neither the shift nor the product overflows.
+  for (int i = 1; i < attempts && ceiling < cap_ms; ++i) {
+    ceiling = ceiling > cap_ms / 2 ? cap_ms : ceiling * 2;
+  }
+  ceiling = std::min(ceiling, cap_ms);
+  return static_cast<int64_t>(random.UniformUpTo(static_cast<uint64_t>(ceiling)));
+}
+
+// The connection and the helpers that run statements on it. Every helper
+// captures sqlite3_errmsg at the failing call.
+struct Outbox::Db {
+  SqlitePtr db;
+  std::string path;
+
+  Status Error(std::string_view what) const {
+    return Status::IoError("outbox " + path + ": " + std::string(what) + ": " +
+                           sqlite3_errmsg(db.get()));
+  }
+
+  Status Exec(const char* sql) {
+    char* msg = nullptr;
+    int rc = sqlite3_exec(db.get(), sql, nullptr, nullptr, &msg);
+    std::string text = msg ? msg : "";
+    sqlite3_free(msg);
+    if (rc != SQLITE_OK) {
+      return Status::IoError("outbox " + path + ": " + text + " (" + sqlite3_errstr(rc) + ")");
+    }
+    return Status::Ok();
+  }
+
+  Result<StmtPtr> Prepare(std::string_view sql) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db.get(), sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+    StmtPtr stmt(raw);
+    if (rc != SQLITE_OK) return Err(Error("cannot prepare statement"));
+    return stmt;
+  }
+};
+
+namespace {
+
+// Binds positional parameters: integers, text and blobs.
+struct Blob {
+  std::string_view data;
+};
+
+void BindOne(sqlite3_stmt* s, int i, int64_t v) { sqlite3_bind_int64(s, i, v); }
+void BindOne(sqlite3_stmt* s, int i, int v) { sqlite3_bind_int64(s, i, v); }
+void BindOne(sqlite3_stmt* s, int i, std::string_view v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+void BindOne(sqlite3_stmt* s, int i, const std::string& v) { BindOne(s, i, std::string_view(v)); }
+void BindOne(sqlite3_stmt* s, int i, Blob v) {
+  sqlite3_bind_blob(s, i, v.data.data(), static_cast<int>(v.data.size()), SQLITE_TRANSIENT);
+}
+
+template <typename... Args>
+void Bind(sqlite3_stmt* s, const Args&... args) {
+  int i = 0;
+  (BindOne(s, ++i, args), ...);
+}
+
+std::string ColumnText(sqlite3_stmt* s, int col) {
+  const auto* p = sqlite3_column_blob(s, col);
+  int n = sqlite3_column_bytes(s, col);
+  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
+}
+
+}  // namespace
+
+namespace {
+
+// Runs one statement that returns no rows (or whose rows are ignored).
+template <typename D, typename... Args>
+Status Run(D& db, std::string_view sql, const Args&... args) {
+  auto stmt = db.Prepare(sql);
+  if (!stmt) return stmt.error();
+  Bind(stmt->get(), args...);
+  int rc;
+  while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+  }
+  if (rc != SQLITE_DONE) return db.Error("statement failed");
+  return Status::Ok();
+}
+
+}  // namespace
+
+// Propagates a failed Status from a function returning Status.
+#define OUTBOX_RETURN_IF_ERROR(expr)          \
+  do {                                        \
+    ::sealpost::Status outbox_status__ = (expr); \
+    if (!outbox_status__.ok()) return outbox_status__; \
+  } while (0)
+
+namespace {
+
+// An IMMEDIATE transaction (takes the write lock at BEGIN, waiting up to the
+// busy timeout): rolled back unless Commit() succeeded.
+class Tx {
+ public:
+  template <typename D>
+  static Result<Tx> Begin(D& db) {
+    Status s = db.Exec("BEGIN IMMEDIATE");
+    if (!s.ok()) return Err(s);
+    return Tx(db.db.get());
+  }
+  Tx(Tx&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+  Tx& operator=(Tx&&) = delete;
+  ~Tx() {
+    if (db_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  template <typename D>
+  Status Commit(D& db) {
+    Status s = db.Exec("COMMIT");
+    if (s.ok()) db_ = nullptr;
+    return s;
+  }
+
+ private:
+  explicit Tx(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+}  // namespace
+
+Outbox::Outbox(const OutboxOptions& options, std::unique_ptr<Db> db)
+    : options_(options), db_(std::move(db)) {
+  if (options_.clock) {
+    clock_ = options_.clock;
+  } else {
+    own_clock_ = std::make_unique<SystemClock>();
+    clock_ = own_clock_.get();
+  }
+  if (options_.random) {
+    random_ = options_.random;
+  } else {
+    own_random_ = std::make_unique<SystemRandom>();
+    random_ = own_random_.get();
+  }
+}
+
+Outbox::~Outbox() = default;
+
+int64_t Outbox::Now() { return clock_->NowMillis(); }
+
+Result<std::unique_ptr<Outbox>> Outbox::Open(const OutboxOptions& options) {
+  if (options.path.empty()) return Err(Status::InvalidArgument("outbox: no file path given"));
+  if (options.max_in_flight_per_recipient < 1 || options.lease_millis < 1 ||
+      options.backoff_base_millis < 0 || options.backoff_cap_millis < options.backoff_base_millis ||
+      options.max_attempts < 1) {
+    return Err(Status::InvalidArgument(
+        "outbox: options out of range (in-flight cap >= 1, lease > 0, 0 <= backoff base <= cap, "
+        "max attempts >= 1)"));
+  }
+  auto db = std::make_unique<Db>();
+  db->path = options.path;
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(options.path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  db->db.reset(raw);
+  if (rc != SQLITE_OK) {
+    return Err(Status::IoError("outbox " + options.path + ": cannot open: " +
+                               (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))));
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, 10'000);
+  // WAL with synchronous=FULL: each commit is fsync'd in the WAL before
+  // COMMIT returns (NORMAL would only sync at checkpoints and could lose the
+  // last acknowledged enqueues on power loss).
+  {
+    auto stmt = db->Prepare("PRAGMA journal_mode=WAL");
+    if (!stmt) return Err(stmt.error());
+    if (sqlite3_step(stmt->get()) != SQLITE_ROW) return Err(db->Error("cannot set WAL journal"));
+    std::string mode = ColumnText(stmt->get(), 0);
+    if (mode != "wal") {
+      return Err(Status::IoError("outbox " + options.path + ": journal mode is " + mode +
+                                 ", WAL is required"));
+    }
+  }
+  for (const char* pragma : {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+    Status s = db->Exec(pragma);
+    if (!s.ok()) return Err(s);
+  }
+  {
+    auto tx = Tx::Begin(*db);
+    if (!tx) return Err(tx.error());
+    Status s = db->Exec(kSchema);
+    if (!s.ok()) {
+      return Err(Status::DataError("outbox " + options.path + ": not an outbox file: " +
+                                   s.message()));
+    }
+    auto get = db->Prepare("SELECT value FROM meta WHERE key='schema'");
+    if (!get) return Err(get.error());
+    int step = sqlite3_step(get->get());
+    if (step == SQLITE_ROW) {
+      std::string v = ColumnText(get->get(), 0);
+      if (v != std::to_string(kSchemaVersion)) {
+        return Err(Status::DataError("outbox " + options.path + ": schema version " + v +
+                                     ", this program reads version " +
+                                     std::to_string(kSchemaVersion)));
+      }
+    } else if (step == SQLITE_DONE) {
+      auto put = db->Prepare("INSERT INTO meta(key, value) VALUES('schema', ?)");
+      if (!put) return Err(put.error());
+      Bind(put->get(), std::to_string(kSchemaVersion));
+      if (sqlite3_step(put->get()) != SQLITE_DONE) return Err(db->Error("cannot write schema"));
+    } else {
+      return Err(db->Error("cannot read schema version"));
+    }
+    get.value().reset();
+    Status c = tx->Commit(*db);
+    if (!c.ok()) return Err(c);
+  }
+  return std::unique_ptr<Outbox>(new Outbox(options, std::move(db)));
+}
+
+Result<bool> Outbox::Enqueue(const JobKey& key, std::string_view payload) {
+  SP_RETURN_IF_ERROR(CheckText("document id", key.document_id, kOutboxMaxIdBytes, false));
+  SP_RETURN_IF_ERROR(CheckText("recipient", key.recipient, kOutboxMaxIdBytes, false));
+  if (ChannelName(key.channel) == "unknown") {
+    return Err(Status::InvalidArgument("unknown delivery channel"));
+  }
+  if (payload.size() > kOutboxMaxPayloadBytes) {
+    return Err(Status::InvalidArgument("outbox payload of " + std::to_string(payload.size()) +
+                                       " bytes is over the limit of " +
+                                       std::to_string(kOutboxMaxPayloadBytes)));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return Err(tx.error());
+  auto find = db_->Prepare(
+      "SELECT payload FROM jobs WHERE document_id=? AND recipient=? AND channel=?");
+  if (!find) return Err(find.error());
+  Bind(find->get(), key.document_id, key.recipient, ChannelName(key.channel));
+  int rc = sqlite3_step(find->get());
+  if (rc == SQLITE_ROW) {
+    if (ColumnText(find->get(), 0) != payload) {
+      return Err(Status::FailedPrecondition(
+          "outbox: a job for document " + key.document_id + " to " + key.recipient + " (" +
+          std::string(ChannelName(key.channel)) + ") is already queued with another payload"));
+    }
+    return false;
+  }
+  if (rc != SQLITE_DONE) return Err(db_->Error("cannot look up job"));
+  find->reset();
+  SP_RETURN_IF_ERROR(Run(*db_,
+             "INSERT INTO jobs(document_id, recipient, channel, payload, state, enqueued_at, "
+             "next_attempt_at) VALUES(?, ?, ?, ?, 'queued', ?, ?)",
+             key.document_id, key.recipient, ChannelName(key.channel), Blob{payload}, now, now));
+  SP_RETURN_IF_ERROR(tx->Commit(*db_));
+  return true;
+}
+
+// REQUIRES: mu_ held, inside a transaction.
+Status Outbox::ExpireLeases(int64_t now) {
+  // Attempts of expired leases end as "lease-expired"; their jobs are due
+  // again at once (the worker is presumed dead, not the recipient), unless
+  // the attempts are used up.
+  OUTBOX_RETURN_IF_ERROR(Run(*db_,
+             "UPDATE attempts SET result='lease-expired', finished_at=?, "
+             "error='lease expired: the worker did not complete the attempt' "
+             "WHERE id IN (SELECT lease_id FROM jobs WHERE state='delivering' AND "
+             "lease_expires_at <= ?)",
+             now, now));
+  OUTBOX_RETURN_IF_ERROR(Run(*db_,
+             "UPDATE jobs SET state='failed', finished_at=?, lease_id=NULL, "
+             "lease_expires_at=NULL, last_error='lease expired: the worker did not complete "
+             "the attempt' WHERE state='delivering' AND lease_expires_at <= ? AND attempts >= ?",
+             now, now, options_.max_attempts));
+  OUTBOX_RETURN_IF_ERROR(Run(*db_,
+             "UPDATE jobs SET state='queued', next_attempt_at=?, lease_id=NULL, "
+             "lease_expires_at=NULL, last_error='lease expired: the worker did not complete "
+             "the attempt' WHERE state='delivering' AND lease_expires_at <= ?",
+             now, now));
+  return Status::Ok();
+}
+
+Result<std::vector<Job>> Outbox::Lease(size_t max_jobs, std::string_view worker) {
+  SP_RETURN_IF_ERROR(CheckText("worker name", worker, kOutboxMaxIdBytes, false));
+  std::vector<Job> jobs;
+  if (max_jobs == 0) return jobs;
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return Err(tx.error());
+  SP_RETURN_IF_ERROR(ExpireLeases(now));
+  // Due jobs ranked per recipient; a recipient with f jobs in flight may get
+  // at most cap - f more.
+  auto pick = db_->Prepare(
+      "SELECT q.id, q.document_id, q.recipient, q.channel, q.payload, q.attempts FROM "
+      "(SELECT id, document_id, recipient, channel, payload, attempts, next_attempt_at, "
+      "ROW_NUMBER() OVER (PARTITION BY recipient ORDER BY next_attempt_at, id) AS rn "
+      "FROM jobs WHERE state='queued' AND next_attempt_at <= ?) q "
+      "LEFT JOIN (SELECT recipient, COUNT(*) AS n FROM jobs WHERE state='delivering' "
+      "GROUP BY recipient) f ON f.recipient = q.recipient "
+      "WHERE q.rn + COALESCE(f.n, 0) <= ? ORDER BY q.next_attempt_at, q.id LIMIT ?");
+  if (!pick) return Err(pick.error());
+  Bind(pick->get(), now, options_.max_in_flight_per_recipient,
+       static_cast<int64_t>(std::min<size_t>(max_jobs, INT32_MAX)));
+  int rc;
+  while ((rc = sqlite3_step(pick->get())) == SQLITE_ROW) {
+    Job job;
+    sqlite3_stmt* s = pick->get();
+    job.id = sqlite3_column_int64(s, 0);
+    job.key.document_id = ColumnText(s, 1);
+    job.key.recipient = ColumnText(s, 2);
+    auto ch = ParseChannel(ColumnText(s, 3));
+    if (!ch) return Err(ch.error().WithContext("outbox " + options_.path));
+    job.key.channel = *ch;
+    job.payload = ColumnText(s, 4);
+    job.attempt = sqlite3_column_int(s, 5) + 1;
+    jobs.push_back(std::move(job));
+  }
+  if (rc != SQLITE_DONE) return Err(db_->Error("cannot select due jobs"));
+  pick->reset();
+  for (Job& job : jobs) {
+    SP_RETURN_IF_ERROR(Run(*db_,
+               "INSERT INTO attempts(job_id, number, worker, started_at, result) "
+               "VALUES(?, ?, ?, ?, 'started')",
+               job.id, job.attempt, worker, now));
+    job.lease_id = sqlite3_last_insert_rowid(db_->db.get());
+    job.lease_expires_at = now + options_.lease_millis;
+    SP_RETURN_IF_ERROR(Run(*db_,
+               "UPDATE jobs SET state='delivering', attempts=?, lease_id=?, lease_expires_at=? "
+               "WHERE id=?",
+               job.attempt, job.lease_id, job.lease_expires_at, job.id));
+  }
+  SP_RETURN_IF_ERROR(tx->Commit(*db_));
+  return jobs;
+}
+
+namespace {
+
+// Checks, inside the transaction, that `job`'s lease is still the one held.
+template <typename D>
+Status CheckLease(D& db, const Job& job) {
+  auto stmt = db.Prepare("SELECT state, lease_id FROM jobs WHERE id=?");
+  if (!stmt) return stmt.error();
+  Bind(stmt->get(), job.id);
+  int rc = sqlite3_step(stmt->get());
+  if (rc == SQLITE_DONE) {
+    return Status::NotFound("outbox: no job " + std::to_string(job.id));
+  }
+  if (rc != SQLITE_ROW) return db.Error("cannot read job");
+  std::string state = ColumnText(stmt->get(), 0);
+  int64_t lease = sqlite3_column_int64(stmt->get(), 1);
+  if (state != "delivering" || lease != job.lease_id) {
+    return Status::FailedPrecondition(
+        "outbox: attempt " + std::to_string(job.attempt) + " of document " +
+        job.key.document_id + " to " + job.key.recipient +
+        " no longer holds its lease (expired and taken again, or already completed); job is " +
+        state);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Outbox::Succeeded(const Job& job, std::string_view receipt_ref) {
+  if (receipt_ref.size() > kOutboxMaxIdBytes) {
+    return Status::InvalidArgument("outbox: receipt reference over " +
+                                   std::to_string(kOutboxMaxIdBytes) + " bytes");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return tx.error();
+  // An expired lease is lost even if nobody has taken the job yet: the
+  // expiry is what Lease() relies on, so a late completion must not race it.
+  OUTBOX_RETURN_IF_ERROR(ExpireLeases(now));
+  if (Status lease = CheckLease(*db_, job); !lease.ok()) {
+    // Keep the expiry just recorded; the completion itself is refused.
+    OUTBOX_RETURN_IF_ERROR(tx->Commit(*db_));
+    return lease;
+  }
+  auto run = [&]() -> Status {
+    OUTBOX_RETURN_IF_ERROR(Run(*db_, "UPDATE attempts SET result='delivered', finished_at=? WHERE id=?", now,
+               job.lease_id));
+    OUTBOX_RETURN_IF_ERROR(Run(*db_,
+               "UPDATE jobs SET state='delivered', delivered_at=?, receipt_ref=?, last_error='', "
+               "lease_id=NULL, lease_expires_at=NULL WHERE id=?",
+               now, receipt_ref, job.id));
+    return Status::Ok();
+  };
+  OUTBOX_RETURN_IF_ERROR(run());
+  return tx->Commit(*db_);
+}
+
+Status Outbox::Failed(const Job& job, std::string_view error, bool retryable) {
+  std::string err = Truncate(error, kOutboxMaxErrorBytes);
+  if (!IsValidUtf8(err)) err = "(error text is not UTF-8)";
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return tx.error();
+  OUTBOX_RETURN_IF_ERROR(ExpireLeases(now));
+  if (Status lease = CheckLease(*db_, job); !lease.ok()) {
+    // Keep the expiry just recorded; the completion itself is refused.
+    OUTBOX_RETURN_IF_ERROR(tx->Commit(*db_));
+    return lease;
+  }
+  auto run = [&]() -> Status {
+    if (!retryable) {
+      OUTBOX_RETURN_IF_ERROR(Run(*db_, "UPDATE attempts SET result='refused', finished_at=?, error=? WHERE id=?",
+                 now, err, job.lease_id));
+      OUTBOX_RETURN_IF_ERROR(Run(*db_,
+                 "UPDATE jobs SET state='refused', finished_at=?, last_error=?, lease_id=NULL, "
+                 "lease_expires_at=NULL WHERE id=?",
+                 now, err, job.id));
+    } else if (job.attempt >= options_.max_attempts) {
+      OUTBOX_RETURN_IF_ERROR(Run(*db_, "UPDATE attempts SET result='failed', finished_at=?, error=? WHERE id=?",
+                 now, err, job.lease_id));
+      OUTBOX_RETURN_IF_ERROR(Run(*db_,
+                 "UPDATE jobs SET state='failed', finished_at=?, last_error=?, lease_id=NULL, "
+                 "lease_expires_at=NULL WHERE id=?",
+                 now, err, job.id));
+    } else {
+      int64_t delay = BackoffDelayMillis(job.attempt, options_.backoff_base_millis,
+                                         options_.backoff_cap_millis, *random_);
+      OUTBOX_RETURN_IF_ERROR(Run(*db_, "UPDATE attempts SET result='retry', finished_at=?, error=? WHERE id=?",
+                 now, err, job.lease_id));
+      OUTBOX_RETURN_IF_ERROR(Run(*db_,
+                 "UPDATE jobs SET state='queued', next_attempt_at=?, last_error=?, lease_id=NULL, "
+                 "lease_expires_at=NULL WHERE id=?",
+                 now + delay, err, job.id));
+    }
+    return Status::Ok();
+  };
+  OUTBOX_RETURN_IF_ERROR(run());
+  return tx->Commit(*db_);
+}
+
+Status Outbox::MarkRead(const JobKey& key, int64_t read_at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return tx.error();
+  auto find = db_->Prepare(
+      "SELECT id, state, lease_id FROM jobs WHERE document_id=? AND recipient=? AND channel=?");
+  if (!find) return find.error();
+  Bind(find->get(), key.document_id, key.recipient, ChannelName(key.channel));
+  int rc = sqlite3_step(find->get());
+  if (rc == SQLITE_DONE) {
+    return Status::NotFound("outbox: no job for document " + key.document_id + " to " +
+                            key.recipient + " (" + std::string(ChannelName(key.channel)) + ")");
+  }
+  if (rc != SQLITE_ROW) return db_->Error("cannot look up job");
+  const int64_t id = sqlite3_column_int64(find->get(), 0);
+  const std::string state = ColumnText(find->get(), 1);
+  const int64_t lease = sqlite3_column_int64(find->get(), 2);
+  find->reset();
+  auto run = [&]() -> Status {
+    if (state == "delivering") {
+      OUTBOX_RETURN_IF_ERROR(Run(*db_,
+                 "UPDATE attempts SET result='superseded', finished_at=?, "
+                 "error='a read notice arrived while the attempt ran' WHERE id=?",
+                 now, lease));
+    }
+    OUTBOX_RETURN_IF_ERROR(Run(*db_,
+               "UPDATE jobs SET state='read', read_at=CASE WHEN read_at=0 THEN ? ELSE read_at END, "
+               "delivered_at=CASE WHEN delivered_at=0 THEN ? ELSE delivered_at END, "
+               "finished_at=0, lease_id=NULL, lease_expires_at=NULL WHERE id=?",
+               read_at, read_at, id));
+    return Status::Ok();
+  };
+  OUTBOX_RETURN_IF_ERROR(run());
+  return tx->Commit(*db_);
+}
+
+namespace {
+
+constexpr char kStateColumns[] =
+    "SELECT document_id, recipient, channel, state, attempts, enqueued_at, next_attempt_at, "
+    "delivered_at, read_at, finished_at, last_error, receipt_ref FROM jobs ";
+
+Result<DeliveryState> ReadState(sqlite3_stmt* s) {
+  DeliveryState d;
+  d.key.document_id = ColumnText(s, 0);
+  d.key.recipient = ColumnText(s, 1);
+  auto ch = ParseChannel(ColumnText(s, 2));
+  if (!ch) return Err(ch.error());
+  d.key.channel = *ch;
+  auto st = ParseJobState(ColumnText(s, 3));
+  if (!st) return Err(st.error());
+  d.state = *st;
+  d.attempts = sqlite3_column_int(s, 4);
+  d.enqueued_at = sqlite3_column_int64(s, 5);
+  d.next_attempt_at = sqlite3_column_int64(s, 6);
+  d.delivered_at = sqlite3_column_int64(s, 7);
+  d.read_at = sqlite3_column_int64(s, 8);
+  d.finished_at = sqlite3_column_int64(s, 9);
+  d.last_error = ColumnText(s, 10);
+  d.receipt_ref = ColumnText(s, 11);
+  return d;
+}
+
+constexpr char kAttemptColumns[] =
+    "SELECT a.id, a.job_id, j.document_id, j.recipient, j.channel, a.number, a.worker, "
+    "a.started_at, a.finished_at, a.result, a.error FROM attempts a JOIN jobs j ON j.id=a.job_id ";
+
+Result<Attempt> ReadAttempt(sqlite3_stmt* s) {
+  Attempt a;
+  a.id = sqlite3_column_int64(s, 0);
+  a.job_id = sqlite3_column_int64(s, 1);
+  a.key.document_id = ColumnText(s, 2);
+  a.key.recipient = ColumnText(s, 3);
+  auto ch = ParseChannel(ColumnText(s, 4));
+  if (!ch) return Err(ch.error());
+  a.key.channel = *ch;
+  a.number = sqlite3_column_int(s, 5);
+  a.worker = ColumnText(s, 6);
+  a.started_at = sqlite3_column_int64(s, 7);
+  a.finished_at = sqlite3_column_int64(s, 8);
+  a.result = ColumnText(s, 9);
+  a.error = ColumnText(s, 10);
+  return a;
+}
+
+template <typename T, typename D, typename ReadFn, typename... Args>
+Result<std::vector<T>> Collect(D& db, const std::string& sql, ReadFn read, const Args&... args) {
+  auto stmt = db.Prepare(sql);
+  if (!stmt) return Err(stmt.error());
+  Bind(stmt->get(), args...);
+  std::vector<T> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    auto v = read(stmt->get());
+    if (!v) return Err(v.error().WithContext("outbox " + db.path));
+    out.push_back(std::move(*v));
+  }
+  if (rc != SQLITE_DONE) return Err(db.Error("query failed"));
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<DeliveryState>> Outbox::States(std::string_view document_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Collect<DeliveryState>(
+      *db_, std::string(kStateColumns) + "WHERE document_id=? ORDER BY recipient, channel",
+      ReadState, document_id);
+}
+
+Result<DeliveryState> Outbox::State(const JobKey& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto v = Collect<DeliveryState>(
+      *db_, std::string(kStateColumns) + "WHERE document_id=? AND recipient=? AND channel=?",
+      ReadState, key.document_id, key.recipient, ChannelName(key.channel));
+  if (!v) return Err(v.error());
+  if (v->empty()) {
+    return Err(Status::NotFound("outbox: no job for document " + key.document_id + " to " +
+                                key.recipient + " (" + std::string(ChannelName(key.channel)) +
+                                ")"));
+  }
+  return std::move(v->front());
+}
+
+Result<std::vector<Attempt>> Outbox::Attempts(const JobKey& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Collect<Attempt>(*db_,
+                          std::string(kAttemptColumns) +
+                              "WHERE j.document_id=? AND j.recipient=? AND j.channel=? "
+                              "ORDER BY a.id",
+                          ReadAttempt, key.document_id, key.recipient, ChannelName(key.channel));
+}
+
+Result<std::vector<Attempt>> Outbox::FinishedAttemptsAfter(int64_t after_id, size_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Collect<Attempt>(
+      *db_, std::string(kAttemptColumns) + "WHERE a.id > ? AND a.finished_at > 0 ORDER BY a.id LIMIT ?",
+      ReadAttempt, after_id, static_cast<int64_t>(std::min<size_t>(limit, INT32_MAX)));
+}
+
+Result<OutboxMetrics> Outbox::Metrics() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  // One read transaction, so the figures are of one moment.
+  auto stmt = db_->Prepare(
+      "SELECT "
+      "COALESCE(SUM(state='queued'), 0), "
+      "COALESCE(SUM((state='queued' AND next_attempt_at <= ?1) OR "
+      "             (state='delivering' AND lease_expires_at <= ?1)), 0), "
+      "COALESCE(SUM(state='delivering' AND lease_expires_at > ?1), 0), "
+      "COALESCE(SUM(state IN ('delivered','read')), 0), "
+      "COALESCE(SUM(state='refused'), 0), "
+      "COALESCE(SUM(state='failed'), 0), "
+      "MIN(CASE WHEN state='queued' AND next_attempt_at <= ?1 THEN next_attempt_at "
+      "         WHEN state='delivering' AND lease_expires_at <= ?1 THEN lease_expires_at END) "
+      "FROM jobs");
+  if (!stmt) return Err(stmt.error());
+  Bind(stmt->get(), now);
+  if (sqlite3_step(stmt->get()) != SQLITE_ROW) return Err(db_->Error("cannot compute metrics"));
+  sqlite3_stmt* s = stmt->get();
+  OutboxMetrics m;
+  m.queued = sqlite3_column_int64(s, 0);
+  m.due = sqlite3_column_int64(s, 1);
+  m.delivering = sqlite3_column_int64(s, 2);
+  m.delivered = sqlite3_column_int64(s, 3);
+  m.refused = sqlite3_column_int64(s, 4);
+  m.failed = sqlite3_column_int64(s, 5);
+  if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
+    m.oldest_due_age_millis = std::max<int64_t>(0, now - sqlite3_column_int64(s, 6));
+  }
+  return m;
+}
+
+Status Outbox::CheckConsistency() {
+  std::lock_guard<std::mutex> lock(mu_);
+  {
+    auto stmt = db_->Prepare("PRAGMA integrity_check");
+    if (!stmt) return stmt.error();
+    if (sqlite3_step(stmt->get()) != SQLITE_ROW) return db_->Error("integrity check failed");
+    std::string r = ColumnText(stmt->get(), 0);
+    if (r != "ok") return Status::DataError("outbox " + options_.path + ": " + r);
+  }
+  // Each rule selects the violating job ids; the first one found is reported.
+  constexpr struct {
+    const char* rule;
+    const char* sql;
+  } kRules[] = {
+      {"a leased job must hold a lease whose attempt is running",
+       "SELECT j.id FROM jobs j LEFT JOIN attempts a ON a.id=j.lease_id WHERE "
+       "j.state='delivering' AND (j.lease_id IS NULL OR j.lease_expires_at IS NULL OR "
+       "a.id IS NULL OR a.result!='started' OR a.job_id!=j.id OR a.number!=j.attempts)"},
+      {"a job not leased must not hold a lease",
+       "SELECT id FROM jobs WHERE state!='delivering' AND (lease_id IS NOT NULL OR "
+       "lease_expires_at IS NOT NULL)"},
+      {"only the leased attempt may be running",
+       "SELECT a.job_id FROM attempts a JOIN jobs j ON j.id=a.job_id WHERE a.result='started' "
+       "AND (j.state!='delivering' OR j.lease_id!=a.id)"},
+      {"attempt numbers must be 1..attempts",
+       "SELECT j.id FROM jobs j LEFT JOIN attempts a ON a.job_id=j.id GROUP BY j.id "
+       "HAVING COUNT(a.id)!=j.attempts OR COALESCE(MAX(a.number),0)!=j.attempts"},
+      {"a delivered or read job must have its delivery time",
+       "SELECT id FROM jobs WHERE state IN ('delivered','read') AND delivered_at=0"},
+      {"a read job must have its read time", "SELECT id FROM jobs WHERE state='read' AND read_at=0"},
+      {"a refused or failed job must have its final time",
+       "SELECT id FROM jobs WHERE state IN ('refused','failed') AND finished_at=0"},
+  };
+  for (const auto& r : kRules) {
+    auto stmt = db_->Prepare(r.sql);
+    if (!stmt) return stmt.error();
+    int rc = sqlite3_step(stmt->get());
+    if (rc == SQLITE_ROW) {
+      return Status::DataError("outbox " + options_.path + ": job " +
+                               std::to_string(sqlite3_column_int64(stmt->get(), 0)) + ": " +
+                               r.rule);
+    }
+    if (rc != SQLITE_DONE) return db_->Error("consistency check failed");
+  }
+  return Status::Ok();
+}
+
+}  // namespace sealpost::storage

@@ -1,0 +1,468 @@
+// The outbox (storage/outbox.h) on a real SQLite file: idempotent enqueue,
+// leases with a per-recipient cap and expiry, backoff with full jitter
+// (fake clock and random source), final states, attempts, per-recipient
+// states, metrics, and reopening the file (a restart).
+#include "storage/outbox.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "tests/support/test_pki.h"
+
+namespace sealpost::storage {
+namespace {
+
+using sealpost::testing::TempDir;
+
+class FakeClock final : public OutboxClock {
+ public:
+  int64_t NowMillis() override { return now; }
+  int64_t now = 1'800'000'000'000;
+};
+
+// Returns max * num / den (0/1: no delay, 1/1: the whole window) and records
+// the windows it was asked for.
+class FakeRandom final : public OutboxRandom {
+ public:
+  uint64_t UniformUpTo(uint64_t max) override {
+    windows.push_back(max);
+    return num == den ? max : max / den * num;
+  }
+  void SetFraction(uint64_t n, uint64_t d) {
+    num = n;
+    den = d;
+  }
+  uint64_t num = 1;
+  uint64_t den = 1;
+  std::vector<uint64_t> windows;
+};
+
+JobKey Key(const std::string& doc, const std::string& recipient,
+           Channel channel = Channel::kAppliance) {
+  return JobKey{doc, recipient, channel};
+}
+
+class OutboxTest : public ::testing::Test {
+ protected:
+  OutboxOptions Options() {
+    OutboxOptions o;
+    o.path = tmp_.file("outbox.sqlite");
+    o.max_in_flight_per_recipient = 2;
+    o.lease_millis = 30'000;
+    o.backoff_base_millis = 1'000;
+    o.backoff_cap_millis = 60'000;
+    o.max_attempts = 5;
+    o.clock = &clock_;
+    o.random = &random_;
+    return o;
+  }
+
+  std::unique_ptr<Outbox> OpenOutbox() {
+    auto o = Outbox::Open(Options());
+    EXPECT_TRUE(o.has_value()) << o.error().ToString();
+    return o.has_value() ? std::move(*o) : nullptr;
+  }
+
+  TempDir tmp_;
+  FakeClock clock_;
+  FakeRandom random_;
+};
+
+TEST_F(OutboxTest, EnqueueTwiceKeepsOneJob) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  auto first = box->Enqueue(Key("doc-1", "cd-a"), "spool/doc-1.asice");
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  EXPECT_TRUE(*first);
+  auto second = box->Enqueue(Key("doc-1", "cd-a"), "spool/doc-1.asice");
+  ASSERT_TRUE(second.has_value());
+  EXPECT_FALSE(*second);
+  auto other_channel = box->Enqueue(Key("doc-1", "cd-a", Channel::kEmail), "x");
+  ASSERT_TRUE(other_channel.has_value());
+  EXPECT_TRUE(*other_channel);
+  auto states = box->States("doc-1");
+  ASSERT_TRUE(states.has_value());
+  ASSERT_EQ(states->size(), 2u);
+  EXPECT_EQ((*states)[0].key.channel, Channel::kAppliance);
+  EXPECT_EQ((*states)[1].key.channel, Channel::kEmail);
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->queued, 2);
+}
+
+TEST_F(OutboxTest, EnqueueSameKeyWithOtherPayloadFailsAndChangesNothing) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "one").has_value());
+  auto again = box->Enqueue(Key("doc-1", "cd-a"), "two");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code(), Code::kFailedPrecondition);
+  auto jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].payload, "one");
+}
+
+TEST_F(OutboxTest, EnqueueWithBadKeyFails) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  EXPECT_EQ(box->Enqueue(Key("", "cd-a"), "p").error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(box->Enqueue(Key("doc\n1", "cd-a"), "p").error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(box->Enqueue(Key("doc-1", std::string(600, 'a')), "p").error().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(box->Enqueue(Key("doc-1", "cd-a"), std::string(kOutboxMaxPayloadBytes + 1, 'p'))
+                .error()
+                .code(),
+            Code::kInvalidArgument);
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->queued, 0);
+}
+
+TEST_F(OutboxTest, LeaseRespectsPerRecipientCap) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(box->Enqueue(Key("doc-" + std::to_string(i), "cd-a"), "p").has_value());
+  }
+  ASSERT_TRUE(box->Enqueue(Key("doc-0", "cd-b"), "p").has_value());
+  auto jobs = box->Lease(10, "w1");
+  ASSERT_TRUE(jobs.has_value()) << jobs.error().ToString();
+  std::map<std::string, int> per;
+  for (const Job& j : *jobs) per[j.key.recipient]++;
+  EXPECT_EQ(per["cd-a"], 2);  // the cap
+  EXPECT_EQ(per["cd-b"], 1);
+  // Nothing more for cd-a until one of its jobs completes.
+  auto more = box->Lease(10, "w2");
+  ASSERT_TRUE(more.has_value());
+  EXPECT_TRUE(more->empty());
+  const Job* a = nullptr;
+  for (const Job& j : *jobs) {
+    if (j.key.recipient == "cd-a") a = &j;
+  }
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(box->Succeeded(*a, "seq:7").ok());
+  more = box->Lease(10, "w2");
+  ASSERT_TRUE(more.has_value());
+  ASSERT_EQ(more->size(), 1u);
+  EXPECT_EQ((*more)[0].key.recipient, "cd-a");
+}
+
+TEST_F(OutboxTest, SucceededRecordsReceiptAndTimesThenMarkReadShowsRead) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  const int64_t t0 = clock_.now;
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-b"), "p").has_value());
+  clock_.now += 500;
+  auto jobs = box->Lease(1, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].attempt, 1);
+  EXPECT_EQ((*jobs)[0].lease_expires_at, clock_.now + 30'000);
+  clock_.now += 200;
+  ASSERT_TRUE(box->Succeeded((*jobs)[0], "receipt-seq-12").ok());
+  auto s = box->State((*jobs)[0].key);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->state, JobState::kDelivered);
+  EXPECT_EQ(s->enqueued_at, t0);
+  EXPECT_EQ(s->delivered_at, t0 + 700);
+  EXPECT_EQ(s->receipt_ref, "receipt-seq-12");
+  EXPECT_EQ(s->attempts, 1);
+  // A second completion of the same lease is refused.
+  EXPECT_EQ(box->Succeeded((*jobs)[0], "again").code(), Code::kFailedPrecondition);
+
+  ASSERT_TRUE(box->MarkRead((*jobs)[0].key, t0 + 5'000).ok());
+  ASSERT_TRUE(box->MarkRead((*jobs)[0].key, t0 + 9'000).ok());  // the first notice wins
+  auto states = box->States("doc-1");
+  ASSERT_TRUE(states.has_value());
+  ASSERT_EQ(states->size(), 2u);
+  EXPECT_EQ((*states)[0].key.recipient, "cd-a");
+  EXPECT_EQ((*states)[0].state, JobState::kRead);
+  EXPECT_EQ((*states)[0].read_at, t0 + 5'000);
+  EXPECT_EQ((*states)[1].state, JobState::kQueued);
+  EXPECT_EQ(box->MarkRead(Key("doc-9", "cd-a"), t0).code(), Code::kNotFound);
+  EXPECT_TRUE(box->CheckConsistency().ok());
+}
+
+TEST_F(OutboxTest, BackoffDelayGrowsExponentiallyUpToCap) {
+  FakeRandom r;
+  r.SetFraction(1, 1);
+  EXPECT_EQ(BackoffDelayMillis(1, 1000, 60'000, r), 1000);
+  EXPECT_EQ(BackoffDelayMillis(2, 1000, 60'000, r), 2000);
+  EXPECT_EQ(BackoffDelayMillis(3, 1000, 60'000, r), 4000);
+  EXPECT_EQ(BackoffDelayMillis(6, 1000, 60'000, r), 32'000);
+  EXPECT_EQ(BackoffDelayMillis(7, 1000, 60'000, r), 60'000);
+  EXPECT_EQ(BackoffDelayMillis(1'000'000, 1000, INT64_MAX / 2, r), INT64_MAX / 2);
+  r.SetFraction(0, 1);
+  EXPECT_EQ(BackoffDelayMillis(5, 1000, 60'000, r), 0);  // full jitter reaches zero
+  r.SetFraction(1, 2);
+  EXPECT_EQ(BackoffDelayMillis(4, 1000, 60'000, r), 4000);
+}
+
+TEST_F(OutboxTest, RetryableFailureWaitsJitteredBackoffThenIsDueAgain) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  random_.SetFraction(1, 2);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto jobs = box->Lease(5, "w");
+    ASSERT_TRUE(jobs.has_value());
+    ASSERT_EQ(jobs->size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ((*jobs)[0].attempt, attempt);
+    ASSERT_TRUE(box->Failed((*jobs)[0], "connection refused", true).ok());
+    const int64_t window = 1000LL << (attempt - 1);
+    ASSERT_EQ(random_.windows.back(), static_cast<uint64_t>(window));
+    auto s = box->State((*jobs)[0].key);
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->state, JobState::kQueued);
+    EXPECT_EQ(s->next_attempt_at, clock_.now + window / 2);
+    EXPECT_EQ(s->last_error, "connection refused");
+    // Not due one millisecond before, due at the time.
+    clock_.now += window / 2 - 1;
+    auto early = box->Lease(5, "w");
+    ASSERT_TRUE(early.has_value());
+    EXPECT_TRUE(early->empty());
+    auto m = box->Metrics();
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->due, 0);
+    clock_.now += 1;
+  }
+  auto attempts = box->Attempts(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(attempts.has_value());
+  ASSERT_EQ(attempts->size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ((*attempts)[i].number, i + 1);
+    EXPECT_EQ((*attempts)[i].result, "retry");
+    EXPECT_EQ((*attempts)[i].error, "connection refused");
+    EXPECT_EQ((*attempts)[i].worker, "w");
+    EXPECT_GT((*attempts)[i].finished_at, 0);
+  }
+}
+
+TEST_F(OutboxTest, RetryableFailuresUpToMaxAttemptsEndFailed) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  random_.SetFraction(0, 1);  // no waiting between attempts
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  for (int attempt = 1; attempt <= 5; ++attempt) {
+    auto jobs = box->Lease(1, "w");
+    ASSERT_TRUE(jobs.has_value());
+    ASSERT_EQ(jobs->size(), 1u);
+    ASSERT_TRUE(box->Failed((*jobs)[0], "timeout", true).ok());
+  }
+  auto s = box->State(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->state, JobState::kFailed);
+  EXPECT_EQ(s->attempts, 5);
+  EXPECT_EQ(s->finished_at, clock_.now);
+  auto jobs = box->Lease(1, "w");
+  ASSERT_TRUE(jobs.has_value());
+  EXPECT_TRUE(jobs->empty());
+  auto attempts = box->Attempts(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(attempts.has_value());
+  EXPECT_EQ(attempts->back().result, "failed");
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->failed, 1);
+  EXPECT_EQ(m->queued, 0);
+}
+
+TEST_F(OutboxTest, NonRetryableFailureIsRefusedAtOnce) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  auto jobs = box->Lease(1, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  ASSERT_TRUE(box->Failed((*jobs)[0], "422 NOT_AUTHORIZED_BY_POLICY", false).ok());
+  auto s = box->State(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->state, JobState::kRefused);
+  EXPECT_EQ(s->last_error, "422 NOT_AUTHORIZED_BY_POLICY");
+  EXPECT_EQ(s->finished_at, clock_.now);
+  EXPECT_TRUE(box->CheckConsistency().ok());
+}
+
+TEST_F(OutboxTest, ExpiredLeaseIsTakenAgainAndStaleCompletionFails) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  auto first = box->Lease(1, "crashed-worker");
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->size(), 1u);
+  clock_.now += 29'999;
+  auto none = box->Lease(1, "w2");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());  // lease still held
+  clock_.now += 1;
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->due, 1);
+  EXPECT_EQ(m->delivering, 0);
+  auto second = box->Lease(1, "w2");
+  ASSERT_TRUE(second.has_value());
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_EQ((*second)[0].id, (*first)[0].id);
+  EXPECT_EQ((*second)[0].attempt, 2);
+  EXPECT_NE((*second)[0].lease_id, (*first)[0].lease_id);
+  // The crashed worker comes back late: its lease is gone.
+  Status stale = box->Succeeded((*first)[0], "r");
+  EXPECT_EQ(stale.code(), Code::kFailedPrecondition) << stale.ToString();
+  EXPECT_NE(stale.message().find("no longer holds its lease"), std::string::npos);
+  ASSERT_TRUE(box->Succeeded((*second)[0], "r2").ok());
+  auto attempts = box->Attempts(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(attempts.has_value());
+  ASSERT_EQ(attempts->size(), 2u);
+  EXPECT_EQ((*attempts)[0].result, "lease-expired");
+  EXPECT_EQ((*attempts)[0].worker, "crashed-worker");
+  EXPECT_EQ((*attempts)[1].result, "delivered");
+  auto s = box->State(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->receipt_ref, "r2");
+  EXPECT_TRUE(box->CheckConsistency().ok());
+}
+
+TEST_F(OutboxTest, CompletionAfterLeaseExpiryFailsEvenIfNotTakenAgain) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  auto jobs = box->Lease(1, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  clock_.now += 30'000;
+  EXPECT_EQ(box->Failed((*jobs)[0], "late", true).code(), Code::kFailedPrecondition);
+  auto s = box->State(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->state, JobState::kQueued);
+  EXPECT_TRUE(box->CheckConsistency().ok());
+}
+
+TEST_F(OutboxTest, ReadNoticeWhileLeasedSupersedesTheAttempt) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  auto jobs = box->Lease(1, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  ASSERT_TRUE(box->MarkRead(Key("doc-1", "cd-a"), clock_.now).ok());
+  EXPECT_EQ(box->Succeeded((*jobs)[0], "r").code(), Code::kFailedPrecondition);
+  auto s = box->State(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->state, JobState::kRead);
+  EXPECT_EQ(s->delivered_at, clock_.now);
+  auto attempts = box->Attempts(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(attempts.has_value());
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].result, "superseded");
+  EXPECT_TRUE(box->CheckConsistency().ok());
+}
+
+TEST_F(OutboxTest, MetricsReportDepthAndOldestDueAge) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  const int64_t t0 = clock_.now;
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  clock_.now += 1000;
+  ASSERT_TRUE(box->Enqueue(Key("doc-2", "cd-b"), "p").has_value());
+  ASSERT_TRUE(box->Enqueue(Key("doc-3", "cd-c"), "p").has_value());
+  clock_.now = t0 + 4000;
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->queued, 3);
+  EXPECT_EQ(m->due, 3);
+  EXPECT_EQ(m->oldest_due_age_millis, 4000);
+  auto jobs = box->Lease(1, "w");  // takes doc-1, the oldest
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].key.document_id, "doc-1");
+  m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->queued, 2);
+  EXPECT_EQ(m->delivering, 1);
+  EXPECT_EQ(m->oldest_due_age_millis, 3000);
+  ASSERT_TRUE(box->Succeeded((*jobs)[0], "r").ok());
+  m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->delivered, 1);
+}
+
+TEST_F(OutboxTest, FinishedAttemptsAfterPagesInOrder) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  random_.SetFraction(0, 1);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(box->Enqueue(Key("doc-" + std::to_string(i), "cd-" + std::to_string(i)), "p")
+                    .has_value());
+  }
+  auto jobs = box->Lease(3, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 3u);
+  ASSERT_TRUE(box->Failed((*jobs)[0], "e", true).ok());
+  ASSERT_TRUE(box->Succeeded((*jobs)[1], "r").ok());
+  // (*jobs)[2] still running: not listed.
+  auto page = box->FinishedAttemptsAfter(0, 1);
+  ASSERT_TRUE(page.has_value());
+  ASSERT_EQ(page->size(), 1u);
+  auto rest = box->FinishedAttemptsAfter(page->back().id, 10);
+  ASSERT_TRUE(rest.has_value());
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_GT(rest->front().id, page->front().id);
+  std::set<std::string> results = {page->front().result, rest->front().result};
+  EXPECT_EQ(results, (std::set<std::string>{"retry", "delivered"}));
+}
+
+TEST_F(OutboxTest, ReopenAfterCloseKeepsJobsLeasesAndAttempts) {
+  int64_t lease_id = 0;
+  {
+    auto box = OpenOutbox();
+    ASSERT_TRUE(box);
+    ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p1").has_value());
+    ASSERT_TRUE(box->Enqueue(Key("doc-2", "cd-a"), "p2").has_value());
+    ASSERT_TRUE(box->Enqueue(Key("doc-3", "cd-b"), "p3").has_value());
+    auto jobs = box->Lease(1, "w");
+    ASSERT_TRUE(jobs.has_value());
+    ASSERT_EQ(jobs->size(), 1u);
+    ASSERT_TRUE(box->Succeeded((*jobs)[0], "r1").ok());
+    jobs = box->Lease(1, "w");  // left leased across the "restart"
+    ASSERT_TRUE(jobs.has_value());
+    ASSERT_EQ(jobs->size(), 1u);
+    lease_id = (*jobs)[0].lease_id;
+  }
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  EXPECT_TRUE(box->CheckConsistency().ok());
+  auto d1 = box->State(Key("doc-1", "cd-a"));
+  ASSERT_TRUE(d1.has_value());
+  EXPECT_EQ(d1->state, JobState::kDelivered);
+  EXPECT_EQ(d1->receipt_ref, "r1");
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->delivering, 1);
+  EXPECT_EQ(m->queued, 1);
+  // After the lease runs out, the restarted daemon takes the job again.
+  clock_.now += 30'000;
+  auto jobs = box->Lease(10, "w-after-restart");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 2u);
+  for (const Job& j : *jobs) EXPECT_NE(j.lease_id, lease_id);
+}
+
+TEST_F(OutboxTest, OpenWithBadOptionsOrNotAnOutboxFails) {
+  OutboxOptions o = Options();
+  o.max_in_flight_per_recipient = 0;
+  EXPECT_EQ(Outbox::Open(o).error().code(), Code::kInvalidArgument);
+  o = Options();
+  o.path = tmp_.file("garbage.sqlite");
+  sealpost::testing::WriteTestFile(o.path, std::string(8192, 'x'));
+  auto box = Outbox::Open(o);
+  ASSERT_FALSE(box.has_value());
+  EXPECT_NE(box.error().message().find(o.path), std::string::npos) << box.error().ToString();
+  o.path = tmp_.file("no-such-dir/outbox.sqlite");
+  EXPECT_FALSE(Outbox::Open(o).has_value());
+}
+
+}  // namespace
+}  // namespace sealpost::storage
