@@ -21,6 +21,7 @@ constexpr const char* kUsage =
     "  archive init|append|list|show|checkpoint|prove|verify-proof|mirror|reindex ... "
     "(sealpost archive --help)\n"
     "  audit DIR --trust ROOTS [--checkpoint TRUSTED] [--json] [--jobs N]\n"
+    "  admin token create --role R --name N | list | revoke ID|NAME [--state DIR]\n"
     "  --version\n";
 
 }  // namespace
@@ -84,6 +85,7 @@ int Main(int argc, char** argv) {
   if (cmd == "sign") return RunSign(ctx, cmd_args);
   if (cmd == "verify") return RunVerify(ctx, cmd_args);
   if (cmd == "policy") return RunPolicy(ctx, cmd_args);
+  if (cmd == "admin") return RunAdmin(ctx, cmd_args);
   if (cmd == "audit") return RunAudit(ctx, cmd_args);
   if (cmd == "archive") return RunArchive(ctx, cmd_args);
   std::fprintf(stderr, "sealpost: unknown command '%s'\n%s", cmd.c_str(), kUsage);

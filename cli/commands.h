@@ -30,6 +30,7 @@ int RunToken(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_t
 int RunSign(Context& ctx, const std::vector<std::string>& args);    // cli/cmd_sign.cc
 int RunVerify(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_verify.cc
 int RunPolicy(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_policy.cc
+int RunAdmin(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_admin.cc
 int RunAudit(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_audit.cc
 int RunArchive(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_archive.cc
 
