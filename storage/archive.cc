@@ -4,7 +4,9 @@
 #include <cstring>
 #include <ctime>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include <fcntl.h>
@@ -12,7 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <git2/sys/mempack.h>
+#include <zlib.h>
+
 #include <git2/sys/odb_backend.h>
 #include <openssl/pem.h>
 
@@ -22,6 +25,14 @@
 #include "crypto/cades_sign.h"
 #include "crypto/certs.h"
 #include "crypto/digest.h"
+
+// SP_RETURN_IF_ERROR is for functions returning Result<T>; this one for
+// functions returning Status.
+#define RETURN_STATUS_IF_ERROR(expr)          \
+  do {                                        \
+    ::sealpost::Status sp_status__ = (expr);  \
+    if (!sp_status__.ok()) return sp_status__; \
+  } while (0)
 
 namespace sealpost::storage {
 namespace {
@@ -82,6 +93,120 @@ Status RemoveStaleLocks(const std::string& dir) {
     }
   }
   return FsyncPath(dir + "/refs/heads");
+}
+
+
+struct IdxEntry {
+  git_oid id;
+  uint32_t crc;
+  uint64_t offset;
+};
+
+// Every object of a version 2 pack index with its CRC-32 and pack offset.
+Result<std::vector<IdxEntry>> ReadPackIndexEntries(const std::string& path) {
+  auto data = ReadFile(path, 1u << 30);
+  if (!data.has_value()) return Err(data.error());
+  const std::string& d = *data;
+  auto be32 = [&](size_t off) {
+    return (static_cast<uint32_t>(static_cast<unsigned char>(d[off])) << 24) |
+           (static_cast<uint32_t>(static_cast<unsigned char>(d[off + 1])) << 16) |
+           (static_cast<uint32_t>(static_cast<unsigned char>(d[off + 2])) << 8) |
+           static_cast<uint32_t>(static_cast<unsigned char>(d[off + 3]));
+  };
+  constexpr size_t kHeader = 8, kFanout = 256 * 4;
+  if (d.size() < kHeader + kFanout || d.compare(0, 4, "\377tOc") != 0 || be32(4) != 2) {
+    return Err(Status::DataError(path + ": not a version 2 pack index"));
+  }
+  const size_t n = be32(kHeader + 255 * 4);
+  const size_t ids_at = kHeader + kFanout, crcs_at = ids_at + n * GIT_OID_RAWSZ,
+               offs_at = crcs_at + n * 4, large_at = offs_at + n * 4;
+  if (d.size() < large_at + 2 * GIT_OID_RAWSZ) {
+    return Err(Status::DataError(path + ": pack index is truncated"));
+  }
+  std::vector<IdxEntry> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(out[i].id.id, d.data() + ids_at + i * GIT_OID_RAWSZ, GIT_OID_RAWSZ);
+    out[i].crc = be32(crcs_at + i * 4);
+    uint32_t off = be32(offs_at + i * 4);
+    if (off & 0x80000000u) {
+      size_t at = large_at + static_cast<size_t>(off & 0x7fffffffu) * 8;
+      if (d.size() < at + 8 + 2 * GIT_OID_RAWSZ) {
+        return Err(Status::DataError(path + ": pack index is truncated"));
+      }
+      out[i].offset = (static_cast<uint64_t>(be32(at)) << 32) | be32(at + 4);
+    } else {
+      out[i].offset = off;
+    }
+  }
+  return out;
+}
+
+using GitOdbObjectPtr = std::unique_ptr<git_odb_object, CDeleter<git_odb_object_free>>;
+
+// Copies the objects of `pack_path` (listed by `entries`) into `out`,
+// checking each entry's CRC-32. OFS_DELTA entries are stored whole (read
+// through `odb`).
+Status CopyPackEntries(const std::string& pack_path, std::vector<IdxEntry> entries, git_odb* odb,
+                       PackWriter* out) {
+  int fd = ::open(pack_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IoError(pack_path + ": cannot open: " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || st.st_size < 12 + GIT_OID_RAWSZ) {
+    return Status::DataError(pack_path + ": not a pack");
+  }
+  const uint64_t end_of_data = static_cast<uint64_t>(st.st_size) - GIT_OID_RAWSZ;
+  std::sort(entries.begin(), entries.end(),
+            [](const IdxEntry& a, const IdxEntry& b) { return a.offset < b.offset; });
+  std::string buf;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const uint64_t begin = entries[i].offset;
+    const uint64_t end = i + 1 < entries.size() ? entries[i + 1].offset : end_of_data;
+    if (begin < 12 || end <= begin || end > end_of_data) {
+      return Status::DataError(pack_path + ": pack index offsets do not fit the pack");
+    }
+    buf.resize(static_cast<size_t>(end - begin));
+    if (::pread(fd, buf.data(), buf.size(), static_cast<off_t>(begin)) !=
+        static_cast<ssize_t>(buf.size())) {
+      return Status::IoError(pack_path + ": cannot read: " + std::strerror(errno));
+    }
+    uint32_t crc = static_cast<uint32_t>(
+        crc32(0L, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(buf.size())));
+    if (crc != entries[i].crc) {
+      return Status::DataError(pack_path + ": object " + OidHex(entries[i].id) +
+                               " does not match its CRC (corrupt pack)");
+    }
+    const int type = (static_cast<unsigned char>(buf[0]) >> 4) & 7;
+    if (type == GIT_OBJECT_OFS_DELTA) {
+      git_odb_object* raw = nullptr;
+      if (git_odb_read(&raw, odb, &entries[i].id) < 0) {
+        return GitStatus(Code::kDataError, pack_path + ": cannot read " + OidHex(entries[i].id));
+      }
+      GitOdbObjectPtr obj(raw);
+      auto id = out->AddObject(git_odb_object_type(obj.get()),
+                               std::string_view(static_cast<const char*>(git_odb_object_data(obj.get())),
+                                                git_odb_object_size(obj.get())));
+      if (!id.has_value()) return id.error();
+    } else {
+      RETURN_STATUS_IF_ERROR(out->AddRawEntry(entries[i].id, buf, crc));
+    }
+  }
+  return Status::Ok();
+}
+
+uint64_t NsSince(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - start)
+                                   .count());
+}
+
+std::string Hex2(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%02llx", static_cast<unsigned long long>(v));
+  return buf;
 }
 
 }  // namespace
@@ -278,15 +403,6 @@ Status Archive::SetUpOdb() {
     return GitStatus(Code::kInternal, dir_ + ": cannot open the object database");
   }
   odb_.reset(odb);
-  // New objects go to memory first and reach the disk as one pack per
-  // commit: one fsync'd file instead of one fsync per loose object.
-  git_odb_backend* mempack = nullptr;
-  if (git_mempack_new(&mempack) < 0) return GitStatus(Code::kInternal, "cannot create mempack");
-  if (git_odb_add_backend(odb_.get(), mempack, 1000) < 0) {
-    mempack->free(mempack);
-    return GitStatus(Code::kInternal, "cannot add mempack backend");
-  }
-  mempack_ = mempack;
   return Status::Ok();
 }
 
@@ -377,6 +493,7 @@ Status Archive::LoadHead() {
     return Status::FailedPrecondition(dir_ + ": the key given is not the archive's seal (" +
                                       crypto::DisplayName(seal.get()) + ")");
   }
+  RETURN_STATUS_IF_ERROR(LoadTrees(tree.get(), cp->size));
   std::lock_guard<std::mutex> lock(state_mu_);
   seal_ = std::move(seal);
   has_head_ = true;
@@ -423,11 +540,63 @@ void Archive::WriterLoop() {
     // of any append's durability.
     if (s.ok()) {
       std::lock_guard<std::mutex> lock(repo_mu_);
+      const size_t before = packs_.size();
+      const auto start = std::chrono::steady_clock::now();
       if (Status c = CompactPacks(); !c.ok()) {
         Log(LogLevel::kWarn, "could not merge packs", "archive=" + dir_ + " error=\"" + c.message() + "\"");
       }
+      if (packs_.size() < before) {
+        std::lock_guard<std::mutex> stats_lock(stats_mu_);
+        stats_.compact_ns += NsSince(start);
+        ++stats_.merges;
+      }
     }
   }
+}
+
+std::vector<Result<Appended>> Archive::AppendMany(std::vector<EntryInput> entries) {
+  std::vector<Result<Appended>> out(entries.size(), Err(Status::Internal("not appended")));
+  std::vector<std::unique_ptr<Pending>> pending;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (Status s = ValidateEntry(entries[i]); !s.ok()) {
+      out[i] = Err(s);
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      if (!broken_.ok()) {
+        out[i] = Err(broken_);
+        continue;
+      }
+      if (entries[i].refers_to > frontier_.size() + i) {
+        out[i] = Err(Status::InvalidArgument("entry refers to #" +
+                                             std::to_string(entries[i].refers_to) +
+                                             ", beyond the log"));
+        continue;
+      }
+    }
+    pending.push_back(std::make_unique<Pending>(Pending{std::move(entries[i]), {}}));
+    where.push_back(i);
+  }
+  std::vector<std::future<Result<Appended>>> done;
+  for (auto& p : pending) done.push_back(p->done.get_future());
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    if (stopping_) {
+      for (size_t i : where) out[i] = Err(Status::Unavailable(dir_ + ": archive is closing"));
+      return out;
+    }
+    for (auto& p : pending) queue_.push_back(p.get());
+  }
+  queue_cv_.notify_one();
+  for (size_t k = 0; k < done.size(); ++k) out[where[k]] = done[k].get();
+  return out;
+}
+
+Archive::Stats Archive::stats() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return stats_;
 }
 
 Result<Appended> Archive::Append(EntryInput entry) {
@@ -463,46 +632,6 @@ Result<std::string> Archive::SignCommitBuffer(std::string_view buffer) {
   return ArmorSignedMessage(*der);
 }
 
-Result<Archive::PackInfo> Archive::WritePackDurably(const std::vector<git_oid>& objects) {
-  // Only the objects named: git_mempack_dump() would insert each commit
-  // with its whole tree, i.e. the entire archive every time.
-  git_packbuilder* raw_pb = nullptr;
-  if (git_packbuilder_new(&raw_pb, repo_.get()) < 0) {
-    return Err(GitStatus(Code::kInternal, dir_ + ": cannot start a pack"));
-  }
-  GitPackbuilderPtr pb(raw_pb);
-  git_packbuilder_set_threads(pb.get(), 1);
-  for (const git_oid& id : objects) {
-    if (git_packbuilder_insert(pb.get(), &id, nullptr) < 0) {
-      return Err(GitStatus(Code::kInternal, dir_ + ": cannot add an object to the pack"));
-    }
-  }
-  GitBuf pack;
-  if (git_packbuilder_write_buf(pack.get(), pb.get()) < 0) {
-    return Err(GitStatus(Code::kInternal, dir_ + ": cannot build the pack of new objects"));
-  }
-  if (pack.view().size() < 32) return Err(Status::Internal(dir_ + ": pack is too short"));
-  git_odb_writepack* raw = nullptr;
-  if (git_odb_write_pack(&raw, odb_.get(), nullptr, nullptr) < 0) {
-    return Err(GitStatus(Code::kIoError, dir_ + ": cannot start writing a pack"));
-  }
-  GitWritepackPtr writepack(raw);
-  git_indexer_progress stats{};
-  if (writepack->append(writepack.get(), pack.view().data(), pack.view().size(), &stats) < 0 ||
-      writepack->commit(writepack.get(), &stats) < 0) {
-    return Err(GitStatus(Code::kIoError, dir_ + ": cannot write a pack"));
-  }
-  // The indexer fsyncs the .pack, the .idx and their directory
-  // (GIT_OPT_ENABLE_FSYNC_GITDIR; seen with strace). One more fsync of the
-  // directory costs little and does not depend on that.
-  if (Status s = FsyncPath(dir_ + "/objects/pack"); !s.ok()) return Err(s);
-  // A pack is named after its trailing checksum.
-  PackInfo info;
-  info.name = "pack-" + HexEncode(pack.view().substr(pack.view().size() - GIT_OID_RAWSZ));
-  info.objects = static_cast<uint32_t>(objects.size());
-  return info;
-}
-
 Status Archive::ScanPacks() {
   packs_.clear();
   const std::string pack_dir = dir_ + "/objects/pack";
@@ -512,7 +641,8 @@ Status Archive::ScanPacks() {
     std::string name = e.path().filename().string();
     if (name.starts_with("pack-") && name.ends_with(".idx")) idx.insert(name.substr(0, name.size() - 4));
     else if (name.starts_with("pack-") && name.ends_with(".pack")) pack.insert(name.substr(0, name.size() - 5));
-    else if (name.starts_with("pack_git2_") || name.ends_with(".lock")) {
+    else if (name.starts_with("pack_git2_") || name.starts_with("tmp_sealpost_") ||
+             name.ends_with(".lock")) {
       // Temporary files of a pack write that a crash interrupted.
       Log(LogLevel::kWarn, "removing a temporary pack file left by an interrupted write",
           "archive=" + dir_ + " file=" + name);
@@ -522,9 +652,9 @@ Status Archive::ScanPacks() {
   if (ec) return Status::IoError(pack_dir + ": cannot list: " + ec.message());
   for (const std::string& p : pack) {
     if (idx.count(p) == 0) {
-      // The indexer renames the .pack before it writes the .idx, and the
-      // branch moves only after both: a .pack alone holds nothing the
-      // archive refers to.
+      // The .pack is renamed into place before the .idx, and the branch
+      // moves only after both: a .pack alone holds nothing the archive
+      // refers to.
       Log(LogLevel::kWarn, "removing a pack without index left by an interrupted write",
           "archive=" + dir_ + " pack=" + p);
       fs::remove(pack_dir + "/" + p + ".pack", ec);
@@ -547,30 +677,32 @@ Status Archive::CompactPacks() {
             [](const PackInfo& a, const PackInfo& b) { return a.objects < b.objects; });
   const std::string pack_dir = dir_ + "/objects/pack";
   std::vector<PackInfo> merged(packs_.begin(), packs_.begin() + kPacksPerMerge);
-  std::vector<git_oid> objects;
-  std::set<std::string> seen;
+  auto writer = PackWriter::Create(pack_dir);
+  if (!writer.has_value()) return writer.error();
+  PackWriter& w = **writer;
+  // Entries are copied as they are (no inflating, no delta search): the
+  // packs this archive writes hold whole objects only. An OFS_DELTA entry
+  // (from a pack written otherwise) is read through libgit2 and stored whole.
   for (const PackInfo& p : merged) {
-    auto ids = ReadPackIndex(pack_dir + "/" + p.name + ".idx");
-    if (!ids.has_value()) return ids.error();
-    for (const git_oid& id : *ids) {
-      if (seen.insert(std::string(reinterpret_cast<const char*>(id.id), GIT_OID_RAWSZ)).second) {
-        objects.push_back(id);
-      }
-    }
+    auto entries = ReadPackIndexEntries(pack_dir + "/" + p.name + ".idx");
+    if (!entries.has_value()) return entries.error();
+    RETURN_STATUS_IF_ERROR(CopyPackEntries(pack_dir + "/" + p.name + ".pack", *entries, odb_.get(), &w));
   }
-  auto written = WritePackDurably(objects);
-  if (!written.has_value()) return written.error();
+  auto name = w.Finish();
+  if (!name.has_value()) return name.error();
+  RETURN_STATUS_IF_ERROR(w.Publish());
+  RETURN_STATUS_IF_ERROR(FsyncPath(pack_dir));
   // The new pack is durable: now the small ones can go (index first, so no
   // reader ever sees an index without its pack).
   std::error_code ec;
   for (const PackInfo& p : merged) {
-    if (p.name == written->name) continue;
+    if (p.name == *name) continue;
     fs::remove(pack_dir + "/" + p.name + ".idx", ec);
     fs::remove(pack_dir + "/" + p.name + ".pack", ec);
   }
-  if (Status s = FsyncPath(pack_dir); !s.ok()) return s;
+  RETURN_STATUS_IF_ERROR(FsyncPath(pack_dir));
   packs_.erase(packs_.begin(), packs_.begin() + kPacksPerMerge);
-  packs_.push_back(*written);
+  packs_.push_back({*name, static_cast<uint32_t>(w.object_count())});
   // libgit2 keeps the removed packs in its list: start from a fresh handle.
   odb_.reset();
   repo_.reset();
@@ -624,6 +756,133 @@ Result<std::vector<git_oid>> ReadPackIndex(const std::string& path) {
   return ids;
 }
 
+Status Archive::LoadTrees(git_tree* head_tree, uint64_t size) {
+  Trees t;
+  auto load = [&](git_tree* tree, std::map<std::string, TreeItem>* out) -> Status {
+    for (size_t i = 0, n = git_tree_entrycount(tree); i < n; ++i) {
+      const git_tree_entry* e = git_tree_entry_byindex(tree, i);
+      git_filemode_t mode = git_tree_entry_filemode(e);
+      if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_TREE) {
+        return Status::DataError(dir_ + ": head tree holds \"" + git_tree_entry_name(e) +
+                                 "\" with a mode sealpost never writes");
+      }
+      TreeItem item{git_tree_entry_name(e), *git_tree_entry_id(e), mode == GIT_FILEMODE_TREE};
+      out->emplace(item.name, std::move(item));
+    }
+    return Status::Ok();
+  };
+  auto subtree = [&](const std::string& path) -> Result<GitTreePtr> {
+    git_tree_entry* raw_entry = nullptr;
+    if (git_tree_entry_bypath(&raw_entry, head_tree, path.c_str()) < 0) {
+      return Err(GitStatus(Code::kDataError, dir_ + ": head tree lacks " + path));
+    }
+    GitTreeEntryPtr entry(raw_entry);
+    git_object* raw = nullptr;
+    if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE ||
+        git_tree_entry_to_object(&raw, repo_.get(), entry.get()) < 0) {
+      return Err(GitStatus(Code::kDataError, dir_ + ": cannot read the tree " + path));
+    }
+    return GitTreePtr(reinterpret_cast<git_tree*>(raw));
+  };
+  RETURN_STATUS_IF_ERROR(load(head_tree, &t.root));
+  for (auto [name, map] : {std::pair{"log", &t.log}, std::pair{"entries", &t.entries}}) {
+    if (t.root.count(name) == 0) continue;
+    auto tree = subtree(name);
+    if (!tree.has_value()) return tree.error();
+    RETURN_STATUS_IF_ERROR(load(tree->get(), map));
+  }
+  if (size > 0) {
+    std::string p1 = "entries/" + Hex2(size >> 24), p2 = p1 + "/" + Hex2((size >> 16) & 0xff),
+                p3 = p2 + "/" + Hex2((size >> 8) & 0xff);
+    for (auto [path, map] : {std::pair{&p1, &t.shard1}, std::pair{&p2, &t.shard2},
+                             std::pair{&p3, &t.shard3}}) {
+      auto tree = subtree(*path);
+      if (!tree.has_value()) return tree.error();
+      RETURN_STATUS_IF_ERROR(load(tree->get(), map));
+    }
+    if (t.shard3.count(std::to_string(size)) == 0) {
+      return Status::DataError(dir_ + ": head tree lacks " + EntryDir(size));
+    }
+  }
+  t.last = size;
+  trees_ = std::move(t);
+  return Status::Ok();
+}
+
+Result<int> Archive::LockBranch(bool has_expected, const git_oid& expected, const git_oid& next) {
+  const std::string ref = dir_ + "/" + kBranch;
+  const std::string lock = ref + ".lock";
+  // git's lock protocol: whoever creates <ref>.lock owns the update.
+  int fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) return Err(Status::Unavailable(dir_ + ": " + kBranch + " is locked"));
+    return Err(Status::IoError(lock + ": cannot create: " + std::strerror(errno)));
+  }
+  auto fail = [&](Status s) -> Result<int> {
+    AbortBranch(fd);
+    return Err(std::move(s));
+  };
+  // The branch's value now: the loose ref, else its line in packed-refs.
+  std::optional<std::string> current;
+  auto loose = ReadFile(ref, 4096);
+  if (loose.has_value()) {
+    current = *loose;
+    if (!current->empty() && current->back() == '\n') current->pop_back();
+  } else if (loose.error().code() == Code::kNotFound) {
+    auto packed = ReadFile(dir_ + "/packed-refs", 64u << 20);
+    if (packed.has_value()) {
+      std::string_view text = *packed;
+      const std::string suffix = std::string(" ") + kBranch;
+      for (size_t pos = 0; pos < text.size();) {
+        size_t nl = text.find('\n', pos);
+        std::string_view line = text.substr(pos, nl == std::string_view::npos ? nl : nl - pos);
+        if (line.size() == GIT_OID_HEXSZ + suffix.size() && line.ends_with(suffix)) {
+          current = std::string(line.substr(0, GIT_OID_HEXSZ));
+        }
+        if (nl == std::string_view::npos) break;
+        pos = nl + 1;
+      }
+    } else if (packed.error().code() != Code::kNotFound) {
+      return fail(packed.error());
+    }
+  } else {
+    return fail(loose.error());
+  }
+  const bool same = has_expected ? current.has_value() && *current == OidHex(expected)
+                                 : !current.has_value();
+  if (!same) {
+    Status s = Status::FailedPrecondition(dir_ + ": " + kBranch +
+                                          " was moved by someone else; refusing to append "
+                                          "until the archive is reopened and audited");
+    {
+      std::lock_guard<std::mutex> state_lock(state_mu_);
+      broken_ = s;
+    }
+    return fail(s);
+  }
+  std::string line = OidHex(next) + "\n";
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    return fail(Status::IoError(lock + ": cannot write: " + std::strerror(errno)));
+  }
+  return fd;
+}
+
+Status Archive::CommitBranch(int lock_fd) {
+  const std::string ref = dir_ + "/" + kBranch;
+  ::close(lock_fd);
+  if (::rename((ref + ".lock").c_str(), ref.c_str()) != 0) {
+    Status s = Status::IoError(ref + ": cannot move the branch: " + std::strerror(errno));
+    ::unlink((ref + ".lock").c_str());
+    return s;
+  }
+  return FsyncPath(dir_ + "/refs/heads");
+}
+
+void Archive::AbortBranch(int lock_fd) {
+  ::close(lock_fd);
+  ::unlink((dir_ + "/" + kBranch + ".lock").c_str());
+}
+
 Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
                            const std::vector<RootFile>& root_files,
                            std::vector<Appended>* results) {
@@ -637,174 +896,274 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
     has_head = has_head_;
     head = head_;
   }
-  struct ResetMempack {
-    git_odb_backend* m;
-    ~ResetMempack() { git_mempack_reset(m); }
-  } reset_mempack{mempack_};
+  const auto started = std::chrono::steady_clock::now();
+  uint64_t sign_ns = 0;
+  Trees t = trees_;
+  const std::string pack_dir = dir_ + "/objects/pack";
+  auto pack = PackWriter::Create(pack_dir);
+  if (!pack.has_value()) return pack.error();
+  PackWriter& pw = **pack;
 
-  GitCommitPtr parent;
-  GitTreePtr base_tree;
-  if (has_head) {
-    git_commit* raw = nullptr;
-    if (git_commit_lookup(&raw, repo_.get(), &head) < 0) {
-      return GitStatus(Code::kDataError, dir_ + ": cannot read the head commit");
+  auto add = [&](git_object_t type, std::string_view data) -> Result<git_oid> {
+    return pw.AddObject(type, data);
+  };
+  auto tree_of = [&](const std::map<std::string, TreeItem>& items) -> Result<git_oid> {
+    std::vector<TreeItem> v;
+    v.reserve(items.size());
+    for (const auto& [name, item] : items) v.push_back(item);
+    return add(GIT_OBJECT_TREE, SerializeTree(std::move(v)));
+  };
+  auto put = [](std::map<std::string, TreeItem>* m, const std::string& name, const git_oid& id,
+                bool is_tree) { (*m)[name] = TreeItem{name, id, is_tree}; };
+  // Writes the shard trees of t.last's path that changed into their parents
+  // (deepest first, up to `levels` from the bottom).
+  auto flush = [&](int levels) -> Status {
+    const uint64_t s = t.last;
+    if (levels >= 1 && t.dirty3) {
+      auto id = tree_of(t.shard3);
+      if (!id.has_value()) return id.error();
+      put(&t.shard2, Hex2((s >> 8) & 0xff), *id, true);
+      t.dirty3 = false;
+      t.dirty2 = true;
     }
-    parent.reset(raw);
-    git_tree* raw_tree = nullptr;
-    if (git_commit_tree(&raw_tree, parent.get()) < 0) {
-      return GitStatus(Code::kDataError, dir_ + ": cannot read the head tree");
+    if (levels >= 2 && t.dirty2) {
+      auto id = tree_of(t.shard2);
+      if (!id.has_value()) return id.error();
+      put(&t.shard1, Hex2((s >> 16) & 0xff), *id, true);
+      t.dirty2 = false;
+      t.dirty1 = true;
     }
-    base_tree.reset(raw_tree);
-  }
-
-  const std::time_t now = std::time(nullptr);
-  std::vector<std::string> paths;  // keep the c_str()s alive
-  std::vector<git_oid> ids;
-  auto add_blob = [&](std::string path, std::string_view data) -> Status {
-    git_oid id;
-    if (git_blob_create_from_buffer(&id, repo_.get(), data.data(), data.size()) < 0) {
-      return GitStatus(Code::kInternal, dir_ + ": cannot store " + path);
+    if (levels >= 3 && t.dirty1) {
+      auto id = tree_of(t.shard1);
+      if (!id.has_value()) return id.error();
+      put(&t.entries, Hex2(s >> 24), *id, true);
+      t.dirty1 = false;
     }
-    paths.push_back(std::move(path));
-    ids.push_back(id);
     return Status::Ok();
   };
 
+  const std::time_t now = std::time(nullptr);
   std::vector<Appended> out;
   for (const EntryInput* entry : batch) {
-    uint64_t seq = frontier.size() + 1;
-    std::string dir = EntryDir(seq);
+    const uint64_t seq = frontier.size() + 1;
     std::string manifest = BuildManifest(*entry, options_.origin, seq, now);
+    std::map<std::string, TreeItem> files;
     for (const EntryFile& f : entry->files) {
-      if (Status s = add_blob(dir + "/" + f.name, f.data); !s.ok()) return s;
+      auto id = add(GIT_OBJECT_BLOB, f.data);
+      if (!id.has_value()) return id.error();
+      put(&files, f.name, *id, false);
     }
-    if (Status s = add_blob(dir + "/manifest.json", manifest); !s.ok()) return s;
+    auto manifest_id = add(GIT_OBJECT_BLOB, manifest);
+    if (!manifest_id.has_value()) return manifest_id.error();
+    put(&files, "manifest.json", *manifest_id, false);
+    auto entry_tree = tree_of(files);
+    if (!entry_tree.has_value()) return entry_tree.error();
+    // Moving to a new shard: the finished ones are written into their
+    // parents and the new ones start empty (seq only grows).
+    if (t.last != 0) {
+      int levels = (seq >> 24) != (t.last >> 24)   ? 3
+                   : (seq >> 16) != (t.last >> 16) ? 2
+                   : (seq >> 8) != (t.last >> 8)   ? 1
+                                                   : 0;
+      RETURN_STATUS_IF_ERROR(flush(levels));
+      if (levels >= 1) t.shard3.clear();
+      if (levels >= 2) t.shard2.clear();
+      if (levels >= 3) t.shard1.clear();
+    }
+    t.last = seq;
+    put(&t.shard3, std::to_string(seq), *entry_tree, true);
+    t.dirty3 = true;
+
     Appended a;
     a.seq = seq;
     a.leaf = merkle::LeafHash(manifest);
     frontier.AppendLeafHash(a.leaf);
     out.push_back(std::move(a));
   }
+  RETURN_STATUS_IF_ERROR(flush(3));
   for (const RootFile& f : root_files) {
-    if (Status s = add_blob(f.path, f.data); !s.ok()) return s;
+    if (f.path.find('/') != std::string::npos) {
+      return Status::Internal("root file " + f.path + " is not at the root");
+    }
+    auto id = add(GIT_OBJECT_BLOB, f.data);
+    if (!id.has_value()) return id.error();
+    put(&t.root, f.path, *id, false);
   }
 
   crypto::Checkpoint cp{options_.origin, frontier.size(), frontier.Root(), {}};
   auto body = crypto::SerializeCheckpoint(cp);
   if (!body.has_value()) return body.error();
+  auto sign_start = std::chrono::steady_clock::now();
   auto cp_sig = crypto::SignCheckpoint(*options_.signer, options_.seal_key, *body);
+  sign_ns += NsSince(sign_start);
   if (!cp_sig.has_value()) return cp_sig.error();
-  if (Status s = add_blob("log/checkpoint", *body); !s.ok()) return s;
-  if (Status s = add_blob("log/checkpoint.p7s", *cp_sig); !s.ok()) return s;
-  if (Status s = add_blob("log/frontier", SerializeFrontier(frontier)); !s.ok()) return s;
+  for (auto [name, data] : {std::pair<const char*, std::string_view>{"checkpoint", *body},
+                            {"checkpoint.p7s", *cp_sig}}) {
+    auto id = add(GIT_OBJECT_BLOB, data);
+    if (!id.has_value()) return id.error();
+    put(&t.log, name, *id, false);
+  }
+  {
+    auto id = add(GIT_OBJECT_BLOB, SerializeFrontier(frontier));
+    if (!id.has_value()) return id.error();
+    put(&t.log, "frontier", *id, false);
+  }
+  for (auto [name, map] : {std::pair{"entries", &t.entries}, std::pair{"log", &t.log}}) {
+    auto id = tree_of(*map);
+    if (!id.has_value()) return id.error();
+    put(&t.root, name, *id, true);
+  }
+  auto tree_id = tree_of(t.root);
+  if (!tree_id.has_value()) return tree_id.error();
 
-  std::vector<git_tree_update> updates(paths.size());
-  for (size_t i = 0; i < paths.size(); ++i) {
-    updates[i].action = GIT_TREE_UPDATE_UPSERT;
-    updates[i].id = ids[i];
-    updates[i].filemode = GIT_FILEMODE_BLOB;
-    updates[i].path = paths[i].c_str();
-  }
-  git_oid tree_id;
-  if (git_tree_create_updated(&tree_id, repo_.get(), base_tree.get(), updates.size(),
-                              updates.data()) < 0) {
-    return GitStatus(Code::kInternal, dir_ + ": cannot build the new tree");
-  }
-  git_tree* raw_tree = nullptr;
-  if (git_tree_lookup(&raw_tree, repo_.get(), &tree_id) < 0) {
-    return GitStatus(Code::kInternal, dir_ + ": cannot read the new tree");
-  }
-  GitTreePtr tree(raw_tree);
-
-  git_signature* raw_sig = nullptr;
-  if (git_signature_new(&raw_sig, "sealpost", "archive@sealpost.invalid", now, 0) < 0) {
-    return GitStatus(Code::kInternal, "cannot make the commit signature line");
-  }
-  GitSignaturePtr who(raw_sig);
+  // The commit, in the exact form libgit2's git_commit_create_buffer gives.
   const uint64_t first = out.front().seq, last = out.back().seq;
   std::string message = (first == last ? "Entry " + std::to_string(first)
                                        : "Entries " + std::to_string(first) + "-" +
                                              std::to_string(last)) +
                         "\n\nCheckpoint: " + std::to_string(cp.size) + " " +
                         merkle::ToHex(cp.root) + "\n";
-  GitBuf buffer;
-  const git_commit* parents[1] = {parent.get()};
-  if (git_commit_create_buffer(buffer.get(), repo_.get(), who.get(), who.get(), nullptr,
-                               message.c_str(), tree.get(), has_head ? 1 : 0, parents) < 0) {
-    return GitStatus(Code::kInternal, dir_ + ": cannot build the commit");
-  }
-  std::string commit_text(buffer.view());
+  const std::string who = "sealpost <archive@sealpost.invalid> " + std::to_string(now) + " +0000";
+  std::string header = "tree " + OidHex(*tree_id) + "\n";
+  if (has_head) header += "parent " + OidHex(head) + "\n";
+  header += "author " + who + "\ncommitter " + who + "\n";
+  const std::string commit_text = header + "\n" + message;
+  sign_start = std::chrono::steady_clock::now();
   auto armored = SignCommitBuffer(commit_text);
+  sign_ns += NsSince(sign_start);
   if (!armored.has_value()) return armored.error();
-  git_oid commit_id;
-  if (git_commit_create_with_signature(&commit_id, repo_.get(), commit_text.c_str(),
-                                       armored->c_str(), "gpgsig") < 0) {
-    return GitStatus(Code::kInternal, dir_ + ": cannot store the signed commit");
+  // gpgsig header: continuation lines start with a space.
+  std::string signed_commit = header + "gpgsig ";
+  for (char c : *armored) {
+    signed_commit.push_back(c);
+    if (c == '\n') signed_commit.push_back(' ');
   }
+  signed_commit += "\n\n" + message;
+  auto commit_id = add(GIT_OBJECT_COMMIT, signed_commit);
+  if (!commit_id.has_value()) return commit_id.error();
 
-  // The new objects: blobs, every tree on the path to them, the commit.
-  std::vector<git_oid> objects = ids;
+  // Durability, in three rounds of syncs: (1) the pack, its index and the
+  // new ref value in main.lock, together; (2) the pack directory after the
+  // renames; (3) refs/heads after main.lock becomes main. The branch names
+  // the commit only once everything it refers to is durable.
+  const auto sync_start = std::chrono::steady_clock::now();
+  auto lock_fd = LockBranch(has_head, head, *commit_id);
+  if (!lock_fd.has_value()) return lock_fd.error();
+  auto name = pw.Finish(*lock_fd);
+  if (!name.has_value()) {
+    AbortBranch(*lock_fd);
+    return name.error();
+  }
+  Status published = pw.Publish();
+  if (published.ok()) published = FsyncPath(pack_dir);
+  if (!published.ok()) {
+    AbortBranch(*lock_fd);
+    return published;
+  }
+  packs_.push_back({*name, static_cast<uint32_t>(pw.object_count())});
+  RETURN_STATUS_IF_ERROR(CommitBranch(*lock_fd));
   {
-    std::set<std::string> dirs;
-    for (const std::string& p : paths) {
-      for (size_t slash = p.find('/'); slash != std::string::npos; slash = p.find('/', slash + 1)) {
-        dirs.insert(p.substr(0, slash));
-      }
-    }
-    objects.push_back(tree_id);
-    for (const std::string& d : dirs) {
-      git_tree_entry* raw_entry = nullptr;
-      if (git_tree_entry_bypath(&raw_entry, tree.get(), d.c_str()) < 0) {
-        return GitStatus(Code::kInternal, dir_ + ": new tree lacks " + d);
-      }
-      GitTreeEntryPtr entry(raw_entry);
-      objects.push_back(*git_tree_entry_id(entry.get()));
-    }
-    objects.push_back(commit_id);
+    const uint64_t sync_ns = NsSince(sync_start);
+    std::lock_guard<std::mutex> stats_lock(stats_mu_);
+    ++stats_.commits;
+    stats_.entries += out.size();
+    stats_.sign_ns += sign_ns;
+    stats_.sync_ns += sync_ns;
+    stats_.build_ns += NsSince(started) - sync_ns - sign_ns;
   }
-  auto pack_written = WritePackDurably(objects);
-  if (!pack_written.has_value()) return pack_written.error();
-  packs_.push_back(*pack_written);
 
-  // Compare-and-swap of the branch: fails if anyone moved it since we read it.
-  git_reference* raw_ref = nullptr;
-  int rc;
-  std::string log_message = "sealpost: " + message.substr(0, message.find('\n'));
-  if (has_head) {
-    rc = git_reference_create_matching(&raw_ref, repo_.get(), kBranch, &commit_id, 1, &head,
-                                       log_message.c_str());
-  } else {
-    rc = git_reference_create(&raw_ref, repo_.get(), kBranch, &commit_id, 0, log_message.c_str());
-  }
-  GitReferencePtr ref(raw_ref);
-  if (rc == GIT_EMODIFIED || rc == GIT_EEXISTS) {
-    Status s = GitStatus(Code::kFailedPrecondition,
-                         dir_ + ": " + kBranch + " was moved by someone else; refusing to append "
-                         "until the archive is reopened and audited");
-    std::lock_guard<std::mutex> lock(state_mu_);
-    broken_ = s;
-    return s;
-  }
-  if (rc == GIT_ELOCKED) {
-    return GitStatus(Code::kUnavailable, dir_ + ": " + kBranch + " is locked");
-  }
-  if (rc < 0) return GitStatus(Code::kIoError, dir_ + ": cannot move " + kBranch);
-
-  const std::string commit_hex = OidHex(commit_id);
+  const std::string commit_hex = OidHex(*commit_id);
   for (Appended& a : out) {
     a.commit = commit_hex;
     a.tree_size = cp.size;
   }
+  trees_ = std::move(t);
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     frontier_ = std::move(frontier);
-    head_ = commit_id;
+    head_ = *commit_id;
     has_head_ = true;
     checkpoint_ = std::move(cp);
   }
   commits_written_.fetch_add(1);
   *results = std::move(out);
   return Status::Ok();
+}
+
+Result<Appended> Archive::ChangeSeal(crypto::Signer* new_signer, crypto::KeyRef new_key) {
+  if (new_signer == nullptr) return Err(Status::InvalidArgument("a seal change needs a signer"));
+  auto cert = new_signer->Certificate(new_key);
+  if (!cert.has_value()) return Err(cert.error().WithContext("new seal certificate"));
+  // Between two batches: the writer holds repo_mu_ for a whole batch.
+  std::lock_guard<std::mutex> lock(repo_mu_);
+  {
+    std::lock_guard<std::mutex> state_lock(state_mu_);
+    if (!broken_.ok()) return Err(broken_);
+  }
+  X509* old_cert = seal_.get();
+  if (X509_cmp(old_cert, cert->get()) == 0) {
+    return Err(Status::InvalidArgument(dir_ + ": the new seal certificate is the one in force (" +
+                                       crypto::DisplayName(old_cert) + ")"));
+  }
+  const std::string pem = CertPem(cert->get());
+  if (pem.empty()) return Err(OpenSslStatus(Code::kInternal, "new seal certificate to PEM"));
+  // seal.pem.p7s: signed by the seal in force, co-signed by the new one.
+  auto sign_with = [&](crypto::Signer& signer, const crypto::KeyRef& key,
+                       X509* signer_cert) -> Result<std::string> {
+    auto alg = crypto::DigestAlgForKey(X509_get0_pubkey(signer_cert));
+    if (!alg.has_value()) return Err(alg.error());
+    auto digest = crypto::DigestBytes(crypto::DigestAlgMd(*alg), pem);
+    if (!digest.has_value()) return Err(digest.error());
+    return crypto::BuildDetachedSignature(signer, key, signer_cert, *alg, *digest,
+                                          crypto::CadesSignOptions{});
+  };
+  auto by_old = sign_with(*options_.signer, options_.seal_key, old_cert);
+  if (!by_old.has_value()) return Err(by_old.error().WithContext("seal change, seal in force"));
+  auto by_new = sign_with(*new_signer, new_key, cert->get());
+  if (!by_new.has_value()) return Err(by_new.error().WithContext("seal change, new seal"));
+  auto both = crypto::MergeSignedData(*by_old, "seal.pem.p7s", *by_new);
+  if (!both.has_value()) return Err(both.error().WithContext("seal change"));
+
+  EntryInput entry;
+  entry.kind = EntryKind::kKeyChange;
+  entry.fields["change"] =
+      EVP_PKEY_eq(X509_get0_pubkey(old_cert), X509_get0_pubkey(cert->get())) == 1 ? "renew"
+                                                                                   : "rotate";
+  entry.fields["seal_subject"] = crypto::NameToUtf8(X509_get_subject_name(cert->get()));
+  entry.fields["seal_serial"] = crypto::SerialHex(cert->get());
+  entry.files.push_back({"seal.pem", pem});
+  entry.files.push_back({"seal.pem.p7s", *both});
+
+  // The commit holding the change is signed by the new seal: switch first,
+  // switch back if the commit fails.
+  crypto::Signer* old_signer = options_.signer;
+  crypto::KeyRef old_key = options_.seal_key;
+  X509Ptr old_seal;
+  {
+    std::lock_guard<std::mutex> state_lock(state_mu_);
+    old_seal = std::move(seal_);
+    seal_ = std::move(*cert);
+  }
+  options_.signer = new_signer;
+  options_.seal_key = new_key;
+  std::vector<Appended> results;
+  Status s = WriteBatch({&entry}, {{"seal.pem", pem}}, &results);
+  if (!s.ok()) {
+    options_.signer = old_signer;
+    options_.seal_key = old_key;
+    std::lock_guard<std::mutex> state_lock(state_mu_);
+    seal_ = std::move(old_seal);
+    return Err(s);
+  }
+  Log(LogLevel::kInfo, "archive seal changed",
+      "archive=" + dir_ + " seq=" + std::to_string(results[0].seq) + " change=" +
+          entry.fields["change"]);
+  return results[0];
+}
+
+X509Ptr Archive::seal_certificate() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return X509Ptr(seal_ ? X509_dup(seal_.get()) : nullptr);
 }
 
 uint64_t Archive::size() const {

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <deque>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -102,6 +103,45 @@ class Archive {
   // IoError / Internal from libgit2. On error the entry is not in the log.
   Result<Appended> Append(EntryInput entry);
 
+  // Appends several entries and returns once all are durable, in order.
+  // They are queued together, so the writer puts up to max_batch of them in
+  // one commit (bulk imports; the benchmark's fast fill). Each result is
+  // that entry's outcome, as Append() would have returned it.
+  std::vector<Result<Appended>> AppendMany(std::vector<EntryInput> entries);
+
+  // Where the writer's time went since the archive was opened (for
+  // benchmarks and metrics). Nanoseconds, summed over commits.
+  struct Stats {
+    uint64_t commits = 0;
+    uint64_t entries = 0;
+    uint64_t build_ns = 0;    // blobs, manifests, trees, commit, pack bytes
+    uint64_t sign_ns = 0;     // checkpoint and commit signatures
+    uint64_t sync_ns = 0;     // pack + idx + ref lock fdatasync, renames, directory fsyncs
+    uint64_t compact_ns = 0;  // merging packs
+    uint64_t merges = 0;
+  };
+  Stats stats() const;
+
+  // Changes the union's seal (docs/decisions/0005-archive-layout.md, "Seal
+  // changes"): appends a key-change entry — fields change=rotate (a new key)
+  // or change=renew (a new certificate for the same key), seal_subject,
+  // seal_serial; files seal.pem (the new certificate) and seal.pem.p7s (one
+  // detached CMS over seal.pem with two SignerInfos: the seal in force, then
+  // the new one) — in a commit of its own whose root seal.pem is the new
+  // certificate and whose checkpoint and commit signature are made by the
+  // new seal. From then on the archive signs with `new_signer`/`new_key`,
+  // and Open() must be given them. Appends queued meanwhile are written
+  // before or after the change, each under the seal in force for it.
+  // `new_signer` is borrowed and must outlive the Archive.
+  // Errors: InvalidArgument (no signer, or its certificate is the seal in
+  // force), the Signers' errors (e.g. a certificate unusable for signing),
+  // FailedPrecondition / IoError as for Append. On error the seal in force
+  // is unchanged and nothing was written.
+  Result<Appended> ChangeSeal(crypto::Signer* new_signer, crypto::KeyRef new_key);
+
+  // The seal certificate in force (the root seal.pem of the head).
+  X509Ptr seal_certificate() const;
+
   // The state after the last acknowledged append.
   uint64_t size() const;
   crypto::Checkpoint checkpoint() const;
@@ -155,8 +195,24 @@ class Archive {
     std::string name;  // "pack-<hex>"
     uint32_t objects = 0;
   };
-  // Writes `objects` (present in the object database) as one pack, fsync'd.
-  Result<PackInfo> WritePackDurably(const std::vector<git_oid>& objects);
+  // The trees on the path to the newest entry, kept in memory so that an
+  // append builds its new trees without reading any: each map is one tree
+  // (name -> item). `last` is the newest seq (0: none); shard1..3 are the
+  // trees entries/<a>, entries/<a>/<b>, entries/<a>/<b>/<c> of its path.
+  struct Trees {
+    std::map<std::string, TreeItem> root, log, entries, shard1, shard2, shard3;
+    uint64_t last = 0;
+    bool dirty1 = false, dirty2 = false, dirty3 = false;
+  };
+  // Reads the in-memory trees from `tree` (the head's) for `size` entries.
+  Status LoadTrees(git_tree* tree, uint64_t size);
+  // Takes refs/heads/main.lock (git's protocol), checks that the branch
+  // still names `expected` (absent when !has_expected), writes `next` into
+  // the lock file. Returns the lock's fd; the caller fsyncs it, renames it
+  // into place (CommitBranch) or removes it (AbortBranch).
+  Result<int> LockBranch(bool has_expected, const git_oid& expected, const git_oid& next);
+  Status CommitBranch(int lock_fd);
+  void AbortBranch(int lock_fd);
   // Lists objects/pack into packs_, removing what an interrupted write left
   // (temporary files, a .pack without .idx). REQUIRES: the archive lock.
   Status ScanPacks();
@@ -171,16 +227,16 @@ class Archive {
   Result<GitTreePtr> HeadTree();
 
   const std::string dir_;
-  const ArchiveOptions options_;
+  ArchiveOptions options_;  // signer/seal_key change only in ChangeSeal, under repo_mu_
   int lock_fd_ = -1;
-  X509Ptr seal_;
+  X509Ptr seal_;  // written under repo_mu_ and state_mu_
 
   // Repository and its objects: used by one thread at a time.
   std::mutex repo_mu_;
   GitRepositoryPtr repo_;
   GitOdbPtr odb_;
-  git_odb_backend* mempack_ = nullptr;  // owned by odb_
   std::vector<PackInfo> packs_;         // guarded by repo_mu_
+  Trees trees_;                         // guarded by repo_mu_
 
   // Committed state (guarded by state_mu_; written only by the writer).
   mutable std::mutex state_mu_;
@@ -197,6 +253,8 @@ class Archive {
   bool stopping_ = false;
   std::thread writer_;
   std::atomic<uint64_t> commits_written_{0};
+  mutable std::mutex stats_mu_;
+  Stats stats_;  // guarded by stats_mu_
 };
 
 // Helpers shared with the audit and tests.

@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_set>
+#include <vector>
 
 #include <git2.h>
 
@@ -56,6 +58,83 @@ Status EnsureLibgit2();
 Status GitStatus(Code code, std::string_view what);
 
 std::string OidHex(const git_oid& oid);
+
+// ---------------------------------------------------------------------------
+// Writing git objects and packs without libgit2's object database: the
+// archive knows every object of a commit, so it computes their ids, deflates
+// them and writes one pack (.pack + version 2 .idx) per commit itself —
+// no indexer pass, no loose objects, and the fsyncs are under its control.
+
+// The git object id of an object: SHA-1("<type> <size>\0" + data).
+git_oid HashObject(git_object_t type, std::string_view data);
+
+// One entry of a tree object. `is_tree` selects mode 40000 (else 100644).
+struct TreeItem {
+  std::string name;
+  git_oid id{};
+  bool is_tree = false;
+};
+// The canonical bytes of a tree object: items sorted in git's order (names
+// compared bytewise, a directory as if its name ended in '/').
+// REQUIRES: names unique, non-empty, without '/' or NUL.
+std::string SerializeTree(std::vector<TreeItem> items);
+
+// Writes one pack file and its version 2 index into a pack directory, as
+// temporary files first. Usage: Create(), Add*() objects, Finish() (writes
+// the trailer and the index and fdatasyncs both files), Publish() (renames
+// the .pack, then the .idx, into place; the caller fsyncs the directory).
+// Destroying a writer that was not published removes its temporary files.
+// Objects added twice (same id) are stored once. Not thread-safe.
+class PackWriter {
+ public:
+  // Temporary files are named "tmp_sealpost_pack_*" / "tmp_sealpost_idx_*"
+  // in `pack_dir`; an interrupted write leaves only such files.
+  static Result<std::unique_ptr<PackWriter>> Create(const std::string& pack_dir);
+  ~PackWriter();
+  PackWriter(const PackWriter&) = delete;
+  PackWriter& operator=(const PackWriter&) = delete;
+
+  // Adds a whole (non-delta) object; returns its id.
+  Result<git_oid> AddObject(git_object_t type, std::string_view data);
+  // Adds an entry copied verbatim from another pack: `entry` is the entry's
+  // header and deflated body, `crc` its CRC-32 as listed in that pack's
+  // index. REQUIRES: the entry is not an OFS_DELTA (its base offset would
+  // be wrong here).
+  Status AddRawEntry(const git_oid& id, std::string_view entry, uint32_t crc);
+  size_t object_count() const { return entries_.size(); }
+  // Bytes of pack data written so far.
+  uint64_t pack_bytes() const { return offset_; }
+
+  // Writes the trailer and the index, then fdatasyncs both files (in
+  // parallel with `extra_fd` when it is >= 0: e.g. a ref lock file that must
+  // be durable at the same time). Returns "pack-<hex of checksum>".
+  Result<std::string> Finish(int extra_fd = -1);
+  // Renames the .pack then the .idx into place. REQUIRES: Finish() succeeded.
+  Status Publish();
+
+ private:
+  struct Entry {
+    git_oid id;
+    uint64_t offset;
+    uint32_t crc;
+  };
+  PackWriter(std::string dir, std::string pack_tmp, std::string idx_tmp, int pack_fd);
+  Status Write(std::string_view bytes);
+
+  std::string dir_, pack_tmp_, idx_tmp_, name_;
+  int pack_fd_ = -1;
+  int idx_fd_ = -1;
+  uint64_t offset_ = 0;
+  std::vector<Entry> entries_;
+  std::unordered_set<std::string> seen_;  // raw ids, for de-duplication
+  bool finished_ = false;
+  bool published_ = false;
+};
+
+// fdatasync()s every fd in `fds` concurrently (one thread each beyond the
+// first), so several new files cost about one journal commit.
+// IoError naming `what` if any fails.
+Status SyncFilesTogether(const std::vector<int>& fds, std::string_view what);
 
 }  // namespace sealpost::storage
 
