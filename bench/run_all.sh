@@ -11,3 +11,4 @@ echo "== many small signatures: library verify vs bare CMS_verify =="
 echo
 echo "== policy loading and decisions =="
 "$ROOT/$BUILD/bench/bench_policy"
+echo; echo "== archive audit vs bare CMS_verify, 100k entries, incremental =="; "$ROOT/$BUILD/bench/bench_audit" --entries "${BENCH_AUDIT_ENTRIES:-100000}"
