@@ -21,6 +21,7 @@ namespace sealpost::storage {
 namespace {
 
 using sealpost::testing::CertSpec;
+using sealpost::testing::CertToPem;
 using sealpost::testing::RunCommand;
 using sealpost::testing::ShellQuote;
 using sealpost::testing::TempDir;
@@ -463,6 +464,104 @@ TEST_F(ArchiveTest, OpenRemovesPackLeftWithoutIndexByACrash) {
   EXPECT_NE(::stat((path_ + "/objects/pack/pack_git2_deadbeef").c_str(), &st), 0);
   ASSERT_TRUE((*a)->Append(Document(1)).has_value());
   ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveTest, ChangeSealWritesCoSignedEntryAndLaterCommitsAreSignedByTheNewSeal) {
+  auto signer2 = MakeSigner(*ca_, "seal2", "Con dấu mới Công đoàn Bãi Cháy");
+  const std::string old_pem = CertToPem(signer_->Certificate(crypto::KeyRef{"seal"})->get());
+  const std::string new_pem = CertToPem(signer2->Certificate(crypto::KeyRef{"seal2"})->get());
+  std::string before_rotation;
+  {
+    auto a = CreateArchive();
+    ASSERT_TRUE(a);
+    ASSERT_TRUE(a->Append(Document(1)).has_value());
+    before_rotation = a->head();
+    // The seal in force is no change: refused, nothing written.
+    auto same = a->ChangeSeal(signer_.get(), crypto::KeyRef{"seal"});
+    ASSERT_FALSE(same.has_value());
+    EXPECT_EQ(same.error().code(), Code::kInvalidArgument);
+    EXPECT_EQ(a->head(), before_rotation);
+
+    auto r = a->ChangeSeal(signer2.get(), crypto::KeyRef{"seal2"});
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->seq, 3u);
+    EXPECT_EQ(CertToPem(a->seal_certificate().get()), new_pem);
+    ASSERT_TRUE(a->Append(Document(2)).has_value());
+    EXPECT_EQ(a->size(), 4u);
+  }
+  // Root seal.pem = the certificate of each commit's signer.
+  EXPECT_EQ(Git(path_, "cat-file blob " + before_rotation + ":seal.pem"), old_pem);
+  EXPECT_EQ(Git(path_, "cat-file blob main:seal.pem"), new_pem);
+  EXPECT_EQ(Git(path_, "cat-file blob main~1:seal.pem"), new_pem);
+  // The entry: change=rotate, seal.pem and seal.pem.p7s signed by both seals.
+  const std::string dir = EntryDir(3);
+  std::string manifest = Git(path_, "cat-file blob main:" + dir + "/manifest.json");
+  EXPECT_NE(manifest.find("\"change\":\"rotate\""), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"kind\":\"key-change\""), std::string::npos) << manifest;
+  EXPECT_EQ(Git(path_, "cat-file blob main:" + dir + "/seal.pem"), new_pem);
+  RunCommand("git -C " + ShellQuote(path_) + " cat-file blob main:" + dir + "/seal.pem.p7s > " +
+             ShellQuote(tmp_.file("rot.p7s")));
+  WriteTestFile(tmp_.file("rot.pem"), new_pem);
+  WriteTestFile(tmp_.file("ca.pem"), CertToPem(ca_->cert()));
+  std::string out;
+  int rc = RunCommand("openssl cms -verify -binary -inform DER -in " + ShellQuote(tmp_.file("rot.p7s")) +
+                          " -content " + ShellQuote(tmp_.file("rot.pem")) + " -CAfile " +
+                          ShellQuote(tmp_.file("ca.pem")) + " -purpose any -out /dev/null -signer " +
+                          ShellQuote(tmp_.file("signers.pem")),
+                      &out);
+  EXPECT_EQ(rc, 0) << out;
+  std::string signers = sealpost::testing::ReadTestFile(tmp_.file("signers.pem"));
+  EXPECT_NE(signers.find(old_pem), std::string::npos);
+  EXPECT_NE(signers.find(new_pem), std::string::npos);
+  // The head's checkpoint is signed by the new seal, not the old one.
+  std::string body = Git(path_, "cat-file blob main:log/checkpoint");
+  RunCommand("git -C " + ShellQuote(path_) + " cat-file blob main:log/checkpoint.p7s > " +
+             ShellQuote(tmp_.file("cp.p7s")));
+  std::string cp_sig = sealpost::testing::ReadTestFile(tmp_.file("cp.p7s"));
+  EXPECT_TRUE(crypto::VerifyCheckpointSignature(
+                  body, cp_sig, signer2->Certificate(crypto::KeyRef{"seal2"})->get(), "cp")
+                  .ok());
+  EXPECT_FALSE(crypto::VerifyCheckpointSignature(
+                   body, cp_sig, signer_->Certificate(crypto::KeyRef{"seal"})->get(), "cp")
+                   .ok());
+  // git verify-commit (gpgsm) accepts the commits before and after.
+  ExpectStockGitAccepts();
+  // Reopening: only the new seal is accepted.
+  auto with_old = Archive::Open(path_, Options());
+  ASSERT_FALSE(with_old.has_value());
+  EXPECT_EQ(with_old.error().code(), Code::kFailedPrecondition);
+  ArchiveOptions o = Options();
+  o.signer = signer2.get();
+  o.seal_key = crypto::KeyRef{"seal2"};
+  auto with_new = Archive::Open(path_, o);
+  ASSERT_TRUE(with_new.has_value()) << with_new.error().ToString();
+  auto r = (*with_new)->Append(Document(3));
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->seq, 5u);
+}
+
+TEST_F(ArchiveTest, AppendManyWritesLargeBatchesGaplessAndInOrder) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  std::vector<EntryInput> entries;
+  for (int i = 0; i < 700; ++i) entries.push_back(Document(i));
+  entries[5].files[0].name = "../bad";  // refused alone, the others go in
+  auto results = a->AppendMany(std::move(entries));
+  ASSERT_EQ(results.size(), 700u);
+  EXPECT_EQ(results[5].error().code(), Code::kInvalidArgument);
+  uint64_t expected = 2;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (i == 5) continue;
+    ASSERT_TRUE(results[i].has_value()) << i << ": " << results[i].error().ToString();
+    EXPECT_EQ(results[i]->seq, expected++);
+  }
+  // 699 entries in at most two commits of max_batch (512) after the first.
+  EXPECT_LE(a->commits_written(), 3u);
+  EXPECT_EQ(a->size(), 700u);
+  ExpectCheckpointMatchesEntries(*a);
+  int rc = 0;
+  std::string out = Git(path_, "fsck --strict --no-dangling", &rc);
+  EXPECT_EQ(rc, 0) << out;
 }
 
 }  // namespace
