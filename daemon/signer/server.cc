@@ -62,7 +62,7 @@ std::string Q(std::string_view s) { return JsonString(s); }
 }
 
 [[noreturn]] void ExitRefused(const std::string& why) {
-  Log(LogLevel::kError, "the token refused the PIN (or it is locked); not retrying, exiting",
+  Log(LogLevel::kError, "refused (PIN incorrect or locked, or module not allowed); not retrying, exiting",
       "error=" + Q(why) + " exit=" + std::to_string(kExitRefused));
   sd_notify(0, "STOPPING=1");
   std::fflush(stderr);
