@@ -279,6 +279,18 @@ TEST_F(SignerProcessTest, RequestsTheSignerCannotCheckAreRefusedAndNotJournaled)
   EXPECT_EQ(Lines(Journal()), 1u);
 }
 
+TEST_F(SignerProcessTest, JournalWriteFailureWithholdsSignature) {
+  journal_ = "/dev/full";  // every write fails with ENOSPC
+  auto proc = Start();
+  auto remote = Client();
+  std::string content = Content("full.txt", "Nghị quyết\n");
+  auto sig = crypto::SignFile(remote, crypto::KeyRef{Uri("seal")}, content, {});
+  ASSERT_FALSE(sig);
+  EXPECT_EQ(sig.error().code(), Code::kUnavailable);
+  EXPECT_NE(sig.error().message().find("signature withheld"), std::string::npos) << sig.error().message();
+  EXPECT_NE(proc->Log().find("journal write failed"), std::string::npos) << proc->Log();
+}
+
 TEST_F(SignerProcessTest, ConnectionFromUidNotAllowedIsRefused) {
   uid_t other = ::geteuid() == 4242 ? 4243 : 4242;
   auto proc = Start({"--allow-uid", std::to_string(other)});
