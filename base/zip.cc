@@ -271,6 +271,10 @@ Status ZipReader::Parse(uint64_t file_size, const ZipLimits& limits) {
   }
   size_t e = *found;
   uint64_t end_off = tail_off + e;
+  if (Le16(tail, e + 20) != 0) {
+    return Status::DataError("archive comment of " + std::to_string(Le16(tail, e + 20)) +
+                             " bytes (comments are not allowed: they can hide data)");
+  }
   uint16_t disk = Le16(tail, e + 4), cd_disk = Le16(tail, e + 6);
   uint16_t count_disk = Le16(tail, e + 8), count = Le16(tail, e + 10);
   uint32_t cd_size = Le32(tail, e + 12), cd_off = Le32(tail, e + 16);
@@ -348,6 +352,7 @@ Status ZipReader::Parse(uint64_t file_size, const ZipLimits& limits) {
       return Status::DataError(where + ": zip64 sizes or offsets (zip64 is not supported)");
     }
     if (disk_start != 0) return Status::DataError(where + ": on another disk (not supported)");
+    if (clen != 0) return Status::DataError(where + ": has a file comment (not allowed)");
     if (elen > limits.max_extra_bytes) {
       return Status::DataError(where + ": extra field longer than " +
                                std::to_string(limits.max_extra_bytes) + " bytes");

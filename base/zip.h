@@ -15,6 +15,7 @@
 //    a file name used as a directory of another member;
 //  - more members, longer names, larger members, a larger total or a higher
 //    compression ratio than ZipLimits allow;
+//  - archive or file comments (they can hide data; we never write any);
 //  - a local header that differs from its central directory entry;
 //    members that overlap, bytes before the first member, between members,
 //    between the last member and the central directory or after the end

@@ -599,6 +599,7 @@ Result<ArchiveManifest> ParseArchiveManifest(std::string_view json, std::string_
     if (!v) return Err(v.error());
     *out = *v;
   }
+  if (m.format != 1) return Err(f.Fail("format", "is not 1 (unknown archive format)"));
   if (m.seq == 0) return Err(f.Fail("seq", "must be at least 1"));
   for (auto [key, out] : {std::pair<std::string_view, std::string*>{"kind", &m.kind},
                           {"origin", &m.origin},
@@ -814,6 +815,11 @@ Result<ParsedBundle> ReadBundle(const std::string& path, const std::string& work
   auto doc = ParseDocumentJson(b.document_json, path + ": document.json");
   if (!doc) return Err(doc.error());
   b.document = std::move(*doc);
+  if (content->name != BundleContentName(b.document.content_name)) {
+    return fail("content member " + JsonString(content->name) + " should be named " +
+                JsonString(BundleContentName(b.document.content_name)) +
+                " for the document " + JsonString(b.document.content_name));
+  }
   auto manifest = ParseArchiveManifest(b.archive_manifest, path + ": archive-manifest.json");
   if (!manifest) return Err(manifest.error());
   b.manifest = std::move(*manifest);

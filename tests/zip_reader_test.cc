@@ -92,6 +92,7 @@ struct Archive {
   std::string prefix;          // before the first member
   std::string before_end;      // between the central directory and the end record
   std::string trailing;        // after the end record
+  std::string comment;         // the archive comment
   std::optional<uint16_t> count;
   std::optional<uint32_t> cd_size;
   std::optional<uint32_t> cd_offset;
@@ -153,8 +154,8 @@ struct Archive {
     Put16(out, n);
     Put32(out, cd_size.value_or(static_cast<uint32_t>(cd.size())));
     Put32(out, cd_offset.value_or(cd_off));
-    Put16(out, 0);
-    return out + trailing;
+    Put16(out, static_cast<uint32_t>(comment.size()));
+    return out + comment + trailing;
   }
 };
 
@@ -421,6 +422,12 @@ TEST_F(ZipReaderTest, OpenWithHiddenOrTrailingBytesFails) {
     a.members = {Stored("a", "x")};
     a.prefix = "#!/bin/sh\nexit 0\n";
     ExpectRefused(a, "unaccounted bytes before member");
+  }
+  {
+    Archive a;
+    a.members = {Stored("a", "x")};
+    a.comment = "hidden in the comment";
+    ExpectRefused(a, "archive comment");
   }
   {
     Archive a;
