@@ -350,5 +350,20 @@ TEST_F(ReceiptTest, SignedReadNoticeVerifiesAndIsNotAcceptedAsReceipt) {
   EXPECT_NE(wrong.error().message().find("names document"), std::string::npos);
 }
 
+TEST_F(ReceiptTest, FuzzSeedsParseOrFailAsTheirNamesSay) {
+  const std::string dir = std::string(SEALPOST_SOURCE_DIR) + "/tests/fuzz/seeds/receipt_parse_fuzz/";
+  for (const char* name : {"delivery-receipt.json", "receipt-checkpoint-extension.json"}) {
+    auto r = ParseDeliveryReceipt(sealpost::testing::ReadTestFile(dir + name), name);
+    EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  }
+  for (const char* name : {"read-notice.json", "quotes.json"}) {
+    auto r = ParseReadNotice(sealpost::testing::ReadTestFile(dir + name), name);
+    EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  }
+  auto r = ParseReadNotice(sealpost::testing::ReadTestFile(dir + "control-character.json"), "c");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("not one line"), std::string::npos) << r.error().message();
+}
+
 }  // namespace
 }  // namespace sealpost::crypto
