@@ -421,6 +421,40 @@ TEST_F(BundleTest, ReadWithWrongFormFailsNamingTheProblem) {
   EXPECT_EQ(none.error().code(), Code::kNotFound);
 }
 
+TEST_F(BundleTest, BuildWithoutCrlsLeavesMemberOutAndPasses) {
+  parts_.crls_pem.clear();
+  Archive(storage::EntryKind::kDocumentSent, kOrigin, [](storage::EntryInput& in) {
+    in.files.erase(in.files.begin() + 3);  // no crls.pem in the entry either
+  });
+  std::string path = Build();
+  auto parsed = ReadBundle(path, work_);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
+  EXPECT_TRUE(parsed->crls_pem.empty());
+  auto report = Verify(path);
+  ASSERT_TRUE(report.has_value()) << report.error().ToString();
+  EXPECT_EQ(report->indication, Indication::kPassed) << BundleReportToText(*report, Lang::kEn);
+}
+
+TEST_F(BundleTest, ReadWithRenamedContentMemberFails) {
+  std::string path = dir_.file("renamed.asics");
+  auto w = ZipWriter::Create(path);
+  ASSERT_TRUE(w.has_value());
+  ASSERT_TRUE(w->AddBytes(kBundleMimetypeMember, std::string(kBundleMimetype)).ok());
+  ASSERT_TRUE(w->AddFile("document.exe", content_path_).ok());
+  for (auto [name, data] : {std::pair<std::string_view, std::string*>{kBundleSignatureMember, &parts_.content_p7s},
+                            {kBundleDocumentMember, &parts_.document_json},
+                            {kBundleDocumentSealMember, &parts_.document_json_p7s},
+                            {kBundleCertsMember, &parts_.certs_pem},
+                            {kBundleManifestMember, &parts_.archive_manifest},
+                            {kBundleCheckpointMember, &parts_.checkpoint},
+                            {kBundleCheckpointSigMember, &parts_.checkpoint_p7s}}) {
+    ASSERT_TRUE(w->AddBytes(name, *data).ok());
+  }
+  ASSERT_TRUE(w->AddBytes(kBundleProofMember, SerializeInclusionProof(parts_.proof)).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  ExpectReadFails(path, "should be named \"document.pdf\"");
+}
+
 TEST_F(BundleTest, VerifyTamperedContentFails) {
   std::string content = ReadTestFile(content_path_);
   content[100] ^= 1;
