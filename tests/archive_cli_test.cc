@@ -23,27 +23,53 @@ using testing::ShellQuote;
 
 constexpr const char* kOrigin = "cd-baichay.vn/archive";
 
+// The tokens (seal, officer) and the CA are made once for the suite: token
+// set-up costs seconds, and each test works in its own directory.
+struct SharedTokens {
+  SharedTokens() : ca(testing::TestCa::CreateRoot("/CN=Archive CLI Root/O=Test/C=VN")) {}
+  testing::SoftHsm hsm;
+  testing::TestCa ca;
+  std::string seal_pem;
+  bool ok = false;
+};
+
 class ArchiveCliTest : public ::testing::Test {
  protected:
-  ArchiveCliTest() : ca_(testing::TestCa::CreateRoot("/CN=Archive CLI Root/O=Test/C=VN")) {}
-
-  void SetUp() override {
+  static void SetUpTestSuite() {
     ::unsetenv(testing::kAllowlistEnv);
-    ASSERT_TRUE(hsm_.InitToken("seal", "5678", "4321"));
+    shared_ = new SharedTokens();
+    SharedTokens& s = *shared_;
+    if (!s.hsm.InitToken("seal", "5678", "4321")) return;
     testing::CertSpec seal;
     seal.subject = "/CN=Con dấu Công đoàn Bãi Cháy/O=Công đoàn Bãi Cháy/C=VN";
-    auto seal_issued = hsm_.AddKeyWithCert("seal", "4321", ca_, KeyType::kP256, "01", "seal", seal);
-    ASSERT_TRUE(seal_issued);
-    seal_cert_ = dir_.file("seal.pem");
-    testing::WriteTestFile(seal_cert_, testing::CertToPem(seal_issued->cert.get()));
-    ASSERT_TRUE(hsm_.InitToken("officer", "5678", "1234"));
+    auto seal_issued = s.hsm.AddKeyWithCert("seal", "4321", s.ca, KeyType::kP256, "01", "seal", seal);
+    if (!seal_issued) return;
+    s.seal_pem = testing::CertToPem(seal_issued->cert.get());
+    if (!s.hsm.InitToken("officer", "5678", "1234")) return;
     testing::CertSpec officer;
     officer.subject = "/CN=Nguyễn Thị Duyên/O=Công đoàn Bãi Cháy/C=VN";
-    ASSERT_TRUE(hsm_.AddKeyWithCert("officer", "1234", ca_, KeyType::kP256, "02", "sign", officer));
+    if (!s.hsm.AddKeyWithCert("officer", "1234", s.ca, KeyType::kP256, "02", "sign", officer)) return;
+    s.ok = true;
+  }
+  static void TearDownTestSuite() {
+    delete shared_;
+    shared_ = nullptr;
+  }
+
+  ArchiveCliTest() : hsm_(shared_->hsm), ca_(shared_->ca) {}
+
+  void SetUp() override {
+    ASSERT_TRUE(shared_->ok) << "token set-up failed";
+    seal_cert_ = dir_.file("seal.pem");
+    testing::WriteTestFile(seal_cert_, shared_->seal_pem);
     seal_uri_ = hsm_.KeyUri("seal", "seal");
     officer_uri_ = hsm_.KeyUri("officer", "sign");
-    seal_pin_ = hsm_.WritePinFile("4321\n");
-    officer_pin_ = hsm_.WritePinFile("1234\n");
+    seal_pin_ = dir_.file("seal.pin");
+    testing::WriteTestFile(seal_pin_, "4321\n");
+    ::chmod(seal_pin_.c_str(), 0600);
+    officer_pin_ = dir_.file("officer.pin");
+    testing::WriteTestFile(officer_pin_, "1234\n");
+    ::chmod(officer_pin_.c_str(), 0600);
     ca_pem_ = dir_.file("ca.pem");
     testing::WriteTestFile(ca_pem_, testing::CertToPem(ca_.cert()));
     archive_ = dir_.file("archive.git");
@@ -119,11 +145,14 @@ class ArchiveCliTest : public ::testing::Test {
     EXPECT_GT(n, 0);
   }
 
-  testing::SoftHsm hsm_;
+  static SharedTokens* shared_;
+  testing::SoftHsm& hsm_;
+  testing::TestCa& ca_;
   testing::TempDir dir_;
-  testing::TestCa ca_;
   std::string seal_uri_, officer_uri_, seal_pin_, officer_pin_, ca_pem_, seal_cert_, archive_;
 };
+
+SharedTokens* ArchiveCliTest::shared_ = nullptr;
 
 TEST_F(ArchiveCliTest, InitRecordsConfigurationAndStockGitAccepts) {
   std::string out;
