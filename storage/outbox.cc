@@ -365,21 +365,25 @@ Result<std::unique_ptr<Outbox>> Outbox::Open(const OutboxOptions& options) {
   return std::unique_ptr<Outbox>(new Outbox(options, std::move(db)));
 }
 
-Result<bool> Outbox::Enqueue(const JobKey& key, std::string_view payload) {
-  SP_RETURN_IF_ERROR(CheckText("document id", key.document_id, kOutboxMaxIdBytes, false));
-  SP_RETURN_IF_ERROR(CheckText("recipient", key.recipient, kOutboxMaxIdBytes, false));
+namespace {
+
+Status CheckNewJob(const JobKey& key, std::string_view payload) {
+  OUTBOX_RETURN_IF_ERROR(CheckText("document id", key.document_id, kOutboxMaxIdBytes, false));
+  OUTBOX_RETURN_IF_ERROR(CheckText("recipient", key.recipient, kOutboxMaxIdBytes, false));
   if (ChannelName(key.channel) == "unknown") {
-    return Err(Status::InvalidArgument("unknown delivery channel"));
+    return Status::InvalidArgument("unknown delivery channel");
   }
   if (payload.size() > kOutboxMaxPayloadBytes) {
-    return Err(Status::InvalidArgument("outbox payload of " + std::to_string(payload.size()) +
-                                       " bytes is over the limit of " +
-                                       std::to_string(kOutboxMaxPayloadBytes)));
+    return Status::InvalidArgument("outbox payload of " + std::to_string(payload.size()) +
+                                   " bytes is over the limit of " +
+                                   std::to_string(kOutboxMaxPayloadBytes));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  const int64_t now = Now();
-  auto tx = Tx::Begin(*db_);
-  if (!tx) return Err(tx.error());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<bool> Outbox::EnqueueLocked(const JobKey& key, std::string_view payload, int64_t now) {
   auto find = db_->Prepare(
       "SELECT payload FROM jobs WHERE document_id=? AND recipient=? AND channel=?");
   if (!find) return Err(find.error());
@@ -399,8 +403,41 @@ Result<bool> Outbox::Enqueue(const JobKey& key, std::string_view payload) {
              "INSERT INTO jobs(document_id, recipient, channel, payload, state, enqueued_at, "
              "next_attempt_at) VALUES(?, ?, ?, ?, 'queued', ?, ?)",
              key.document_id, key.recipient, ChannelName(key.channel), Blob{payload}, now, now));
-  SP_RETURN_IF_ERROR(tx->Commit(*db_));
   return true;
+}
+
+Result<bool> Outbox::Enqueue(const JobKey& key, std::string_view payload) {
+  SP_RETURN_IF_ERROR(CheckNewJob(key, payload));
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return Err(tx.error());
+  auto created = EnqueueLocked(key, payload, now);
+  if (!created) return Err(created.error());
+  SP_RETURN_IF_ERROR(tx->Commit(*db_));
+  return *created;
+}
+
+Result<size_t> Outbox::EnqueueBatch(const std::vector<NewJob>& jobs) {
+  for (const NewJob& j : jobs) {
+    Status s = CheckNewJob(j.key, j.payload);
+    if (!s.ok()) {
+      return Err(s.WithContext("job for " + j.key.recipient + " (" +
+                               std::string(ChannelName(j.key.channel)) + ")"));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return Err(tx.error());
+  size_t created = 0;
+  for (const NewJob& j : jobs) {
+    auto c = EnqueueLocked(j.key, j.payload, now);
+    if (!c) return Err(c.error());  // the transaction rolls back
+    if (*c) ++created;
+  }
+  SP_RETURN_IF_ERROR(tx->Commit(*db_));
+  return created;
 }
 
 // REQUIRES: mu_ held, inside a transaction.

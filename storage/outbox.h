@@ -167,6 +167,16 @@ class Outbox {
   // Durable when it returns.
   [[nodiscard]] Result<bool> Enqueue(const JobKey& key, std::string_view payload);
 
+  // Enqueue of several jobs (e.g. one document's fan-out to every recipient)
+  // in one transaction: one fsync for all. All or nothing: on any error
+  // (as for Enqueue, naming the job) nothing is queued. Returns how many
+  // jobs were new.
+  struct NewJob {
+    JobKey key;
+    std::string payload;
+  };
+  [[nodiscard]] Result<size_t> EnqueueBatch(const std::vector<NewJob>& jobs);
+
   // Takes up to `max_jobs` due jobs for `worker` (a name for the record), in
   // order of due time, never more than max_in_flight_per_recipient leased
   // at once per recipient. Expired leases are first recorded as
@@ -213,6 +223,8 @@ class Outbox {
   Outbox(const OutboxOptions& options, std::unique_ptr<Db> db);
   int64_t Now();
   Status ExpireLeases(int64_t now);
+  // REQUIRES: mu_ held, inside a transaction.
+  Result<bool> EnqueueLocked(const JobKey& key, std::string_view payload, int64_t now);
 
   OutboxOptions options_;
   std::unique_ptr<OutboxClock> own_clock_;

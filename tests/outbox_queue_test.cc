@@ -92,6 +92,36 @@ TEST_F(OutboxTest, EnqueueTwiceKeepsOneJob) {
   EXPECT_EQ(m->queued, 2);
 }
 
+TEST_F(OutboxTest, EnqueueBatchIsAllOrNothing) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  std::vector<Outbox::NewJob> fanout;
+  for (int r = 0; r < 128; ++r) fanout.push_back({Key("directive-1", "cd-" + std::to_string(r)), "s"});
+  auto n = box->EnqueueBatch(fanout);
+  ASSERT_TRUE(n.has_value()) << n.error().ToString();
+  EXPECT_EQ(*n, 128u);
+  n = box->EnqueueBatch(fanout);  // idempotent
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, 0u);
+  // One bad job (a conflicting payload last) and nothing of the batch is queued.
+  std::vector<Outbox::NewJob> bad = {{Key("directive-2", "cd-0"), "s"},
+                                     {Key("directive-2", "cd-1"), "s"},
+                                     {Key("directive-1", "cd-5"), "other"}};
+  auto failed = box->EnqueueBatch(bad);
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().code(), Code::kFailedPrecondition);
+  auto states = box->States("directive-2");
+  ASSERT_TRUE(states.has_value());
+  EXPECT_TRUE(states->empty());
+  bad[2] = {Key("directive-2", "bad\nrecipient"), "s"};
+  failed = box->EnqueueBatch(bad);
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().code(), Code::kInvalidArgument);
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->queued, 128);
+}
+
 TEST_F(OutboxTest, EnqueueSameKeyWithOtherPayloadFailsAndChangesNothing) {
   auto box = OpenOutbox();
   ASSERT_TRUE(box);
