@@ -532,5 +532,54 @@ TEST_F(AuditTamperTest, TrustedCheckpointOfAnotherUnionIsFound) {
   EXPECT_TRUE(HasProblem(out, "trusted-checkpoint-other-origin")) << out;
 }
 
+TEST_F(AuditTamperTest, AuditAcrossSealRotationIsCleanAndOldSealIsRefusedAfterIt) {
+  auto next = MakeSigner(*ca_, "seal2", "Con dấu mới Công đoàn Bãi Cháy");
+  {
+    ArchiveOptions o;
+    o.origin = kOrigin;
+    o.signer = seal_.get();
+    o.seal_key = seal_key_;
+    auto a = Archive::Open(path_, o);
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    auto r = (*a)->ChangeSeal(next.get(), crypto::KeyRef{"seal2"});
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->seq, 8u);
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE((*a)->Append(SignedDocument(*officer_, 100 + i)));
+  }
+  std::string out;
+  EXPECT_EQ(Audit(&out), 0) << out;
+  EXPECT_NE(out.find("\"entries\":10"), std::string::npos) << out;
+  // The old seal's key no longer signs for the archive.
+  Tamperer t(path_);
+  git_oid head = t.Head();
+  t.SetHead(t.Commit(t.TreeOf(head), &head, seal_.get(), seal_key_, "Old seal\n"));
+  EXPECT_EQ(Audit(&out), 1) << out;
+  EXPECT_TRUE(HasProblem(out, "commit-signer-not-seal")) << out;
+}
+
+TEST_F(AuditTamperTest, SealChangeNotSignedByThePreviousSealIsFound) {
+  // Another certificate of the same CA announces itself as the new seal,
+  // signing the change only with its own key.
+  Tamperer t(path_);
+  git_oid head = t.Head();
+  auto cert = other_->Certificate(other_key_);
+  const std::string pem = CertToPem(cert->get());
+  EntryInput change;
+  change.kind = EntryKind::kKeyChange;
+  change.fields["change"] = "rotate";
+  change.files.push_back({"seal.pem", pem});
+  change.files.push_back({"seal.pem.p7s", SignBytes(*other_, other_key_, pem)});
+  std::map<std::string, std::optional<std::string>> files;
+  for (const EntryFile& f : change.files) files[EntryDir(8) + "/" + f.name] = f.data;
+  files[EntryDir(8) + "/manifest.json"] = BuildManifest(change, kOrigin, 8, std::time(nullptr));
+  files["seal.pem"] = pem;
+  git_oid tree = t.Reseal(t.Edit(t.TreeOf(head), files), *other_, other_key_);
+  t.SetHead(t.Commit(tree, &head, other_.get(), other_key_, "Entry 8\n"));
+  std::string out;
+  EXPECT_EQ(Audit(&out), 1) << out;
+  EXPECT_TRUE(HasProblem(out, "seal-change-invalid", 8)) << out;
+  EXPECT_TRUE(HasProblem(out, "commit-signer-not-seal")) << out;
+}
+
 }  // namespace
 }  // namespace sealpost::storage
