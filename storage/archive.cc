@@ -271,6 +271,14 @@ Archive::~Archive() {
     queue_cv_.notify_all();
     writer_.join();
   }
+  if (merger_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(packs_mu_);
+      merger_stopping_ = true;
+    }
+    packs_cv_.notify_all();
+    merger_.join();
+  }
   // Objects first, then the lock that makes us the only writer.
   {
     std::lock_guard<std::mutex> lock(repo_mu_);
@@ -503,7 +511,30 @@ Status Archive::LoadHead() {
   return Status::Ok();
 }
 
-void Archive::StartWriter() { writer_ = std::thread([this] { WriterLoop(); }); }
+void Archive::StartWriter() {
+  writer_ = std::thread([this] { WriterLoop(); });
+  merger_ = std::thread([this] { MergerLoop(); });
+}
+
+void Archive::MergerLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(packs_mu_);
+      // When stopping, the merges still due are finished, so the pack count
+      // stays bounded across restarts.
+      packs_cv_.wait(lock, [&] { return merger_stopping_ || packs_.size() > kMaxPacks; });
+      if (packs_.size() <= kMaxPacks) return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    if (Status c = CompactPacks(); !c.ok()) {
+      Log(LogLevel::kWarn, "could not merge packs", "archive=" + dir_ + " error=\"" + c.message() + "\"");
+      return;  // tried again at the next open
+    }
+    std::lock_guard<std::mutex> stats_lock(stats_mu_);
+    stats_.compact_ns += NsSince(start);
+    ++stats_.merges;
+  }
+}
 
 void Archive::WriterLoop() {
   for (;;) {
@@ -534,21 +565,6 @@ void Archive::WriterLoop() {
         batch[i]->done.set_value(results[i]);
       } else {
         batch[i]->done.set_value(Err(s));
-      }
-    }
-    // After the acknowledgements: merging packs is housekeeping, not part
-    // of any append's durability.
-    if (s.ok()) {
-      std::lock_guard<std::mutex> lock(repo_mu_);
-      const size_t before = packs_.size();
-      const auto start = std::chrono::steady_clock::now();
-      if (Status c = CompactPacks(); !c.ok()) {
-        Log(LogLevel::kWarn, "could not merge packs", "archive=" + dir_ + " error=\"" + c.message() + "\"");
-      }
-      if (packs_.size() < before) {
-        std::lock_guard<std::mutex> stats_lock(stats_mu_);
-        stats_.compact_ns += NsSince(start);
-        ++stats_.merges;
       }
     }
   }
@@ -633,6 +649,7 @@ Result<std::string> Archive::SignCommitBuffer(std::string_view buffer) {
 }
 
 Status Archive::ScanPacks() {
+  std::lock_guard<std::mutex> lock(packs_mu_);
   packs_.clear();
   const std::string pack_dir = dir_ + "/objects/pack";
   std::error_code ec;
@@ -672,28 +689,47 @@ Status Archive::ScanPacks() {
 }
 
 Status Archive::CompactPacks() {
-  if (packs_.size() <= kMaxPacks) return Status::Ok();
-  std::sort(packs_.begin(), packs_.end(),
-            [](const PackInfo& a, const PackInfo& b) { return a.objects < b.objects; });
+  // Runs in the merger thread, beside the writer: packs are immutable and
+  // only this thread removes any, so the chosen ones stay while they are
+  // copied; the writer only adds packs meanwhile.
+  std::vector<PackInfo> merged;
+  {
+    std::lock_guard<std::mutex> lock(packs_mu_);
+    if (packs_.size() <= kMaxPacks) return Status::Ok();
+    std::sort(packs_.begin(), packs_.end(),
+              [](const PackInfo& a, const PackInfo& b) { return a.objects < b.objects; });
+    merged.assign(packs_.begin(), packs_.begin() + kPacksPerMerge);
+  }
   const std::string pack_dir = dir_ + "/objects/pack";
-  std::vector<PackInfo> merged(packs_.begin(), packs_.begin() + kPacksPerMerge);
   auto writer = PackWriter::Create(pack_dir);
   if (!writer.has_value()) return writer.error();
   PackWriter& w = **writer;
   // Entries are copied as they are (no inflating, no delta search): the
   // packs this archive writes hold whole objects only. An OFS_DELTA entry
-  // (from a pack written otherwise) is read through libgit2 and stored whole.
+  // (from a pack written otherwise) is read through an object database of
+  // this thread's own and stored whole.
+  GitOdbPtr odb;
   for (const PackInfo& p : merged) {
     auto entries = ReadPackIndexEntries(pack_dir + "/" + p.name + ".idx");
     if (!entries.has_value()) return entries.error();
-    RETURN_STATUS_IF_ERROR(CopyPackEntries(pack_dir + "/" + p.name + ".pack", *entries, odb_.get(), &w));
+    if (!odb) {
+      git_odb* raw = nullptr;
+      if (git_odb_open(&raw, (dir_ + "/objects").c_str()) < 0) {
+        return GitStatus(Code::kIoError, dir_ + ": cannot open the object database");
+      }
+      odb.reset(raw);
+    }
+    RETURN_STATUS_IF_ERROR(CopyPackEntries(pack_dir + "/" + p.name + ".pack", *entries, odb.get(), &w));
   }
+  odb.reset();
   auto name = w.Finish();
   if (!name.has_value()) return name.error();
   RETURN_STATUS_IF_ERROR(w.Publish());
   RETURN_STATUS_IF_ERROR(FsyncPath(pack_dir));
   // The new pack is durable: now the small ones can go (index first, so no
-  // reader ever sees an index without its pack).
+  // reader ever sees an index without its pack). Readers use libgit2 under
+  // repo_mu_, and libgit2 keeps removed packs in its list: swap the handle.
+  std::lock_guard<std::mutex> repo_lock(repo_mu_);
   std::error_code ec;
   for (const PackInfo& p : merged) {
     if (p.name == *name) continue;
@@ -701,9 +737,14 @@ Status Archive::CompactPacks() {
     fs::remove(pack_dir + "/" + p.name + ".pack", ec);
   }
   RETURN_STATUS_IF_ERROR(FsyncPath(pack_dir));
-  packs_.erase(packs_.begin(), packs_.begin() + kPacksPerMerge);
-  packs_.push_back({*name, static_cast<uint32_t>(w.object_count())});
-  // libgit2 keeps the removed packs in its list: start from a fresh handle.
+  {
+    std::lock_guard<std::mutex> lock(packs_mu_);
+    std::erase_if(packs_, [&](const PackInfo& p) {
+      return std::any_of(merged.begin(), merged.end(),
+                         [&](const PackInfo& m) { return m.name == p.name; });
+    });
+    packs_.push_back({*name, static_cast<uint32_t>(w.object_count())});
+  }
   odb_.reset();
   repo_.reset();
   git_repository* raw = nullptr;
@@ -1060,7 +1101,11 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
     AbortBranch(*lock_fd);
     return published;
   }
-  packs_.push_back({*name, static_cast<uint32_t>(pw.object_count())});
+  {
+    std::lock_guard<std::mutex> lock(packs_mu_);
+    packs_.push_back({*name, static_cast<uint32_t>(pw.object_count())});
+    if (packs_.size() > kMaxPacks) packs_cv_.notify_one();
+  }
   RETURN_STATUS_IF_ERROR(CommitBranch(*lock_fd));
   {
     const uint64_t sync_ns = NsSince(sync_start);

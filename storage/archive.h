@@ -182,7 +182,8 @@ class Archive {
                                                      ArchiveOptions options, int lock_fd);
   Status SetUpOdb();
   Status LoadHead();
-  void StartWriter();
+  void StartWriter();  // and the merger
+  void MergerLoop();
   void WriterLoop();
 
   // Writes `batch` (and `root_files`) as one signed commit on top of the
@@ -217,7 +218,8 @@ class Archive {
   // (temporary files, a .pack without .idx). REQUIRES: the archive lock.
   Status ScanPacks();
   // When there are more than kMaxPacks packs, merges the kPacksPerMerge
-  // smallest into one and reopens the repository. REQUIRES: repo_mu_ held.
+  // smallest into one, removes them and reopens the repository (under
+  // repo_mu_). Called by the merger thread only; REQUIRES: repo_mu_ not held.
   Status CompactPacks();
   Result<std::string> SignCommitBuffer(std::string_view buffer);
   Result<std::string> ReadAt(git_tree* tree, const std::string& path);
@@ -235,7 +237,13 @@ class Archive {
   std::mutex repo_mu_;
   GitRepositoryPtr repo_;
   GitOdbPtr odb_;
-  std::vector<PackInfo> packs_;         // guarded by repo_mu_
+  // Packs of the archive (guarded by packs_mu_). The writer adds one per
+  // commit; the merger thread merges the smallest when there are too many.
+  std::mutex packs_mu_;
+  std::condition_variable packs_cv_;
+  std::vector<PackInfo> packs_;
+  bool merger_stopping_ = false;
+  std::thread merger_;
   Trees trees_;                         // guarded by repo_mu_
 
   // Committed state (guarded by state_mu_; written only by the writer).
@@ -271,8 +279,11 @@ Result<crypto::merkle::CompactRange> ParseFrontier(std::string_view text, std::s
 inline constexpr std::string_view kFormatFileContent = "sealpost-archive 1\n";
 
 // Packs kept before the smallest are merged (one pack is written per
-// commit), and how many are merged at a time: the pack count stays at most
-// kMaxPacks + 1 and each object is rewritten about log16(n) times.
+// commit), and how many are merged at a time. Merges run in a thread of
+// their own beside the writer, so the count can pass kMaxPacks + 1 briefly
+// while one runs; an Archive finishes the merges due before it closes, so
+// a closed archive has at most kMaxPacks + 1. Each object is rewritten
+// about log16(n) times.
 inline constexpr size_t kMaxPacks = 32;
 inline constexpr size_t kPacksPerMerge = 16;
 
