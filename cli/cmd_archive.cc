@@ -221,7 +221,7 @@ Result<std::string> EntryKindArg(const std::string& k) {
 // file is a cache: it is removed and rebuilt.
 Result<std::unique_ptr<storage::Index>> FreshIndex(storage::ArchiveReader& reader,
                                                    storage::IndexUpdate* update = nullptr) {
-  const std::string path = storage::Index::PathFor(reader.dir());
+  const std::string path = storage::Index::PathFor(reader.state_dir());
   auto index = storage::Index::Open(path);
   if (!index && index.error().code() == Code::kDataError) {
     SP_RETURN_IF_ERROR(storage::Index::Remove(path));
@@ -1184,7 +1184,7 @@ int Reindex(Context& ctx, const std::vector<std::string>& argv) {
   }
   auto reader = OpenReader(ctx, args->positional()[0]);
   if (!reader) return Fail(ctx, reader.error());
-  const std::string path = storage::Index::PathFor((*reader)->dir());
+  const std::string path = storage::Index::PathFor((*reader)->state_dir());
   if (Status s = storage::Index::Remove(path); !s.ok()) return Fail(ctx, s);
   auto index = storage::Index::Open(path);
   if (!index) return Fail(ctx, index.error());

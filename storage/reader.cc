@@ -264,6 +264,8 @@ Result<std::unique_ptr<ArchiveReader>> ArchiveReader::Open(const std::string& di
     return Err(GitStatus(Code::kDataError, dir + ": not a git repository (not an archive)"));
   }
   r->repo_.reset(raw);
+  r->state_dir_ = git_repository_path(r->repo_.get());
+  while (r->state_dir_.size() > 1 && r->state_dir_.back() == '/') r->state_dir_.pop_back();
   git_reference* raw_head = nullptr;
   if (git_reference_lookup(&raw_head, r->repo_.get(), "HEAD") < 0) {
     return Err(GitStatus(Code::kDataError, dir + ": no HEAD"));

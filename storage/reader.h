@@ -77,6 +77,10 @@ class ArchiveReader {
   ArchiveReader& operator=(const ArchiveReader&) = delete;
 
   const std::string& dir() const { return dir_; }
+  // Where caches beside the repository go (the index): the repository's
+  // git directory — `dir` itself for a bare archive, `dir`/.git for a
+  // non-bare clone (so the work tree stays clean). No trailing slash.
+  const std::string& state_dir() const { return state_dir_; }
   const std::string& head() const { return head_hex_; }  // hex commit id of main
   uint64_t size() const { return checkpoint_.size; }     // entries 1..size()
   const std::string& origin() const { return checkpoint_.origin; }
@@ -122,6 +126,7 @@ class ArchiveReader {
   Result<std::string> ReadAt(git_tree* tree, const std::string& path);
 
   std::string dir_;
+  std::string state_dir_;
   GitRepositoryPtr repo_;
   GitTreePtr tree_;
   git_oid head_{};
