@@ -1,0 +1,416 @@
+#include "daemon/exchange.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "base/encoding.h"
+#include "base/file.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "crypto/bundle.h"
+#include "crypto/cades_sign.h"
+#include "crypto/certs.h"
+#include "crypto/digest.h"
+#include "policies/reference.h"
+#include "policies/verdict.h"
+#include "storage/entry.h"
+#include "storage/reader.h"
+
+namespace sealpost::daemon {
+
+namespace {
+
+Problem Internal(const std::string& what) {
+  return Problem{500, "internal", "Internal error", "Lỗi nội bộ",
+                 "The submission could not be completed: " + what,
+                 "Không hoàn tất được việc gửi văn bản: " + what};
+}
+
+Problem SignerUnavailable(const std::string& what) {
+  return Problem{503, "signer-unavailable", "Seal unavailable", "Con dấu tạm thời không dùng được",
+                 "The union seal cannot be used now (" + what + "); try again later.",
+                 "Hiện không dùng được con dấu của công đoàn (" + what + "); hãy thử lại sau."};
+}
+
+Problem SignatureInvalid(const std::string& en, const std::string& vi) {
+  return Problem{422, "officer-signature-invalid", "Officers' signature not valid",
+                 "Chữ ký của cán bộ không hợp lệ", en, vi};
+}
+
+// The Signer's failure as the problem to answer with: the seal is out of
+// reach (signer process gone, token out) -> 503, anything else -> 500.
+Problem SignerProblem(const Status& s) {
+  if (s.code() == Code::kUnavailable) return SignerUnavailable(s.message());
+  return Internal("seal: " + s.message());
+}
+
+Result<std::string> NewUuid() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) return Err(OpenSslStatus(Code::kInternal, "RAND_bytes"));
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  std::string hex = HexEncode(std::string_view(reinterpret_cast<const char*>(b), sizeof b));
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
+         hex.substr(16, 4) + "-" + hex.substr(20);
+}
+
+std::string Join(const std::vector<std::string>& v, char sep) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : std::string(1, sep)) + s;
+  return out;
+}
+
+int YearOf(std::string_view rfc3339) {
+  if (rfc3339.size() < 4) return 0;
+  int y = 0;
+  for (char c : rfc3339.substr(0, 4)) {
+    if (c < '0' || c > '9') return 0;
+    y = y * 10 + (c - '0');
+  }
+  return y;
+}
+
+// Appends `cert` as PEM to `out` unless its DER was already added.
+void AddPem(X509* cert, std::vector<std::string>* seen_der, std::string* out) {
+  if (cert == nullptr) return;
+  unsigned char* der = nullptr;
+  int len = i2d_X509(cert, &der);
+  if (len <= 0) return;
+  OpenSslBytesPtr owned(der);
+  std::string d(reinterpret_cast<const char*>(der), static_cast<size_t>(len));
+  for (const std::string& s : *seen_der) {
+    if (s == d) return;
+  }
+  seen_der->push_back(d);
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) return;
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  if (n > 0) out->append(data, static_cast<size_t>(n));
+}
+
+bool IsSelfSigned(X509* cert) {
+  return X509_check_issued(cert, cert) == X509_V_OK;
+}
+
+}  // namespace
+
+Exchange::~Exchange() = default;
+
+Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
+  if (options.signer == nullptr || options.policy == nullptr || options.verifier == nullptr ||
+      options.union_id.empty() || options.state_dir.empty() || options.seal_key.id.empty()) {
+    return Err(Status::InvalidArgument(
+        "exchange: union_id, state_dir, signer, seal_key, policy and verifier are required"));
+  }
+  if (options.origin.empty()) options.origin = options.union_id + "/archive";
+  std::unique_ptr<Exchange> ex(new Exchange());
+  ex->options_ = std::move(options);
+  const ExchangeOptions& o = ex->options_;
+  if (::mkdir(o.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return Err(Status::IoError("cannot create state directory " + o.state_dir + ": " +
+                               std::strerror(errno)));
+  }
+  ex->bundle_dir_ = o.state_dir + "/bundles";
+  if (::mkdir(ex->bundle_dir_.c_str(), 0750) != 0 && errno != EEXIST) {
+    return Err(Status::IoError("cannot create bundle directory " + ex->bundle_dir_ + ": " +
+                               std::strerror(errno)));
+  }
+  ex->archive_dir_ = o.state_dir + "/archive";
+  storage::ArchiveOptions ao;
+  ao.origin = o.origin;
+  ao.signer = o.signer;
+  ao.seal_key = o.seal_key;
+  struct stat st {};
+  bool exists = ::stat((ex->archive_dir_ + "/HEAD").c_str(), &st) == 0;
+  auto archive = exists ? storage::Archive::Open(ex->archive_dir_, ao)
+                        : storage::Archive::Create(ex->archive_dir_, ao);
+  if (!archive) return Err(archive.error().WithContext("archive " + ex->archive_dir_));
+  ex->archive_ = std::move(*archive);
+  storage::OutboxOptions oo = o.outbox;
+  oo.path = o.state_dir + "/outbox.sqlite";
+  auto outbox = storage::Outbox::Open(oo);
+  if (!outbox) return Err(outbox.error().WithContext("outbox " + oo.path));
+  ex->outbox_ = std::move(*outbox);
+  Status s = ex->LoadCounters();
+  if (!s.ok()) return Err(s);
+  return ex;
+}
+
+Status Exchange::LoadCounters() {
+  auto reader = storage::ArchiveReader::Open(archive_dir_);
+  if (!reader) return reader.error().WithContext("reference counters");
+  for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
+    auto m = (*reader)->ReadManifest(seq);
+    if (!m) return m.error().WithContext("reference counters");
+    if (m->kind != storage::EntryKind::kDocumentSent) continue;
+    if (m->Field("issuer") != options_.union_id) continue;
+    sent_[m->Field("id")] = seq;
+    if (m->Field("reference").empty()) continue;
+    ++counters_[{m->Field("type"), YearOf(m->Field("issued_at"))}];
+  }
+  return Status::Ok();
+}
+
+Result<std::string> Exchange::BundlePath(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(ids_mu_);
+  if (sent_.find(id) == sent_.end()) return Err(Status::NotFound("no document " + id));
+  return bundle_dir_ + "/" + id + ".asics";
+}
+
+std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
+  const ExchangeOptions& o = options_;
+  auto policy = o.policy->Current();
+
+  // 1. The content: size and SHA-256 (one pass).
+  auto sha = crypto::DigestFile(req.content_path, {EVP_sha256()});
+  if (!sha) return std::unexpected(Internal("content: " + sha.error().message()));
+  struct stat cst {};
+  if (::stat(req.content_path.c_str(), &cst) != 0) {
+    return std::unexpected(Internal("content: " + std::string(std::strerror(errno))));
+  }
+  const std::string content_sha256 = HexEncode((*sha)[0]);
+  const uint64_t content_size = static_cast<uint64_t>(cst.st_size);
+
+  // 2. The officers' signature, verified against our trust (and CRLs).
+  std::optional<crypto::ExistingSignature> officers;
+  crypto::Report officer_report;
+  if (!req.officer_signature.empty()) {
+    auto der = crypto::DecodeSignature(req.officer_signature, "officers' signature");
+    if (!der) {
+      return std::unexpected(SignatureInvalid(der.error().message(),
+                                              "Không đọc được chữ ký: " + der.error().message()));
+    }
+    auto report = o.verifier->VerifyFile(req.content_path, *der);
+    if (!report) {
+      return std::unexpected(SignatureInvalid(report.error().message(),
+                                              "Không kiểm tra được chữ ký: " +
+                                                  report.error().message()));
+    }
+    if (report->indication != crypto::Indication::kPassed) {
+      std::string why;
+      for (const crypto::SignerReport& s : report->signers) {
+        if (s.indication != crypto::Indication::kPassed) {
+          why = crypto::SignerSentence(s, Lang::kEn);
+          break;
+        }
+      }
+      std::string why_vi;
+      for (const crypto::SignerReport& s : report->signers) {
+        if (s.indication != crypto::Indication::kPassed) {
+          why_vi = crypto::SignerSentence(s, Lang::kVi);
+          break;
+        }
+      }
+      return std::unexpected(SignatureInvalid("An officer's signature did not pass: " + why,
+                                              "Chữ ký của một cán bộ không đạt: " + why_vi));
+    }
+    officer_report = std::move(*report);
+    auto parsed = crypto::ExistingSignature::Parse(*der, "officers' signature");
+    if (!parsed) {
+      return std::unexpected(SignatureInvalid(parsed.error().message(),
+                                              "Không đọc được chữ ký: " + parsed.error().message()));
+    }
+    officers.emplace(std::move(*parsed));
+  }
+
+  // 3. The seal certificate (the signer must be reachable).
+  auto seal = o.signer->Certificate(o.seal_key);
+  if (!seal) return std::unexpected(SignerProblem(seal.error()));
+
+  // 4. The policy: issuer = this union, every officer who signed, and the
+  // seal that is about to sign.
+  const std::time_t now = o.now.value_or(std::time(nullptr));
+  policies::DocumentFacts facts;
+  facts.issuer = o.union_id;
+  facts.type = req.type;
+  facts.recipients = req.recipients;
+  facts.size = content_size;
+  facts.media_type = req.media_type;
+  facts.time = static_cast<int64_t>(now);
+  std::vector<policies::VerifiedSigner> signers;
+  for (const crypto::SignerReport& s : officer_report.signers) {
+    signers.push_back({s.certificate.get(), s.chain.get()});
+  }
+  signers.push_back({seal->get(), nullptr});
+  auto decision = policies::EvaluateVerifiedDocument(*policy, facts, signers);
+  if (!decision) return std::unexpected(Internal("policy: " + decision.error().message()));
+  if (!decision->allowed) {
+    const policies::RuleResult* f = decision->FirstFailure();
+    return std::unexpected(Problem{403, "policy-refused", "Refused by the federation policy",
+                                   "Chính sách của liên đoàn không cho phép",
+                                   f != nullptr ? f->en : "denied",
+                                   f != nullptr ? f->vi : "bị từ chối"});
+  }
+  const policies::DocumentType* type = policy->FindType(req.type);
+  const policies::Union* self = policy->FindUnion(o.union_id);
+
+  auto digest_alg = crypto::DigestAlgForKey(X509_get0_pubkey(seal->get()));
+  if (!digest_alg) return std::unexpected(Internal("seal key: " + digest_alg.error().message()));
+
+  std::lock_guard<std::mutex> serial(submit_mu_);
+  // 5. Reference number (taken only if the append below succeeds).
+  const std::string issued_at = storage::Rfc3339Utc(now);
+  const int year = YearOf(issued_at);
+  std::string reference;
+  std::pair<std::string, int> counter_key{req.type, year};
+  uint64_t next = counters_[counter_key] + 1;
+  if (type != nullptr && !type->reference_pattern.empty()) {
+    auto ref = policies::FormatReference(type->reference_pattern, next, year,
+                                         self != nullptr ? self->code : o.union_id, req.type);
+    if (!ref) return std::unexpected(Internal("reference: " + ref.error().message()));
+    reference = std::move(*ref);
+  }
+  auto id = NewUuid();
+  if (!id) return std::unexpected(Internal(id.error().message()));
+
+  // 6. The seal over the content (appended to the officers' SignedData).
+  crypto::CadesSignOptions copts;
+  copts.signing_time = now;
+  auto md = crypto::DigestFile(req.content_path, {crypto::DigestAlgMd(*digest_alg)});
+  if (!md) return std::unexpected(Internal("content: " + md.error().message()));
+  Result<std::string> content_p7s =
+      officers ? crypto::AppendSignature(*o.signer, o.seal_key, seal->get(), *digest_alg, (*md)[0],
+                                         *officers, copts)
+               : crypto::BuildDetachedSignature(*o.signer, o.seal_key, seal->get(), *digest_alg,
+                                                (*md)[0], copts);
+  if (!content_p7s) return std::unexpected(SignerProblem(content_p7s.error()));
+
+  // 7. document.json and the seal over it.
+  crypto::DocumentInfo info;
+  info.id = *id;
+  info.type = req.type;
+  info.reference = reference;
+  info.subject = req.subject;
+  info.issuer = o.union_id;
+  info.recipients = req.recipients;
+  info.issued_at = issued_at;
+  info.content_name = req.content_name;
+  info.content_media_type = req.media_type;
+  info.content_size = content_size;
+  info.content_sha256 = content_sha256;
+  info.policy_sha256 = policy->sha256;
+  auto doc_json = crypto::SerializeDocumentJson(info);
+  if (!doc_json) {
+    return std::unexpected(Problem{400, "bad-metadata", "Bad document metadata",
+                                   "Thông tin văn bản không hợp lệ", doc_json.error().message(),
+                                   "Thông tin văn bản không hợp lệ: " + doc_json.error().message()});
+  }
+  auto doc_digest = crypto::DigestBytes(crypto::DigestAlgMd(*digest_alg), *doc_json);
+  if (!doc_digest) return std::unexpected(Internal(doc_digest.error().message()));
+  auto doc_p7s = crypto::BuildDetachedSignature(*o.signer, o.seal_key, seal->get(), *digest_alg,
+                                                *doc_digest, copts);
+  if (!doc_p7s) return std::unexpected(SignerProblem(doc_p7s.error()));
+
+  // 8. certs.pem: the seal, every officer and their chains (not the anchors).
+  std::string certs_pem;
+  std::vector<std::string> seen;
+  AddPem(seal->get(), &seen, &certs_pem);
+  for (const crypto::SignerReport& s : officer_report.signers) {
+    AddPem(s.certificate.get(), &seen, &certs_pem);
+    if (s.chain) {
+      for (int i = 0; i < sk_X509_num(s.chain.get()); ++i) {
+        X509* c = sk_X509_value(s.chain.get(), i);
+        if (!IsSelfSigned(c)) AddPem(c, &seen, &certs_pem);
+      }
+    }
+  }
+
+  // 9. The archive entry (the archive takes entry files in memory).
+  auto content = ReadFile(req.content_path, storage::kMaxEntryBytes);
+  if (!content) return std::unexpected(Internal("content: " + content.error().message()));
+  storage::EntryInput entry;
+  entry.kind = storage::EntryKind::kDocumentSent;
+  entry.fields = {{"id", info.id},
+                  {"type", info.type},
+                  {"reference", info.reference},
+                  {"subject", info.subject},
+                  {"issuer", info.issuer},
+                  {"recipients", Join(info.recipients, ',')},
+                  {"issued_at", info.issued_at},
+                  {"content_name", info.content_name},
+                  {"content_media_type", info.content_media_type},
+                  {"content_size", std::to_string(info.content_size)},
+                  {"content_sha256", info.content_sha256},
+                  {"policy_sha256", info.policy_sha256}};
+  entry.files = {{"certs.pem", certs_pem},
+                 {"content", std::move(*content)},
+                 {"content.p7s", *content_p7s},
+                 {"document.json", *doc_json},
+                 {"document.json.p7s", *doc_p7s}};
+  if (Status v = storage::ValidateEntry(entry); !v.ok()) {
+    return std::unexpected(Problem{400, "bad-metadata", "Bad document metadata",
+                                   "Thông tin văn bản không hợp lệ", v.message(),
+                                   "Thông tin văn bản không hợp lệ: " + v.message()});
+  }
+  auto appended = archive_->Append(std::move(entry));
+  if (!appended) {
+    if (appended.error().code() == Code::kUnavailable) {
+      return std::unexpected(SignerProblem(appended.error()));
+    }
+    return std::unexpected(Internal("archive: " + appended.error().message()));
+  }
+  if (!reference.empty()) counters_[counter_key] = next;
+  {
+    std::lock_guard<std::mutex> lock(ids_mu_);
+    sent_[info.id] = appended->seq;
+  }
+  Log(LogLevel::kInfo, "document sealed",
+      "id=" + info.id + " seq=" + std::to_string(appended->seq) +
+          " reference=" + JsonString(reference) + " type=" + JsonString(info.type));
+
+  // 10. The bundle: the entry, the archive's checkpoint at head and the
+  // entry's inclusion proof in it. From here on the document is archived;
+  // a failure is reported (500) and the entry stays (the bundle can be
+  // rebuilt from the archive).
+  auto reader = storage::ArchiveReader::Open(archive_dir_);
+  if (!reader) return std::unexpected(Internal("archive reader: " + reader.error().message()));
+  auto manifest = (*reader)->ReadEntryFile(appended->seq, "manifest.json");
+  if (!manifest) return std::unexpected(Internal("manifest: " + manifest.error().message()));
+  uint64_t tree_size = (*reader)->size();
+  auto proof = (*reader)->InclusionProof(appended->seq, tree_size);
+  if (!proof) return std::unexpected(Internal("inclusion proof: " + proof.error().message()));
+  crypto::BundleParts parts;
+  parts.content_path = req.content_path;
+  parts.document_json = *doc_json;
+  parts.document_json_p7s = *doc_p7s;
+  parts.content_p7s = *content_p7s;
+  parts.certs_pem = certs_pem;
+  parts.archive_manifest = *manifest;
+  parts.checkpoint = (*reader)->checkpoint_body();
+  parts.checkpoint_p7s = (*reader)->checkpoint_signature();
+  parts.proof.leaf_index = appended->seq - 1;
+  parts.proof.tree_size = tree_size;
+  parts.proof.hashes = std::move(*proof);
+  const std::string bundle_path = bundle_dir_ + "/" + info.id + ".asics";
+  if (Status b = crypto::BuildBundle(parts, bundle_path, now); !b.ok()) {
+    return std::unexpected(Internal("bundle: " + b.message()));
+  }
+
+  // 11. One delivery job per recipient.
+  for (const std::string& r : req.recipients) {
+    auto q = outbox_->Enqueue(storage::JobKey{info.id, r, storage::Channel::kAppliance},
+                              bundle_path);
+    if (!q) return std::unexpected(Internal("outbox: " + q.error().message()));
+  }
+
+  Submitted out;
+  out.id = info.id;
+  out.reference = reference;
+  out.seq = appended->seq;
+  out.issued_at = issued_at;
+  out.content_sha256 = content_sha256;
+  out.seal_subject = crypto::NameToUtf8(X509_get_subject_name(seal->get()));
+  out.seal_serial = crypto::SerialHex(seal->get());
+  out.bundle_path = bundle_path;
+  out.recipients = req.recipients;
+  return out;
+}
+
+}  // namespace sealpost::daemon
