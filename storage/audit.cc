@@ -558,6 +558,109 @@ std::optional<uint64_t> ParseSeq(std::string_view name) {
   return v == 0 ? std::nullopt : std::optional<uint64_t>(v);
 }
 
+// The Merkle leaf of each entry (its manifest.json hashed) and whether the
+// manifest may be a key change. Reading every manifest is most of the walk,
+// so with jobs > 1 and enough entries it is split over worker processes.
+struct Leaf {
+  merkle::Hash hash{};
+  bool maybe_key_change = false;
+};
+constexpr size_t kParallelLeaves = 128;
+
+Status LeafOf(const Repo& repo, const EntryTask& t, Leaf* out) {
+  auto etree = repo.Tree(t.tree, EntryDir(t.seq));
+  if (!etree) return etree.error();
+  auto manifest = repo.File(etree->get(), "manifest.json");
+  if (!manifest) return manifest.error();
+  const std::string text = manifest->value_or(std::string());  // absent: reported by CheckEntry
+  out->hash = merkle::LeafHash(text);
+  out->maybe_key_change = t.seq == 1 || text.find("\"key-change\"") != std::string::npos;
+  return Status::Ok();
+}
+
+Result<std::vector<Leaf>> ComputeLeaves(const Repo& repo, const std::vector<EntryTask>& tasks,
+                                        int jobs) {
+  std::vector<Leaf> leaves(tasks.size());
+  auto sequential = [&]() -> Result<std::vector<Leaf>> {
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (Status s = LeafOf(repo, tasks[i], &leaves[i]); !s.ok()) return Err(s);
+    }
+    return std::move(leaves);
+  };
+  if (jobs <= 1 || tasks.size() < kParallelLeaves) return sequential();
+  constexpr size_t kRecord = merkle::kHashSize + 1;
+  struct Child {
+    pid_t pid = -1;
+    int fd = -1;
+    size_t begin = 0, end = 0;
+  };
+  std::vector<Child> children;
+  std::fflush(nullptr);
+  for (int w = 0; w < jobs; ++w) {
+    Child c;
+    c.begin = tasks.size() * static_cast<size_t>(w) / static_cast<size_t>(jobs);
+    c.end = tasks.size() * static_cast<size_t>(w + 1) / static_cast<size_t>(jobs);
+    int fds[2];
+    if (::pipe(fds) != 0) break;
+    c.pid = ::fork();
+    if (c.pid < 0) {
+      ::close(fds[0]);
+      ::close(fds[1]);
+      break;
+    }
+    if (c.pid == 0) {
+      ::close(fds[0]);
+      for (const Child& o : children) ::close(o.fd);
+      auto own = Repo::Open(repo.dir());
+      if (!own) ::_exit(3);
+      std::string out;
+      for (size_t i = c.begin; i < c.end; ++i) {
+        Leaf leaf;
+        if (!LeafOf(*own, tasks[i], &leaf).ok()) ::_exit(3);
+        out.append(reinterpret_cast<const char*>(leaf.hash.data()), leaf.hash.size());
+        out.push_back(leaf.maybe_key_change ? '\1' : '\0');
+        if (out.size() >= 64 * 1024) {
+          if (!WriteAll(fds[1], out)) ::_exit(4);
+          out.clear();
+        }
+      }
+      ::_exit(WriteAll(fds[1], out) ? 0 : 4);
+    }
+    ::close(fds[1]);
+    c.fd = fds[0];
+    children.push_back(c);
+  }
+  // Children do not wait for each other: reading them one after the other
+  // cannot deadlock.
+  bool ok = children.size() == static_cast<size_t>(jobs);
+  for (Child& c : children) {
+    std::string data;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::read(c.fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      data.append(buf, static_cast<size_t>(n));
+    }
+    ::close(c.fd);
+    int st = 0;
+    while (::waitpid(c.pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || data.size() != (c.end - c.begin) * kRecord) {
+      ok = false;
+      continue;
+    }
+    for (size_t i = c.begin; i < c.end; ++i) {
+      const char* r = data.data() + (i - c.begin) * kRecord;
+      std::memcpy(leaves[i].hash.data(), r, merkle::kHashSize);
+      leaves[i].maybe_key_change = r[merkle::kHashSize] != 0;
+    }
+  }
+  // A worker that failed (a corrupt object): redo it here for the error.
+  if (!ok) return sequential();
+  return leaves;
+}
+
 class Walker {
  public:
   Walker(const Repo& repo, std::vector<AuditProblem>* problems) : repo_(repo), problems_(problems) {}
@@ -839,7 +942,41 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
   GitTreePtr previous_entries;
   Walker walker(*repo, problems);
 
+  // Entries each commit added, in order (tree diffs only).
+  std::vector<std::vector<EntryTask>> added_by_commit;
   for (const git_oid& id : chain) {
+    const std::string hex = OidHex(id);
+    git_commit* raw = nullptr;
+    if (git_commit_lookup(&raw, repo->get(), &id) < 0) {
+      return Err(GitStatus(Code::kDataError, dir + ": cannot read commit " + hex));
+    }
+    GitCommitPtr commit(raw);
+    git_tree* raw_tree = nullptr;
+    if (git_commit_tree(&raw_tree, commit.get()) < 0) {
+      return Err(GitStatus(Code::kDataError, dir + ": cannot read the tree of " + hex));
+    }
+    GitTreePtr tree(raw_tree);
+    auto entries = SubTree(*repo, tree.get(), "entries");
+    if (!entries) return Err(entries.error());
+    std::vector<EntryTask> added;
+    if (Status s = walker.Diff(previous_entries.get(), entries->get(), 0, "entries", hex, &added);
+        !s.ok()) {
+      return Err(s);
+    }
+    std::sort(added.begin(), added.end(),
+              [](const EntryTask& a, const EntryTask& b) { return a.seq < b.seq; });
+    added_by_commit.push_back(std::move(added));
+    previous_entries = std::move(*entries);
+  }
+  std::vector<EntryTask> all_added;
+  for (const auto& v : added_by_commit) all_added.insert(all_added.end(), v.begin(), v.end());
+  auto leaves = ComputeLeaves(*repo, all_added, std::max(1, options.jobs));
+  if (!leaves) return Err(leaves.error());
+  all_added.clear();
+  size_t leaf_index = 0;
+
+  for (size_t commit_index = 0; commit_index < chain.size(); ++commit_index) {
+    const git_oid& id = chain[commit_index];
     const std::string hex = OidHex(id);
     git_commit* raw = nullptr;
     if (git_commit_lookup(&raw, repo->get(), &id) < 0) {
@@ -877,26 +1014,13 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
     }
 
     // Entries this commit added, in order.
-    auto entries = SubTree(*repo, tree.get(), "entries");
-    if (!entries) return Err(entries.error());
-    std::vector<EntryTask> added;
-    if (Status s = walker.Diff(previous_entries.get(), entries->get(), 0, "entries", hex, &added);
-        !s.ok()) {
-      return Err(s);
-    }
-    std::sort(added.begin(), added.end(),
-              [](const EntryTask& a, const EntryTask& b) { return a.seq < b.seq; });
-    for (EntryTask& t : added) {
+    for (EntryTask& t : added_by_commit[commit_index]) {
       if (t.seq != range.size() + 1) {
         Add(problems, "entry-gap", t.seq, hex,
             "expected entry " + std::to_string(range.size() + 1) + " next");
       }
-      auto etree = repo->Tree(t.tree, EntryDir(t.seq));
-      if (!etree) return Err(etree.error());
-      auto manifest = repo->File(etree->get(), "manifest.json");
-      if (!manifest) return Err(manifest.error());
-      const std::string mtext = manifest->value_or(std::string());
-      range.AppendLeafHash(merkle::LeafHash(mtext));
+      const Leaf& leaf = (*leaves)[leaf_index++];
+      range.AppendLeafHash(leaf.hash);
       if (trusted && range.size() == trusted->size) {
         trusted_reached = true;
         trusted_consistent = range.Root() == trusted->root;
@@ -906,8 +1030,14 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
       // Parsed only when it may be a key change (the walk reads every
       // manifest; CheckEntry parses each one fully anyway).
       std::optional<Manifest> m;
-      if (t.seq == 1 || mtext.find("\"key-change\"") != std::string::npos) {
-        auto parsed = ParseManifest(mtext, "manifest.json");
+      GitTreePtr etree;
+      if (leaf.maybe_key_change) {
+        auto et = repo->Tree(t.tree, EntryDir(t.seq));
+        if (!et) return Err(et.error());
+        etree = std::move(*et);
+        auto mtext = repo->File(etree.get(), "manifest.json");
+        if (!mtext) return Err(mtext.error());
+        auto parsed = ParseManifest(mtext->value_or(std::string()), "manifest.json");
         if (parsed) m = std::move(*parsed);
       }
       bool key_change = m && m->kind == EntryKind::kKeyChange;
@@ -917,7 +1047,7 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
       if (key_change) {
         auto change = m->fields.find("change");
         std::string kind = change == m->fields.end() ? "" : change->second;
-        auto pem = repo->File(etree->get(), "seal.pem");
+        auto pem = repo->File(etree.get(), "seal.pem");
         if (!pem) return Err(pem.error());
         std::shared_ptr<X509> cert = pem->has_value() ? FirstCert(**pem) : nullptr;
         if (!cert) {
@@ -929,7 +1059,7 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
           seal = cert;
           seals.push_back(cert);
         } else if (kind == "rotate" || kind == "renew") {
-          auto p7s = repo->File(etree->get(), "seal.pem.p7s");
+          auto p7s = repo->File(etree.get(), "seal.pem.p7s");
           if (!p7s) return Err(p7s.error());
           std::optional<std::string> der;
           if (p7s->has_value()) {
@@ -949,7 +1079,6 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
       }
       tasks.push_back(std::move(t));
     }
-    previous_entries = std::move(*entries);
 
     // The commit's own state.
     if (cp) {
