@@ -117,7 +117,7 @@ void SendBody(HTTPServerResponse& resp, RequestCtx& rc, int status, const std::s
   // Never keep a connection alive over a body we did not read to its end:
   // the unread bytes would be parsed as the next request.
   if (rc.has_body && !rc.body_consumed) resp.setKeepAlive(false);
-  resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+  resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
   resp.setContentType(type);
   resp.set("Cache-Control", "no-store");
   resp.setContentLength64(static_cast<Poco::Int64>(body.size()));

@@ -94,6 +94,9 @@ X509Ptr MakeCert(const CertSpec& spec, EVP_PKEY* subject_key, X509* issuer_cert,
   if (issuer_cert) AddExt(cert.get(), iss, NID_authority_key_identifier, "keyid:always");
   AddExt(cert.get(), iss, NID_crl_distribution_points, spec.crl_dp);
   if (!spec.email.empty()) AddExt(cert.get(), iss, NID_subject_alt_name, "email:" + spec.email);
+  if (!spec.subject_alt_name.empty()) {
+    AddExt(cert.get(), iss, NID_subject_alt_name, spec.subject_alt_name);
+  }
   EVP_PKEY* signing_key = issuer_key ? issuer_key : subject_key;
   Check(X509_sign(cert.get(), signing_key, EVP_sha256()) > 0, "X509_sign");
   return cert;

@@ -28,6 +28,7 @@ struct CertSpec {
   std::string ext_key_usage;  // e.g. "clientAuth,1.3.6.1.4.1.311.10.3.12"
   std::string crl_dp;         // e.g. "URI:http://127.0.0.1/ca.crl"
   std::string email;          // rfc822Name subjectAltName
+  std::string subject_alt_name;  // X509v3 config, e.g. "IP:127.0.0.1,DNS:localhost" (not with email)
   long not_before_offset = -3600;        // seconds from now
   long not_after_offset = 365L * 86400;  // seconds from now
   long serial = 0;                       // 0: a fresh one

@@ -1,0 +1,343 @@
+#include "tests/support/daemon_harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include "base/encoding.h"
+#include "policies/verdict.h"
+
+namespace sealpost::testing {
+namespace {
+
+std::string Sha256Hex(X509* cert) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  X509_digest(cert, EVP_sha256(), md, &len);
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+std::string SpkiSha256(X509* cert) {
+  auto id = policies::IdentityFromCertificate(cert, nullptr);
+  return id ? id->spki_sha256 : "";
+}
+
+void WritePair(const TempDir& t, const std::string& name, const Issued& i) {
+  WriteTestFile(t.file(name + ".pem"), CertToPem(i.cert.get()));
+  WriteTestFile(t.file(name + "-key.pem"), KeyToPkcs8Pem(i.key.get()));
+  ::chmod(t.file(name + "-key.pem").c_str(), 0600);
+}
+
+CertSpec TlsSpec(const std::string& subject, bool server) {
+  CertSpec s;
+  s.subject = subject;
+  s.key_usage = "critical,digitalSignature";
+  s.ext_key_usage = server ? "serverAuth" : "clientAuth";
+  if (server) s.subject_alt_name = "IP:127.0.0.1,DNS:localhost";
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
+  std::unique_ptr<DaemonHarness> h(new DaemonHarness());
+  const TempDir& t = h->tmp_;
+  TestCa tls_ca = TestCa::CreateRoot("/CN=Sealpost Test TLS CA/O=Test/C=VN");
+  TestCa other_ca = TestCa::CreateRoot("/CN=Unknown TLS CA/O=Elsewhere/C=VN");
+  TestCa sign_ca = TestCa::CreateRoot("/CN=Sealpost Test Signing CA/O=Test/C=VN");
+  WriteTestFile(t.file("tls-ca.pem"), CertToPem(tls_ca.cert()));
+  WriteTestFile(t.file("sign-ca.pem"), CertToPem(sign_ca.cert()));
+  Issued server = tls_ca.Issue(TlsSpec("/CN=127.0.0.1/O=Test/C=VN", true));
+  Issued peer = tls_ca.Issue(TlsSpec("/CN=cd-ban-thu appliance/O=Công đoàn Bàn Thử/C=VN", false));
+  Issued stranger = tls_ca.Issue(TlsSpec("/CN=stranger appliance/O=Nobody/C=VN", false));
+  Issued foreign = other_ca.Issue(TlsSpec("/CN=cd-ban-thu appliance/O=Công đoàn Bàn Thử/C=VN", false));
+  Issued user = tls_ca.Issue(TlsSpec("/CN=Nguyễn Thị Duyên/O=Công đoàn Bàn Thử/C=VN", false));
+  CertSpec signer_spec;
+  signer_spec.subject = "/CN=Nguyễn Thị Duyên/O=Liên đoàn Lao động thử nghiệm/C=VN";
+  Issued signer = sign_ca.Issue(signer_spec);
+  WritePair(t, "server", server);
+  WritePair(t, "peer", peer);
+  WritePair(t, "stranger", stranger);
+  WritePair(t, "foreign", foreign);
+  WritePair(t, "user", user);
+  WritePair(t, "signer", signer);
+
+  std::string policy =
+      "federation: {id: test, name: \"Liên đoàn thử nghiệm\"}\n"
+      "trust:\n  anchors:\n    - {id: tls-ca, name: \"Test TLS CA\", sha256: \"" +
+      Sha256Hex(tls_ca.cert()) +
+      "\"}\n"
+      "unions:\n"
+      "  - {id: " + o.union_id + ", name: \"Liên đoàn Lao động thử nghiệm\", level: district}\n"
+      "  - {id: " + std::string(kPeerUnion) + ", name: \"Công đoàn Bàn Thử\", level: grassroots, parent: " +
+      o.union_id + ",\n     tls_identity: {spki_sha256: \"" + SpkiSha256(peer.cert.get()) +
+      "\"}}\n"
+      "document_types:\n"
+      "  - {id: report, name: \"Báo cáo\", issuers: {levels: [grassroots]},\n"
+      "     recipients: {relations: [parent]}, signatures: {seal: true},\n"
+      "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 10}\n";
+  WriteTestFile(t.file("policy.yaml"), policy);
+
+  std::string user_certs;
+  if (!o.user_cert_role.empty()) {
+    user_certs = "    client_certificates:\n      - {sha256: \"" + Sha256Hex(user.cert.get()) +
+                 "\", role: " + o.user_cert_role + ", name: \"Nguyễn Thị Duyên\"}\n";
+  }
+  std::string config =
+      "# written by tests/support/daemon_harness.cc\n"
+      "union: " + o.union_id + "\n"
+      "state_dir: state\n"
+      "language: " + o.language + "\n"
+      "policy: [policy.yaml]\n"
+      "signer_socket: signer.sock\n"
+      "listeners:\n"
+      "  peer:\n    address: 127.0.0.1\n    port: 0\n    certificate: server.pem\n"
+      "    key: server-key.pem\n    client_ca: tls-ca.pem\n"
+      "  user:\n    address: 127.0.0.1\n    port: 0\n    certificate: server.pem\n"
+      "    key: server-key.pem\n" +
+      (o.user_client_ca ? std::string("    client_ca: tls-ca.pem\n") : std::string()) + user_certs +
+      "verify:\n  trust_anchors: [sign-ca.pem]\n"
+      "limits:\n"
+      "  max_body_bytes: " + std::to_string(o.max_body_bytes) + "\n"
+      "  read_timeout_seconds: " + std::to_string(o.read_timeout_seconds) + "\n"
+      "  keepalive_timeout_seconds: " + std::to_string(o.keepalive_timeout_seconds) + "\n"
+      "  max_connections: " + std::to_string(o.max_connections) + "\n"
+      "  max_queued: " + std::to_string(o.max_queued) + "\n";
+  WriteTestFile(t.file("sealpostd.yaml"), config);
+  if (!h->Launch(o)) return nullptr;
+  return h;
+}
+
+bool DaemonHarness::Launch(const DaemonOptions&) {
+#ifndef SEALPOSTD_PATH
+  ADD_FAILURE() << "sealpostd was not built";
+  return false;
+#else
+  std::string sock_path = tmp_.file("notify.sock");
+  sockaddr_un addr{};
+  if (sock_path.size() >= sizeof(addr.sun_path)) {
+    ADD_FAILURE() << "notify socket path too long: " << sock_path;
+    return false;
+  }
+  notify_fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, sock_path.data(), sock_path.size());
+  if (notify_fd_ < 0 || ::bind(notify_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ADD_FAILURE() << "cannot bind " << sock_path << ": " << std::strerror(errno);
+    return false;
+  }
+  std::string log = tmp_.file("sealpostd.log");
+  std::string cfg = tmp_.file("sealpostd.yaml");
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 2);
+      ::dup2(fd, 1);
+    }
+    ::setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
+    ::execl(SEALPOSTD_PATH, "sealpostd", "--config", cfg.c_str(), "--log-level", "info",
+            static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{notify_fd_, POLLIN, 0};
+    if (::poll(&p, 1, 200) == 1) {
+      char buf[1024];
+      ssize_t n = ::recv(notify_fd_, buf, sizeof buf - 1, 0);
+      if (n <= 0) continue;
+      std::string msg(buf, static_cast<size_t>(n));
+      if (msg.find("READY=1") == std::string::npos) continue;
+      std::sscanf(msg.c_str() + msg.find("STATUS="), "STATUS=peer_port=%d user_port=%d",
+                  &peer_port_, &user_port_);
+      if (peer_port_ > 0 && user_port_ > 0) return true;
+      ADD_FAILURE() << "READY without ports: " << msg;
+      return false;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      ADD_FAILURE() << "sealpostd exited before READY (status " << status << "):\n" << Log();
+      return false;
+    }
+  }
+  ADD_FAILURE() << "sealpostd not READY within 30 s:\n" << Log();
+  return false;
+#endif
+}
+
+DaemonHarness::~DaemonHarness() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  if (notify_fd_ >= 0) ::close(notify_fd_);
+}
+
+std::string DaemonHarness::Log() const { return ReadTestFile(tmp_.file("sealpostd.log")); }
+
+std::string DaemonHarness::Curl(const std::string& path, const std::string& extra, bool peer) const {
+  return "curl -sS --max-time 20 --cacert " + ShellQuote(file("tls-ca.pem")) + " " + extra +
+         " " + ShellQuote("https://127.0.0.1:" + std::to_string(peer ? peer_port_ : user_port_) +
+                          path);
+}
+
+std::string DaemonHarness::CreateToken(const std::string& role, const std::string& name) const {
+  std::string out;
+  std::string cmd = ShellQuote(SEALPOST_CLI_PATH) + " admin token create --state " +
+                    ShellQuote(state_dir()) + " --role " + ShellQuote(role) + " --name " +
+                    ShellQuote(name);
+  int rc = RunCommand(cmd, &out);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  // RunCommand merges stderr (the "shown once" notice): the token is the last line.
+  if (size_t nl = out.rfind('\n'); nl != std::string::npos) out = out.substr(nl + 1);
+  if (rc != 0 || !out.starts_with("spt_")) {
+    ADD_FAILURE() << "token create failed (" << rc << "): " << out;
+    return "";
+  }
+  return out;
+}
+
+int DaemonHarness::Terminate(int timeout_seconds) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  int status = 0;
+  while (true) {
+    pollfd p{notify_fd_, POLLIN, 0};
+    if (::poll(&p, 1, 50) == 1) {
+      char buf[512];
+      ssize_t n = ::recv(notify_fd_, buf, sizeof buf - 1, 0);
+      if (n > 0 && std::string(buf, static_cast<size_t>(n)).find("STOPPING=1") != std::string::npos) {
+        stopping_seen_ = true;
+      }
+    }
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+      return -1;
+    }
+  }
+  pid_ = -1;
+  // A STOPPING=1 that arrived just before the exit.
+  char buf[512];
+  ssize_t n;
+  while ((n = ::recv(notify_fd_, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0) {
+    if (std::string(buf, static_cast<size_t>(n)).find("STOPPING=1") != std::string::npos) {
+      stopping_seen_ = true;
+    }
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+}  // namespace sealpost::testing
+
+namespace sealpost::testing {
+
+std::unique_ptr<RawTls> RawTls::Connect(int port, const std::string& ca_file,
+                                        const std::string& cert_file,
+                                        const std::string& key_file) {
+  std::unique_ptr<RawTls> c(new RawTls());
+  c->fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (c->fd_ < 0 || ::connect(c->fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ADD_FAILURE() << "connect to 127.0.0.1:" << port << ": " << std::strerror(errno);
+    return nullptr;
+  }
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  c->ctx_ = ctx;
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr);
+  if (!cert_file.empty()) {
+    SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str());
+    SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM);
+  }
+  SSL* ssl = SSL_new(ctx);
+  c->ssl_ = ssl;
+  SSL_set_fd(ssl, c->fd_);
+  SSL_set1_host(ssl, "127.0.0.1");
+  timeval tv{10, 0};
+  ::setsockopt(c->fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  c->handshake_ok_ = SSL_connect(ssl) == 1;
+  ERR_clear_error();
+  return c;
+}
+
+RawTls::~RawTls() {
+  if (ssl_ != nullptr) SSL_free(static_cast<SSL*>(ssl_));
+  if (ctx_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(ctx_));
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool RawTls::Write(const std::string& data) {
+  if (!handshake_ok_) return false;
+  size_t off = 0;
+  while (off < data.size()) {
+    int n = SSL_write(static_cast<SSL*>(ssl_), data.data() + off, static_cast<int>(data.size() - off));
+    if (n <= 0) {
+      ERR_clear_error();
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+std::string RawTls::Read(int timeout_ms, const std::string& until) {
+  std::string out;
+  if (!handshake_ok_) {
+    closed_ = true;
+    return out;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  SSL* ssl = static_cast<SSL*>(ssl_);
+  while (true) {
+    if (!until.empty() && out.find(until) != std::string::npos) return out;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) return out;
+    if (SSL_pending(ssl) == 0) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) != 1) continue;
+    }
+    char buf[4096];
+    int n = SSL_read(ssl, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    int err = SSL_get_error(ssl, n);
+    ERR_clear_error();
+    if (err == SSL_ERROR_WANT_READ) continue;
+    closed_ = true;
+    return out;
+  }
+}
+
+}  // namespace sealpost::testing
