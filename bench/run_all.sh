@@ -12,3 +12,8 @@ echo
 echo "== policy loading and decisions =="
 "$ROOT/$BUILD/bench/bench_policy"
 echo; echo "== archive audit vs bare CMS_verify, 100k entries, incremental =="; "$ROOT/$BUILD/bench/bench_audit" --entries "${BENCH_AUDIT_ENTRIES:-100000}"
+echo
+echo "== archive: durable appends (16 appenders, sequential, git loop), disk =="
+"$ROOT/$BUILD/bench/bench_archive" --dir "${TMPDIR:-/tmp}/sealpost-bench-archive" \
+  --entries "${BENCH_ARCHIVE_ENTRIES:-2000}" --git-loop "${BENCH_GIT_LOOP:-20}" \
+  --prefill "${BENCH_ARCHIVE_PREFILL:-10000}"
