@@ -181,6 +181,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
            {"policy", [&](const YamlNode& v) { w.PathList(v, "policy", &c.policy_files); }},
            {"signer_socket",
             [&](const YamlNode& v) { w.Path(v, "signer_socket", &c.signer_socket); }},
+           {"seal_key", [&](const YamlNode& v) { w.String(v, "seal_key", &c.seal_key); }},
            {"listeners",
             [&](const YamlNode& v) {
               w.Map(v, "listeners",

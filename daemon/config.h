@@ -47,6 +47,9 @@ struct Config {
   Lang language = Lang::kVi;  // default language of messages (Accept-Language wins)
   std::vector<std::string> policy_files;
   std::string signer_socket;
+  // The union seal's key as sealpost-signer names it (a PKCS#11 URI without
+  // PIN). Empty: no document submission (POST /api/v1/documents is 503).
+  std::string seal_key;
   ListenerConfig peer;
   ListenerConfig user;
   // The verification desk's trust: anchors (required) and CRLs.

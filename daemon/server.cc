@@ -40,6 +40,7 @@
 #include "base/log.h"
 #include "crypto/report.h"
 #include "crypto/verify.h"
+#include "daemon/documents.h"
 #include "daemon/metrics.h"
 #include "daemon/peer_identity.h"
 #include "daemon/problem.h"
@@ -66,6 +67,7 @@ struct Server::State {
   std::unique_ptr<Poco::ThreadPool> peer_pool, user_pool;
   std::unique_ptr<Poco::Net::HTTPServer> peer_server, user_server;
   std::once_flag stopped;
+  std::unique_ptr<DocumentsService> documents;  // daemon/documents.h
 };
 
 namespace {
@@ -243,6 +245,30 @@ void HandleVerify(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
   }
 }
 
+void SendDocumentsAnswer(HTTPServerResponse& resp, RequestCtx& rc, DocumentsAnswer a) {
+  rc.body_consumed = a.body_consumed;
+  if (a.retry_after_seconds > 0) resp.set("Retry-After", std::to_string(a.retry_after_seconds));
+  if (a.problem) {
+    SendProblem(resp, rc, *a.problem);
+  } else if (a.file) {
+    if (rc.has_body && !rc.body_consumed) resp.setKeepAlive(false);
+    resp.set("Cache-Control", "no-store");
+    resp.sendFile(a.body, a.content_type);
+  } else {
+    SendBody(resp, rc, a.status, a.content_type, a.body);
+  }
+}
+
+void HandleSubmit(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
+                  HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->Submit(req, st.spool_dir));
+}
+
+void HandleBundle(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
+                  HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->Bundle(req));
+}
+
 std::vector<Route> PeerRoutes() {
   return {
       {"GET", "/api/v1/health", false, {}, HandleHealth},
@@ -256,6 +282,8 @@ std::vector<Route> UserRoutes() {
       {"GET", "/metrics", false, {"admin", "auditor"}, HandleMetrics},
       {"GET", "/api/v1/whoami", false, {"clerk", "officer", "auditor", "admin"}, HandleWhoami},
       {"POST", "/api/v1/verify", true, {}, HandleVerify},
+      {"POST", "/api/v1/documents", false, {"clerk", "officer"}, HandleSubmit},
+      {"GET", "/api/v1/documents/bundle", false, {"clerk", "officer", "auditor"}, HandleBundle},
   };
 }
 
@@ -597,6 +625,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     return Err(Status::IoError("cannot create spool directory " + st->spool_dir + ": " +
                                std::strerror(errno)));
   }
+  st->documents = std::make_unique<DocumentsService>(st->config, st->policy.get(), &*st->verifier);
   auto tokens = storage::ApiTokenStore::Open(config.state_dir + "/api-tokens.sqlite");
   if (!tokens) return Err(tokens.error());
   st->tokens = std::move(*tokens);

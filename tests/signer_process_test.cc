@@ -507,7 +507,15 @@ TEST_F(SignerProcessTest, ThroughputThroughSignerIsMeasured) {
   std::string digest(32, '\x11');
   auto cert = remote.Certificate(key);
   ASSERT_TRUE(cert);
+  // Sanitizer builds (with fast_unwind_on_malloc=0) sign a few per second:
+  // there the test only checks that concurrent signing works.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr int kN = 12;
+  constexpr bool kMeasure = false;
+#else
   constexpr int kN = 300;
+  constexpr bool kMeasure = true;
+#endif
   auto t0 = Clock::now();
   for (int i = 0; i < kN; ++i) {
     auto der = crypto::BuildDetachedSignature(remote, key, cert->get(), crypto::DigestAlg::kSha256, digest, {});
@@ -551,7 +559,9 @@ TEST_F(SignerProcessTest, ThroughputThroughSignerIsMeasured) {
   std::printf("CAdES B-B P-256 signatures/s: through sealpost-signer %.0f (1 thread), %.0f (%d threads); "
               "in-process %.0f\n",
               remote_rate, concurrent_rate, kThreads, local_rate);
-  EXPECT_GT(remote_rate, 20.0);
+  if (kMeasure) {
+    EXPECT_GT(remote_rate, 20.0);
+  }
   EXPECT_EQ(Lines(Journal()), static_cast<size_t>(2 * kN));
 }
 

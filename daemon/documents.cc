@@ -1,0 +1,193 @@
+#include "daemon/documents.h"
+
+#include <Poco/Exception.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/URI.h>
+
+#include "base/encoding.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "daemon/signer/remote_signer.h"
+#include "daemon/upload.h"
+
+namespace sealpost::daemon {
+
+namespace {
+
+constexpr size_t kMaxSignatureBytes = 1u << 20;
+
+DocumentsAnswer ProblemAnswer(Problem p, bool body_consumed) {
+  DocumentsAnswer a;
+  a.status = p.status;
+  if (p.status == 503) a.retry_after_seconds = 5;
+  a.problem = std::move(p);
+  a.body_consumed = body_consumed;
+  return a;
+}
+
+Problem BadRequest(std::string en, std::string vi) {
+  return Problem{400, "bad-request", "Bad request", "Yêu cầu không hợp lệ", std::move(en),
+                 std::move(vi)};
+}
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+DocumentsService::DocumentsService(const Config& config, policies::PolicyHolder* policy,
+                                   const crypto::Verifier* verifier)
+    : config_(config), policy_(policy), verifier_(verifier) {
+  signer::RemoteSignerOptions so;
+  so.socket_path = config.signer_socket;
+  signer_ = std::make_unique<signer::RemoteSigner>(so);
+}
+
+DocumentsService::~DocumentsService() = default;
+
+Result<Exchange*> DocumentsService::Get() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (exchange_) return exchange_.get();
+  if (config_.seal_key.empty()) {
+    return Err(Status::FailedPrecondition("no seal_key in the configuration"));
+  }
+  ExchangeOptions o;
+  o.union_id = config_.union_id;
+  o.state_dir = config_.state_dir;
+  o.signer = signer_.get();
+  o.seal_key = crypto::KeyRef{config_.seal_key};
+  o.policy = policy_;
+  o.verifier = verifier_;
+  auto ex = Exchange::Create(o);
+  if (!ex) return Err(ex.error());
+  exchange_ = std::move(*ex);
+  return exchange_.get();
+}
+
+DocumentsAnswer DocumentsService::Submit(Poco::Net::HTTPServerRequest& req,
+                                         const std::string& spool_dir) {
+  // Metadata first: a bad request is refused before the body is read.
+  SubmitRequest sr;
+  sr.media_type = "application/octet-stream";
+  try {
+    for (const auto& [k, v] : Poco::URI(req.getURI()).getQueryParameters()) {
+      if (k == "type") sr.type = v;
+      else if (k == "subject") sr.subject = v;
+      else if (k == "recipients") sr.recipients = SplitComma(v);
+      else if (k == "name") sr.content_name = v;
+      else if (k == "media_type") sr.media_type = v;
+      else
+        return ProblemAnswer(BadRequest("Unknown query parameter '" + k + "'.",
+                                        "Tham số truy vấn không hợp lệ '" + k + "'."),
+                             false);
+    }
+  } catch (const Poco::Exception&) {
+    return ProblemAnswer(BadRequest("The query string is not valid.",
+                                    "Chuỗi truy vấn không hợp lệ."),
+                         false);
+  }
+  if (sr.type.empty() || sr.recipients.empty() || sr.content_name.empty()) {
+    return ProblemAnswer(BadRequest("type, recipients and name are required query parameters.",
+                                    "Cần các tham số truy vấn type, recipients và name."),
+                         false);
+  }
+  if (req.getContentType() != "application/octet-stream") {
+    return ProblemAnswer(Problem{415, "unsupported-media-type", "Unsupported media type",
+                                 "Kiểu dữ liệu không được hỗ trợ",
+                                 "Send the document as application/octet-stream.",
+                                 "Hãy gửi văn bản dưới dạng application/octet-stream."},
+                         false);
+  }
+  if (!req.hasContentLength()) {
+    return ProblemAnswer(Problem{411, "length-required", "Length required", "Cần độ dài",
+                                 "A Content-Length is required.", "Cần tiêu đề Content-Length."},
+                         false);
+  }
+  std::string sig_b64 = req.get("Sealpost-Signature", "");
+  if (!sig_b64.empty()) {
+    auto sig = Base64Decode(sig_b64);
+    if (!sig || sig->size() > kMaxSignatureBytes) {
+      return ProblemAnswer(BadRequest("The Sealpost-Signature header is not base64 (at most 1 MiB).",
+                                      "Tiêu đề Sealpost-Signature không phải base64 (tối đa 1 MiB)."),
+                           false);
+    }
+    sr.officer_signature = std::move(*sig);
+  }
+  auto ex = Get();
+  if (!ex) {
+    Log(LogLevel::kWarn, "exchange unavailable", "error=" + JsonString(ex.error().message()));
+    return ProblemAnswer(Problem{503, "signer-unavailable", "Seal unavailable",
+                                 "Con dấu tạm thời không dùng được",
+                                 "Documents cannot be sealed now: " + ex.error().message(),
+                                 "Hiện không đóng dấu được văn bản: " + ex.error().message()},
+                         false);
+  }
+  auto spool = SpoolFile::Create(spool_dir);
+  if (!spool) {
+    return ProblemAnswer(Problem{500, "internal", "Internal error", "Lỗi nội bộ",
+                                 spool.error().message(), "Không tạo được tệp tạm."},
+                         false);
+  }
+  std::istream& in = req.stream();
+  Status copied = (*spool)->CopyFrom(in);
+  bool complete = copied.ok() && static_cast<int64_t>((*spool)->size()) == req.getContentLength64();
+  if (Status c = (*spool)->Close(); !c.ok()) copied = c;
+  if (!complete) {
+    return ProblemAnswer(BadRequest("The body ended before its Content-Length.",
+                                    "Nội dung kết thúc trước độ dài Content-Length."),
+                         false);
+  }
+  sr.content_path = (*spool)->path();
+  auto sub = (*ex)->Submit(sr);
+  if (!sub) return ProblemAnswer(sub.error(), true);
+  DocumentsAnswer a;
+  a.status = 201;
+  std::string recips;
+  for (const std::string& r : sub->recipients) recips += (recips.empty() ? "" : ",") + JsonString(r);
+  a.body = "{\"id\":" + JsonString(sub->id) + ",\"reference\":" + JsonString(sub->reference) +
+           ",\"seq\":" + std::to_string(sub->seq) + ",\"issued_at\":" + JsonString(sub->issued_at) +
+           ",\"content_sha256\":" + JsonString(sub->content_sha256) + ",\"seal\":{\"subject\":" +
+           JsonString(sub->seal_subject) + ",\"serial\":" + JsonString(sub->seal_serial) +
+           "},\"recipients\":[" + recips + "]}\n";
+  return a;
+}
+
+DocumentsAnswer DocumentsService::Bundle(Poco::Net::HTTPServerRequest& req) {
+  std::string id;
+  try {
+    for (const auto& [k, v] : Poco::URI(req.getURI()).getQueryParameters()) {
+      if (k == "id") id = v;
+    }
+  } catch (const Poco::Exception&) {
+  }
+  auto ex = Get();
+  if (!ex) {
+    return ProblemAnswer(Problem{503, "signer-unavailable", "Archive unavailable",
+                                 "Kho lưu trữ tạm thời không dùng được", ex.error().message(),
+                                 ex.error().message()},
+                         true);
+  }
+  auto path = (*ex)->BundlePath(id);
+  if (!path) {
+    return ProblemAnswer(Problem{404, "not-found", "Not found", "Không tìm thấy",
+                                 "No document with this id was sent from here.",
+                                 "Không có văn bản nào có mã này được gửi từ đây."},
+                         true);
+  }
+  DocumentsAnswer a;
+  a.content_type = "application/vnd.etsi.asic-s+zip";
+  a.body = *path;
+  a.file = true;
+  return a;
+}
+
+}  // namespace sealpost::daemon
