@@ -1,0 +1,227 @@
+// A federation of real appliances on 127.0.0.1 for end-to-end tests: one
+// district union and N grassroots unions under it, each with
+//   - its own SoftHSM2 token holding a P-256 seal key GENERATED ON THE TOKEN,
+//     with a seal certificate (the union's name) from the federation's
+//     throwaway CA stored back on the token;
+//   - a TLS certificate (serverAuth + clientAuth, IP:127.0.0.1) used by its
+//     peer listener, its user listener and its deliveries;
+//   - a sealpost-signer process (PIN from a 0600 file, journal on);
+//   - a sealpostd process with a peer and a user listener on ports chosen up
+//     front, so that the one shared policy can list every union's `endpoint`;
+//   - an API token of a clerk (`sealpost admin token create`).
+// The district chair has a personal token (P-256, generated on the token) and
+// signs with `sealpost sign` as an officer would on her own PC.
+//
+// The shared policy (policy.yaml in dir()):
+//   directive  district -> children, the chair (or vice-chair) + the seal;
+//   report     grassroots -> parent, the seal;
+//   registry   tls_identity, seal and endpoint of every union.
+// Unions in FederationOptions::lenient get policy-lenient.yaml instead: any
+// union may issue any type to anyone with only its seal (a misconfigured or
+// hostile sender, for refusal tests on the receiving side).
+//
+//   auto fed = Federation::Start();              // null (and a test failure) on error
+//   Appliance& d = fed->district();
+//   auto sig = fed->SignAsChair(file);           // file + ".p7s"
+//   auto a = d.Submit({.file = file, .type = "directive", .recipients = fed->grassroots_ids(),
+//                      .signature = sig});
+//   EXPECT_EQ(a.status, 201) << a.body;
+//   EXPECT_EQ(d.Stop(), 0);
+//
+// Files: dir()/ca.pem (trust anchor for TLS and signatures), policy.yaml,
+// stranger.pem/-key.pem (a TLS client certificate of the same CA that no union
+// claims), chair.pem; per appliance dir()/<union>/: sealpostd.yaml, state/
+// (archive/, outbox.sqlite, ...), tls.pem/tls-key.pem, seal.pem, signer.sock,
+// signer.pin, signer-journal.jsonl, sealpostd.log, signer.log.
+//
+// On destruction every process still running is SIGKILLed; when the current
+// test has failed, the tail of every log is printed first.
+//
+// Thread-safety: none; use from the test's main thread.
+#ifndef SEALPOST_TESTS_SUPPORT_FEDERATION_H_
+#define SEALPOST_TESTS_SUPPORT_FEDERATION_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "storage/reader.h"
+#include "tests/support/softhsm.h"
+#include "tests/support/test_pki.h"
+
+namespace sealpost::testing {
+
+struct FederationOptions {
+  int grassroots = 3;
+  // YAML appended to every sealpostd.yaml (e.g. a `delivery:` section with
+  // a short backoff once the daemon has one).
+  std::string extra_config;
+  // Unions whose appliance runs policy-lenient.yaml (see the file comment).
+  std::set<std::string> lenient;
+  std::string language = "en";
+};
+
+// An HTTP answer as curl saw it. status 0: no HTTP answer (curl_exit says why:
+// 7 connection refused, 35/56 TLS refused, 28 timeout...).
+struct HttpAnswer {
+  int status = 0;
+  int curl_exit = 0;
+  std::string body;
+  std::string error;  // curl's stderr when it failed
+};
+
+struct SubmitSpec {
+  std::string file;  // the content
+  std::string type;
+  std::string subject = "Văn bản thử nghiệm";
+  std::vector<std::string> recipients;
+  std::string name;  // default: the file's base name
+  std::string media_type = "text/plain";
+  std::string signature;  // officers' .p7s (DER), optional
+  std::string token;      // default: the appliance's clerk
+};
+
+class Federation;
+
+class Appliance {
+ public:
+  const std::string& id() const { return id_; }
+  const std::string& name() const { return name_; }
+  const std::string& dir() const { return dir_; }
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  std::string state_dir() const { return file("state"); }
+  std::string archive_dir() const { return file("state/archive"); }
+  int peer_port() const { return peer_port_; }
+  int user_port() const { return user_port_; }
+  pid_t pid() const { return daemon_pid_; }
+  pid_t signer_pid() const { return signer_pid_; }
+  bool running() const { return daemon_pid_ > 0; }
+  // The clerk's API token (kept in a 0600 file; never on a command line).
+  const std::string& clerk_token() const { return clerk_token_; }
+  // The seal key as sealpost-signer names it (no PIN in it).
+  const std::string& seal_key() const { return seal_key_; }
+
+  // sealpostd: start and wait (30 s) for READY=1 with the expected ports.
+  bool Start();
+  // SIGTERM, wait; the exit status (128+signal when killed, -1 on timeout).
+  int Stop(int timeout_seconds = 30);
+  // SIGKILL, reaped.
+  void Kill();
+  // Start() after Kill()/Stop() (Kill()s first if still running).
+  bool Restart();
+  // The signer: SIGKILL it / start it again and wait until its socket accepts.
+  void KillSigner();
+  bool StartSigner();
+  int StopSigner(int timeout_seconds = 15);
+
+  std::string Log() const;
+  std::string SignerLog() const;
+
+  // HTTPS request to the user listener (or the peer listener with `peer`,
+  // then authenticated by this appliance's TLS client certificate).
+  // `token`: "" none, "clerk" this appliance's clerk, anything else: a token.
+  HttpAnswer Get(const std::string& path, const std::string& token = "clerk",
+                 bool peer = false) const;
+  // POST /api/v1/documents (curl today; headers from a 0600 file).
+  HttpAnswer Submit(const SubmitSpec& spec) const;
+  // Any curl request: "curl -sS --cacert ca.pem <extra> https://127.0.0.1:<port><path>";
+  // `token` as for Get().
+  HttpAnswer Curl(const std::string& path, const std::string& extra, const std::string& token,
+                  bool peer) const;
+
+  // `sealpost admin token create --state <state> --role R --name N`; "" on failure.
+  std::string CreateToken(const std::string& role, const std::string& name) const;
+
+  Appliance(const Appliance&) = delete;
+  Appliance& operator=(const Appliance&) = delete;
+  ~Appliance();
+
+ private:
+  friend class Federation;
+  Appliance() = default;
+  bool WaitReady(int notify_fd, double limit_seconds);
+  std::string TokenHeaderFile(const std::string& token) const;
+
+  const Federation* fed_ = nullptr;
+  std::string id_, name_, level_, dir_;
+  int peer_port_ = 0;
+  int user_port_ = 0;
+  std::string seal_key_;
+  std::string seal_spki_, tls_spki_;
+  std::string clerk_token_;
+  pid_t daemon_pid_ = -1;
+  pid_t signer_pid_ = -1;
+  int notify_fd_ = -1;
+  bool lenient_ = false;
+  mutable int header_files_ = 0;
+};
+
+class Federation {
+ public:
+  static constexpr const char* kDistrict = "ldld-ha-long";
+  static constexpr const char* kChairName = "Nguyễn Thị Duyên";
+
+  // Builds every token, certificate, policy and configuration, starts every
+  // signer then every daemon (in parallel), waits for READY=1 and creates
+  // the clerks' tokens. On failure: a test failure (with logs), null.
+  static std::unique_ptr<Federation> Start(const FederationOptions& options = FederationOptions());
+  ~Federation();
+
+  const std::string& dir() const { return tmp_.path(); }
+  std::string file(const std::string& name) const { return tmp_.file(name); }
+  std::string ca_pem() const { return file("ca.pem"); }
+
+  Appliance& district() { return *appliances_[0]; }
+  Appliance& grassroots(size_t i) { return *appliances_.at(i + 1); }
+  size_t grassroots_count() const { return appliances_.size() - 1; }
+  std::vector<std::string> grassroots_ids() const;
+  // Null if no such union.
+  Appliance* Find(const std::string& union_id);
+  const std::vector<std::unique_ptr<Appliance>>& appliances() const { return appliances_; }
+
+  // The chair's key URI (with its PIN file as pin-source) on her personal token.
+  const std::string& chair_key() const { return chair_key_; }
+  // `sealpost sign --key <chair> FILE` → FILE.p7s (returned; "" + a test
+  // failure on error).
+  std::string SignAsChair(const std::string& content_path) const;
+
+  // Runs the CLI with the federation's SoftHSM2 environment; exit status,
+  // stdout+stderr in *out.
+  int Sealpost(const std::string& args, std::string* out = nullptr) const;
+
+  // `sealpost audit <archive> --trust ca.pem`: exit status, output in *out.
+  int Audit(const Appliance& a, std::string* out = nullptr) const;
+
+  // Every entry of the appliance's archive, oldest first (a snapshot read
+  // beside the running daemon); empty + a test failure when unreadable.
+  std::vector<storage::Manifest> ArchiveEntries(const Appliance& a) const;
+  // How many entries of `kind` ("document-sent", "delivery-receipt", ...).
+  size_t CountEntries(const Appliance& a, const std::string& kind) const;
+
+  // SIGTERM to every daemon then every signer; true when all exited 0.
+  bool StopAll();
+
+  // Prints the tail of every log (done by the destructor on test failure).
+  void DumpLogs() const;
+
+  Federation(const Federation&) = delete;
+  Federation& operator=(const Federation&) = delete;
+
+ private:
+  friend class Appliance;
+  Federation() = default;
+  bool Build(const FederationOptions& o);
+
+  TempDir tmp_;
+  std::unique_ptr<SoftHsm> hsm_;
+  std::vector<std::unique_ptr<Appliance>> appliances_;
+  std::string chair_key_;
+  std::string language_ = "en";
+};
+
+}  // namespace sealpost::testing
+
+#endif  // SEALPOST_TESTS_SUPPORT_FEDERATION_H_
