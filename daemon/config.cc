@@ -197,6 +197,47 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
                      {"crls", [&](const YamlNode& a) { w.PathList(a, "crls", &c.crls); }}},
                     {"trust_anchors"});
             }},
+           {"delivery",
+            [&](const YamlNode& v) {
+              DeliveryConfig& d = c.delivery;
+              w.Map(v, "delivery",
+                    {{"certificate", [&](const YamlNode& x) { w.Path(x, "certificate", &d.certificate); }},
+                     {"key", [&](const YamlNode& x) { w.Path(x, "key", &d.key); }},
+                     {"ca", [&](const YamlNode& x) { w.Path(x, "ca", &d.ca); }},
+                     {"threads", [&](const YamlNode& x) { w.Integer(x, "threads", 1, 64, &d.threads); }},
+                     {"poll_millis",
+                      [&](const YamlNode& x) { w.Integer(x, "poll_millis", 10, 60000, &d.poll_millis); }},
+                     {"max_in_flight_per_recipient",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "max_in_flight_per_recipient", 1, 64,
+                                  &d.max_in_flight_per_recipient);
+                      }},
+                     {"backoff_base_millis",
+                      [&](const YamlNode& x) {
+                        w.Integer<int64_t>(x, "backoff_base_millis", 1, 3'600'000,
+                                           &d.backoff_base_millis);
+                      }},
+                     {"backoff_cap_millis",
+                      [&](const YamlNode& x) {
+                        w.Integer<int64_t>(x, "backoff_cap_millis", 1, 86'400'000,
+                                           &d.backoff_cap_millis);
+                      }},
+                     {"max_attempts",
+                      [&](const YamlNode& x) { w.Integer(x, "max_attempts", 1, 1000, &d.max_attempts); }},
+                     {"lease_seconds",
+                      [&](const YamlNode& x) {
+                        int s = 60;
+                        w.Integer(x, "lease_seconds", 5, 3600, &s);
+                        d.lease_millis = static_cast<int64_t>(s) * 1000;
+                      }},
+                     {"attempts_flush_seconds",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "attempts_flush_seconds", 1, 86400, &d.attempts_flush_seconds);
+                      }}});
+              if (d.certificate.empty() != d.key.empty()) {
+                w.Error(v.mark, "delivery: certificate and key go together");
+              }
+            }},
            {"limits",
             [&](const YamlNode& v) {
               Limits& l = c.limits;
@@ -227,6 +268,11 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
             }}},
           {"union", "state_dir", "policy", "signer_socket", "listeners", "verify"});
   }
+  if (c.delivery.certificate.empty()) {
+    c.delivery.certificate = c.peer.certificate;
+    c.delivery.key = c.peer.key;
+  }
+  if (c.delivery.ca.empty()) c.delivery.ca = c.peer.client_ca;
   if (!w.errors().empty()) {
     std::string msg;
     for (const Diagnostic& d : w.errors()) msg += (msg.empty() ? "" : "\n") + d.ToString();

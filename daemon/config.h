@@ -40,6 +40,24 @@ struct Limits {
   int max_queued = 64;                 // accepted connections waiting for a worker
 };
 
+// The delivery worker (daemon/delivery.h) and the outbox it drains.
+struct DeliveryConfig {
+  // Mutual TLS towards other appliances: our client certificate and key, and
+  // the CA bundle their server certificates must chain to. Empty: the peer
+  // listener's certificate, key and client_ca.
+  std::string certificate;
+  std::string key;
+  std::string ca;
+  int threads = 2;                   // deliveries in parallel
+  int poll_millis = 250;             // idle look at the outbox
+  int max_in_flight_per_recipient = 4;
+  int64_t backoff_base_millis = 1000;
+  int64_t backoff_cap_millis = 3'600'000;
+  int max_attempts = 16;
+  int64_t lease_millis = 60'000;
+  int attempts_flush_seconds = 60;   // archive finished attempts at least this often
+};
+
 struct Config {
   std::string file;       // the configuration file as given
   std::string union_id;   // this appliance's union (an id of the policy registry)
@@ -56,6 +74,7 @@ struct Config {
   std::vector<std::string> trust_anchors;
   std::vector<std::string> crls;
   Limits limits;
+  DeliveryConfig delivery;
 };
 
 // Parses the YAML text of a configuration named `file` (for positions and

@@ -67,6 +67,12 @@ Result<Exchange*> DocumentsService::Get() {
   o.seal_key = crypto::KeyRef{config_.seal_key};
   o.policy = policy_;
   o.verifier = verifier_;
+  const DeliveryConfig& d = config_.delivery;
+  o.outbox.max_in_flight_per_recipient = d.max_in_flight_per_recipient;
+  o.outbox.lease_millis = d.lease_millis;
+  o.outbox.backoff_base_millis = d.backoff_base_millis;
+  o.outbox.backoff_cap_millis = d.backoff_cap_millis;
+  o.outbox.max_attempts = d.max_attempts;
   auto ex = Exchange::Create(o);
   if (!ex) return Err(ex.error());
   exchange_ = std::move(*ex);

@@ -64,10 +64,11 @@ class DocumentsService {
   DocumentsAnswer Submit(Poco::Net::HTTPServerRequest& req, const std::string& spool_dir);
   DocumentsAnswer Bundle(Poco::Net::HTTPServerRequest& req);
 
- private:
-  // The Exchange, created on first success. Unavailable while it cannot be.
+  // The Exchange, created on first success (also for the delivery worker
+  // and the inbox). Unavailable while it cannot be.
   Result<Exchange*> Get();
 
+ private:
   const Config& config_;
   policies::PolicyHolder* policy_;
   const crypto::Verifier* verifier_;

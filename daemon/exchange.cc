@@ -164,6 +164,13 @@ Result<std::string> Exchange::BundlePath(const std::string& id) const {
   return bundle_dir_ + "/" + id + ".asics";
 }
 
+Result<uint64_t> Exchange::SentSeq(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(ids_mu_);
+  auto it = sent_.find(id);
+  if (it == sent_.end()) return Err(Status::NotFound("no document " + id));
+  return it->second;
+}
+
 std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   const ExchangeOptions& o = options_;
   auto policy = o.policy->Current();

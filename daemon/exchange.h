@@ -108,6 +108,11 @@ class Exchange {
   // The bundle of a document sent from here; NotFound if unknown.
   [[nodiscard]] Result<std::string> BundlePath(const std::string& id) const;
 
+  // The seq of the document-sent entry of a document sent from here;
+  // NotFound if unknown.
+  [[nodiscard]] Result<uint64_t> SentSeq(const std::string& id) const;
+
+  const ExchangeOptions& options() const { return options_; }
   storage::Archive& archive() { return *archive_; }
   storage::Outbox& outbox() { return *outbox_; }
   const std::string& archive_dir() const { return archive_dir_; }

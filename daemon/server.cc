@@ -40,6 +40,7 @@
 #include "base/log.h"
 #include "crypto/report.h"
 #include "crypto/verify.h"
+#include "daemon/delivery.h"
 #include "daemon/documents.h"
 #include "daemon/metrics.h"
 #include "daemon/peer_identity.h"
@@ -68,6 +69,7 @@ struct Server::State {
   std::unique_ptr<Poco::Net::HTTPServer> peer_server, user_server;
   std::once_flag stopped;
   std::unique_ptr<DocumentsService> documents;  // daemon/documents.h
+  std::unique_ptr<DeliveryWorker> delivery;     // daemon/delivery.h
 };
 
 namespace {
@@ -165,6 +167,7 @@ void HandleHealth(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPSer
   body += ",\"signer\":" + JsonString(signer ? "reachable" : "unreachable");
   body += ",\"policy\":{\"loaded\":true,\"sha256\":" + JsonString(policy->sha256) +
           ",\"generation\":" + std::to_string(st.policy->generation()) + "}";
+  body += ",\"delivery\":" + DeliveryHealthJson(st.delivery->Snapshot());
   body += ",\"uptime_seconds\":" + std::to_string(std::time(nullptr) - st.started) + "}\n";
   SendBody(resp, rc, 200, "application/json", body);
 }
@@ -188,7 +191,8 @@ std::vector<ListenerGauges> Gauges(Server::State& st) {
 }
 
 void HandleMetrics(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
-  SendBody(resp, rc, 200, "text/plain; version=0.0.4", st.metrics.Render(Gauges(st)));
+  SendBody(resp, rc, 200, "text/plain; version=0.0.4",
+           st.metrics.Render(Gauges(st)) + DeliveryMetricsText(st.delivery->Snapshot()));
 }
 
 void HandleWhoami(Server::State&, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
@@ -269,9 +273,44 @@ void HandleBundle(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
   SendDocumentsAnswer(resp, rc, st.documents->Bundle(req));
 }
 
+// POST /api/v1/notices (peers): a read notice for a document sent from here.
+void HandleNotice(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
+                  HTTPServerResponse& resp) {
+  constexpr int64_t kMax = 256 * 1024;
+  if (!req.hasContentLength()) {
+    SendProblem(resp, rc, Problem{411, "length-required", "Length required", "Cần độ dài",
+                                  "A Content-Length is required.", "Cần tiêu đề Content-Length."});
+    return;
+  }
+  if (req.getContentLength64() > kMax) {
+    SendProblem(resp, rc, Problem{413, "body-too-large", "Request body too large",
+                                  "Nội dung yêu cầu quá lớn",
+                                  "A read notice is at most 256 KiB.",
+                                  "Thông báo đã đọc tối đa 256 KiB."});
+    return;
+  }
+  std::string body(static_cast<size_t>(req.getContentLength64()), '\0');
+  req.stream().read(body.data(), static_cast<std::streamsize>(body.size()));
+  if (req.stream().gcount() != static_cast<std::streamsize>(body.size())) {
+    SendProblem(resp, rc, Problem{400, "bad-request", "Bad request", "Yêu cầu không hợp lệ",
+                                  "The body ended before its Content-Length.",
+                                  "Nội dung kết thúc trước độ dài Content-Length."});
+    return;
+  }
+  rc.body_consumed = true;
+  auto r = st.delivery->ReceiveNotice(rc.who.name, body);
+  if (!r) {
+    if (r.error().status == 503) resp.set("Retry-After", "5");
+    SendProblem(resp, rc, r.error());
+    return;
+  }
+  SendBody(resp, rc, 200, "application/json", *r);
+}
+
 std::vector<Route> PeerRoutes() {
   return {
       {"GET", "/api/v1/health", false, {}, HandleHealth},
+      {"POST", "/api/v1/notices", false, {}, HandleNotice},
       {"GET", "/api/v1/whoami", false, {}, HandleWhoami},
   };
 }
@@ -626,6 +665,25 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
                                std::strerror(errno)));
   }
   st->documents = std::make_unique<DocumentsService>(st->config, st->policy.get(), &*st->verifier);
+  {
+    DeliveryOptions d;
+    d.union_id = config.union_id;
+    d.policy = st->policy.get();
+    d.trust_anchor_files = config.trust_anchors;
+    d.threads = config.delivery.threads;
+    d.poll_millis = config.delivery.poll_millis;
+    d.attempts_flush_millis = static_cast<int64_t>(config.delivery.attempts_flush_seconds) * 1000;
+    PeerTlsFiles f;
+    f.certificate = config.delivery.certificate;
+    f.key = config.delivery.key;
+    f.ca = config.delivery.ca;
+    f.timeout_seconds = config.limits.read_timeout_seconds;
+    DocumentsService* docs = st->documents.get();
+    auto worker = DeliveryWorker::Create(d, [docs] { return docs->Get(); },
+                                         MakeHttpsTransport(std::move(f)));
+    if (!worker) return Err(worker.error());
+    st->delivery = std::move(*worker);
+  }
   auto tokens = storage::ApiTokenStore::Open(config.state_dir + "/api-tokens.sqlite");
   if (!tokens) return Err(tokens.error());
   st->tokens = std::move(*tokens);
@@ -665,6 +723,7 @@ Status Server::Start() {
   } catch (const Poco::Exception& e) {
     return Status::Internal("cannot start listeners: " + e.displayText());
   }
+  state_->delivery->Start();
   Log(LogLevel::kInfo, "listening",
       "union=" + state_->config.union_id + " peer_port=" + std::to_string(peer_port()) +
           " user_port=" + std::to_string(user_port()));
@@ -677,6 +736,9 @@ int Server::user_port() const { return state_->user_server->port(); }
 void Server::Stop() {
   if (!state_) return;
   std::call_once(state_->stopped, [this] {
+    // Deliveries in progress finish and the attempts are archived first,
+    // while the signer and the archive are still there.
+    state_->delivery->Stop();
     // stopAll(false): stop accepting, close idle connections, let requests
     // in progress finish; then wait for every worker.
     state_->peer_server->stopAll(false);

@@ -22,6 +22,7 @@ constexpr struct {
     {EntryKind::kCheckpoint, "checkpoint"},
     {EntryKind::kKeyChange, "key-change"},
     {EntryKind::kWithdrawal, "withdrawal"},
+    {EntryKind::kDeliveryAttempts, "delivery-attempts"},
 };
 
 

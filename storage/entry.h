@@ -29,6 +29,7 @@ enum class EntryKind {
   kCheckpoint,        // "checkpoint" (e.g. a peer's checkpoint we saw)
   kKeyChange,         // "key-change" (the seal certificate announced or replaced)
   kWithdrawal,        // "withdrawal" (a document withdrawn or superseded)
+  kDeliveryAttempts,  // "delivery-attempts" (a batch of the outbox's finished attempts)
 };
 
 std::string_view EntryKindName(EntryKind kind);

@@ -1,0 +1,211 @@
+// The sending side of the exchange: a DeliveryWorker takes due jobs from the
+// Exchange's outbox (storage::Outbox: leases, a cap per recipient, backoff
+// with full jitter) and delivers them to the recipients' appliances; and the
+// read notices, on both sides. See docs/exchange.md ("Delivery") and the
+// wire contract in docs/api/openapi.yaml.
+//
+// Channel `appliance` (payload = path of the bundle):
+//   POST <recipient endpoint>/api/v1/inbox with the bundle (mutual TLS,
+//   through a PeerTransport) ->
+//     200  the receipt is verified (crypto::VerifyDeliveryReceipt: document
+//          id, content hash, recipient, signed by the recipient's seal as
+//          the policy registry names it), archived once as a
+//          delivery-receipt entry, and the job marked delivered with the
+//          receipt entry's seq;
+//     409  consistency-proof-required: the proof between the two sizes of
+//          our archive is sent at once with the same bundle (once);
+//     4xx  a final refusal: the job is refused with the problem's detail;
+//     5xx, network errors, a receipt that does not verify: retried with
+//          backoff.
+// Channel `notice` (payload = the JSON body to send):
+//   POST <sender endpoint>/api/v1/notices; 200 -> done, 4xx -> refused,
+//   else retried.
+// Every attempt is recorded by the outbox; finished attempts are archived in
+// batches as delivery-attempts entries (at most kAttemptsPerEntry per
+// entry, written when that many are waiting or the oldest has waited
+// attempts_flush_millis, and at Stop()).
+//
+// Thread-safety: every public method may be called from any thread.
+#ifndef SEALPOST_DAEMON_DELIVERY_H_
+#define SEALPOST_DAEMON_DELIVERY_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <ctime>
+#include <expected>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "client/https_client.h"
+#include "daemon/exchange.h"
+#include "daemon/problem.h"
+#include "policies/holder.h"
+#include "storage/outbox.h"
+
+namespace sealpost::daemon {
+
+// How the worker reaches other appliances. Tests of the worker's logic
+// inject a fake; the daemon uses MakeHttpsTransport.
+class PeerTransport {
+ public:
+  virtual ~PeerTransport() = default;
+  // POSTs to `endpoint` (the registry's https URL of the appliance) + `path`
+  // either the file at `file_path` (streamed) or, when it is empty, `body`.
+  // Any HTTP status is a response; Unavailable when the appliance cannot be
+  // reached (connection, TLS, timeout).
+  [[nodiscard]] virtual Result<client::Response> Post(const std::string& endpoint,
+                                                      const std::string& path,
+                                                      const std::string& content_type,
+                                                      const std::string& body,
+                                                      const std::string& file_path,
+                                                      const client::Headers& headers) = 0;
+};
+
+struct PeerTlsFiles {
+  std::string certificate;  // our client certificate (PEM), the peer TLS identity
+  std::string key;          // its key (PEM)
+  std::string ca;           // the CA bundle the peers' server certificates chain to
+  int connect_timeout_seconds = 10;
+  int timeout_seconds = 30;
+};
+
+// Mutual TLS with client::HttpsClient (server certificate checked against
+// `ca` and against the endpoint's host, e.g. the IP SAN 127.0.0.1), one
+// keep-alive connection per endpoint and concurrent caller, reused.
+// InvalidArgument if an endpoint is not an https URL.
+std::unique_ptr<PeerTransport> MakeHttpsTransport(PeerTlsFiles files);
+
+// Entries per delivery-attempts entry of the archive.
+inline constexpr size_t kAttemptsPerEntry = 64;
+
+struct DeliveryOptions {
+  std::string union_id;                     // this union
+  policies::PolicyHolder* policy = nullptr;  // borrowed; the registry
+  // PEM files of trust anchors: used to build the chain of a peer's seal
+  // certificate when its registry identity is "subject under a CA".
+  std::vector<std::string> trust_anchor_files;
+  int threads = 2;                 // concurrent deliveries
+  int poll_millis = 250;           // idle wait between looks at the outbox
+  int64_t attempts_flush_millis = 60'000;
+  std::string worker_name = "delivery";
+};
+
+// For health and metrics.
+struct DeliveryStatus {
+  std::string state;  // "starting" (no Exchange yet), "running", "stopped"
+  uint64_t delivered = 0;        // receipts verified (jobs completed)
+  uint64_t refused = 0;          // final refusals
+  uint64_t retries = 0;          // retryable failures
+  uint64_t notices_sent = 0;
+  uint64_t notices_received = 0;
+  uint64_t attempt_entries = 0;  // delivery-attempts entries written
+  std::string last_error;
+  bool outbox_ok = false;
+  storage::OutboxMetrics outbox;
+};
+
+// The "delivery" member of GET /api/v1/health (a JSON object) and the
+// delivery and outbox series of /metrics (Prometheus text).
+std::string DeliveryHealthJson(const DeliveryStatus& status);
+std::string DeliveryMetricsText(const DeliveryStatus& status);
+
+class DeliveryWorker {
+ public:
+  // Gives the Exchange once it exists (Unavailable etc. until then).
+  using ExchangeProvider = std::function<Result<Exchange*>()>;
+
+  // InvalidArgument for missing options.
+  [[nodiscard]] static Result<std::unique_ptr<DeliveryWorker>> Create(
+      DeliveryOptions options, ExchangeProvider exchange, std::unique_ptr<PeerTransport> transport);
+  ~DeliveryWorker();  // Stop()
+  DeliveryWorker(const DeliveryWorker&) = delete;
+  DeliveryWorker& operator=(const DeliveryWorker&) = delete;
+
+  // Starts the worker threads (idempotent).
+  void Start();
+  // Lets the deliveries in progress finish, archives the finished attempts
+  // still waiting, joins the threads. Idempotent.
+  void Stop();
+  // Wakes idle threads (e.g. after a submission queued jobs).
+  void Wake();
+
+  // One pass without threads (tests): leases and handles due jobs until
+  // none is due, then archives the waiting attempts when `flush_attempts`.
+  // Returns the number of jobs handled.
+  [[nodiscard]] Result<size_t> RunOnce(bool flush_attempts = true);
+
+  // Reader's side: a clerk (or officer) of this union opened the received
+  // document `document_id` for the first time. Signs a read notice with our
+  // seal, archives it (delivery-receipt entry, receipt_type read-notice) and
+  // queues it for the sender (channel notice). Later calls do nothing.
+  // NotFound when no such document was received; Unavailable while the
+  // Exchange or the seal cannot be used (the next open tries again).
+  [[nodiscard]] Status NoteOpened(const std::string& document_id, const std::string& role);
+
+  // Sender's side of POST /api/v1/notices from peer union `peer_union`
+  // (the body as received). Verifies the notice against the peer's seal,
+  // archives it once, marks the delivery read. Returns the JSON to answer
+  // with 200, or the problem (422 bad notice, 404 no such delivery, 503).
+  std::expected<std::string, Problem> ReceiveNotice(const std::string& peer_union,
+                                                    std::string_view body);
+
+  DeliveryStatus Snapshot();
+
+ private:
+  DeliveryWorker() = default;
+  struct Index;  // what the worker knows from the archive
+  enum class Outcome { kDelivered, kRefused, kRetry };
+
+  void Loop(int n);
+  Result<Exchange*> GetExchange();
+  // Handles one leased job and completes it in the outbox.
+  void Handle(Exchange& ex, const storage::Job& job);
+  std::pair<Outcome, std::string> DeliverBundle(Exchange& ex, const storage::Job& job);
+  std::pair<Outcome, std::string> SendNotice(Exchange& ex, const storage::Job& job);
+  // Reads archive entries not yet seen into the index. REQUIRES: index_mu_.
+  Status RefreshLocked(Exchange& ex);
+  // Writes delivery-attempts entries for the finished attempts waiting
+  // (all of them when `force`, else only when a batch is full or old).
+  Status FlushAttempts(Exchange& ex, bool force);
+  // The certificate of `union_id`'s seal embedded in `cms_der`, checked
+  // against the registry; FailedPrecondition naming what does not match.
+  Result<X509Ptr> PeerSeal(const std::string& union_id, const std::string& cms_der);
+  void NoteError(const std::string& e);
+
+  DeliveryOptions options_;
+  ExchangeProvider provider_;
+  std::unique_ptr<PeerTransport> transport_;
+  X509StorePtr anchors_;
+
+  std::mutex index_mu_;
+  std::unique_ptr<Index> index_;  // guarded by index_mu_
+  std::mutex flush_mu_;           // one attempts flush at a time
+  std::mutex notice_mu_;          // one NoteOpened/ReceiveNotice at a time
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool started_ = false;
+  bool stopping_ = false;  // guarded by mu_
+  uint64_t wake_seq_ = 0;  // guarded by mu_
+  std::vector<std::thread> threads_;
+  std::atomic<Exchange*> exchange_{nullptr};
+
+  std::atomic<uint64_t> delivered_{0}, refused_{0}, retries_{0}, notices_sent_{0},
+      notices_received_{0}, attempt_entries_{0};
+  std::mutex error_mu_;
+  std::string last_error_;  // guarded by error_mu_
+};
+
+}  // namespace sealpost::daemon
+
+#endif  // SEALPOST_DAEMON_DELIVERY_H_

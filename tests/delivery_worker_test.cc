@@ -1,0 +1,537 @@
+// daemon/delivery: the worker's logic with a real Exchange (archive, outbox,
+// bundles, software seals), real receipts and read notices signed by the
+// recipients' seals, and a fake PeerTransport standing in for the network:
+// receipt verified and archived once, the 409 consistency dance, final
+// refusals vs retries, a receipt archived before a lost completion, read
+// notices on both sides. The real two-appliance runs are in
+// tests/delivery_e2e_test.cc.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "base/encoding.h"
+#include "crypto/cades_sign.h"
+#include "crypto/checkpoint.h"
+#include "crypto/merkle.h"
+#include "crypto/receipt.h"
+#include "crypto/software_signer.h"
+#include "crypto/verify.h"
+#include "daemon/delivery.h"
+#include "daemon/exchange.h"
+#include "policies/holder.h"
+#include "policies/verdict.h"
+#include "storage/reader.h"
+#include "tests/support/test_pki.h"
+
+namespace sealpost::daemon {
+namespace {
+
+using testing::CertSpec;
+using testing::CertToPem;
+using testing::Issued;
+using testing::TempDir;
+using testing::TestCa;
+using testing::WriteTestFile;
+
+std::string Sha256Der(X509* cert) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  X509_digest(cert, EVP_sha256(), md, &len);
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+std::string SpkiSha256(X509* cert) {
+  auto id = policies::IdentityFromCertificate(cert, nullptr);
+  return id ? id->spki_sha256 : "";
+}
+
+class FakeClock final : public storage::OutboxClock {
+ public:
+  int64_t NowMillis() override { return now; }
+  int64_t now = 1'800'000'000'000;
+};
+
+class ZeroRandom final : public storage::OutboxRandom {
+ public:
+  uint64_t UniformUpTo(uint64_t) override { return 0; }
+};
+
+struct Call {
+  std::string endpoint, path, content_type, body, file;
+  client::Headers headers;
+};
+
+class FakeTransport final : public PeerTransport {
+ public:
+  using Handler = std::function<Result<client::Response>(const Call&)>;
+  explicit FakeTransport(Handler* h, std::vector<Call>* calls) : handler_(h), calls_(calls) {}
+  Result<client::Response> Post(const std::string& endpoint, const std::string& path,
+                                const std::string& content_type, const std::string& body,
+                                const std::string& file_path,
+                                const client::Headers& headers) override {
+    Call c{endpoint, path, content_type, body, file_path, headers};
+    calls_->push_back(c);
+    return (*handler_)(c);
+  }
+
+ private:
+  Handler* handler_;
+  std::vector<Call>* calls_;
+};
+
+client::Response Json(int status, std::string body) {
+  client::Response r;
+  r.status = status;
+  r.content_type = status == 200 ? "application/json" : "application/problem+json";
+  r.body = std::move(body);
+  return r;
+}
+
+client::Response ProblemResponse(int status, const std::string& slug, const std::string& detail,
+                                 const std::string& extra = "") {
+  return Json(status, "{\"type\":\"https://sealpost.invalid/problems/" + slug +
+                          "\",\"title\":\"" + slug + "\",\"status\":" + std::to_string(status) +
+                          ",\"detail\":\"" + detail + "\"" + extra + "}");
+}
+
+struct Seal {
+  std::unique_ptr<crypto::SoftwareKeySigner> signer;
+  X509Ptr cert;
+};
+
+class DeliveryWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ca_ = std::make_unique<TestCa>(TestCa::CreateRoot("/CN=Delivery Test CA/O=Test/C=VN"));
+    district_ = MakeSeal("/CN=Con dấu LĐLĐ Thử/O=LĐLĐ Thử/C=VN", "seal");
+    seal_a_ = MakeSeal("/CN=Con dấu CĐ A/O=CĐ A/C=VN", "seal-a");
+    seal_b_ = MakeSeal("/CN=Con dấu CĐ B/O=CĐ B/C=VN", "seal-b");
+    CertSpec chair_spec;
+    chair_spec.subject = "/CN=Nguyễn Văn Chủ Tịch/O=LĐLĐ Thử/C=VN";
+    Issued chair = ca_->Issue(chair_spec);
+    std::string chair_spki = SpkiSha256(chair.cert.get());
+    auto c = crypto::SoftwareKeySigner::CreateForTesting("chair", std::move(chair.key),
+                                                         std::move(chair.cert));
+    ASSERT_TRUE(c.has_value());
+    chair_ = std::move(*c);
+
+    WriteTestFile(tmp_.file("ca.pem"), CertToPem(ca_->cert()));
+    std::string policy =
+        "federation: {id: thu, name: \"Liên đoàn thử\"}\n"
+        "trust:\n  anchors:\n    - {id: test-ca, name: \"Test CA\", sha256: \"" +
+        Sha256Der(ca_->cert()) +
+        "\"}\n"
+        "unions:\n"
+        "  - {id: ldld-thu, name: \"LĐLĐ Thử\", code: \"LĐLĐ-T\", level: district,\n"
+        "     endpoint: \"https://127.0.0.1:7001\",\n"
+        "     seal: {spki_sha256: \"" + SpkiSha256(district_.cert.get()) + "\"}}\n"
+        "  - {id: cd-a, name: \"Công đoàn A\", level: grassroots, parent: ldld-thu,\n"
+        "     endpoint: \"https://127.0.0.1:7002\",\n"
+        "     seal: {spki_sha256: \"" + SpkiSha256(seal_a_.cert.get()) + "\"}}\n"
+        "  - {id: cd-b, name: \"Công đoàn B\", level: grassroots, parent: ldld-thu,\n"
+        "     endpoint: \"https://127.0.0.1:7003\",\n"
+        "     seal: {spki_sha256: \"" + SpkiSha256(seal_b_.cert.get()) + "\"}}\n"
+        "officers:\n"
+        "  - {id: chair, name: \"Nguyễn Văn Chủ Tịch\", role: chair, union: ldld-thu,\n"
+        "     certificate: {spki_sha256: \"" + chair_spki + "\"}, mandate: {from: 2020-01-01}}\n"
+        "document_types:\n"
+        "  - {id: directive, name: \"Chỉ thị\", issuers: {levels: [district]},\n"
+        "     recipients: {relations: [children]},\n"
+        "     signatures: {officers: [{roles: [chair], count: 1}], seal: true},\n"
+        "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 20,\n"
+        "     reference: \"{seq}/{year}/CT-{union}\"}\n";
+    WriteTestFile(tmp_.file("policy.yaml"), policy);
+    auto holder = policies::PolicyHolder::Open({tmp_.file("policy.yaml")});
+    ASSERT_TRUE(holder.has_value()) << holder.error().message();
+    policy_ = std::move(*holder);
+    crypto::TrustFiles tf;
+    tf.anchors = {tmp_.file("ca.pem")};
+    auto trust = crypto::LoadTrustStore(tf, crypto::TrustOptions{});
+    ASSERT_TRUE(trust.has_value()) << trust.error().message();
+    auto v = crypto::Verifier::Create(std::move(*trust));
+    ASSERT_TRUE(v.has_value());
+    verifier_.emplace(std::move(*v));
+    sender_ = OpenExchange("ldld-thu", district_, "sender");
+    ASSERT_TRUE(sender_);
+    worker_ = MakeWorker("ldld-thu", sender_.get(), &handler_, &calls_);
+    ASSERT_TRUE(worker_);
+    WriteTestFile(tmp_.file("directive.txt"), "Chỉ thị số 1: họp ban chấp hành ngày 5.\n");
+  }
+
+  Seal MakeSeal(const std::string& subject, const std::string& label) {
+    CertSpec spec;
+    spec.subject = subject;
+    Issued is = ca_->Issue(spec);
+    Seal s;
+    s.cert.reset(X509_dup(is.cert.get()));
+    auto signer = crypto::SoftwareKeySigner::CreateForTesting(label, std::move(is.key),
+                                                              std::move(is.cert));
+    EXPECT_TRUE(signer.has_value());
+    s.signer = std::move(*signer);
+    return s;
+  }
+
+  std::unique_ptr<Exchange> OpenExchange(const std::string& union_id, Seal& seal,
+                                         const std::string& dir) {
+    ExchangeOptions o;
+    o.union_id = union_id;
+    o.state_dir = tmp_.file(dir);
+    o.signer = seal.signer.get();
+    o.seal_key = crypto::KeyRef{seal.signer.get() == district_.signer.get() ? "seal"
+                                : seal.signer.get() == seal_a_.signer.get() ? "seal-a"
+                                                                            : "seal-b"};
+    o.policy = policy_.get();
+    o.verifier = &*verifier_;
+    o.outbox.clock = &clock_;
+    o.outbox.random = &random_;
+    o.outbox.lease_millis = 10'000;
+    auto ex = Exchange::Create(o);
+    EXPECT_TRUE(ex.has_value()) << ex.error().message();
+    return ex ? std::move(*ex) : nullptr;
+  }
+
+  std::unique_ptr<DeliveryWorker> MakeWorker(const std::string& union_id, Exchange* ex,
+                                             FakeTransport::Handler* handler,
+                                             std::vector<Call>* calls) {
+    DeliveryOptions d;
+    d.union_id = union_id;
+    d.policy = policy_.get();
+    d.trust_anchor_files = {tmp_.file("ca.pem")};
+    auto w = DeliveryWorker::Create(d, [ex]() -> Result<Exchange*> { return ex; },
+                                    std::make_unique<FakeTransport>(handler, calls));
+    EXPECT_TRUE(w.has_value()) << w.error().message();
+    return w ? std::move(*w) : nullptr;
+  }
+
+  Submitted SubmitDirective() {
+    SubmitRequest r;
+    r.content_path = tmp_.file("directive.txt");
+    r.content_name = "Chỉ thị 1.txt";
+    r.media_type = "text/plain";
+    r.type = "directive";
+    r.subject = "Họp ban chấp hành";
+    r.recipients = {"cd-a", "cd-b"};
+    auto der = crypto::SignFile(*chair_, crypto::KeyRef{"chair"}, r.content_path, {});
+    EXPECT_TRUE(der.has_value());
+    r.officer_signature = der.value_or("");
+    auto sub = sender_->Submit(r);
+    EXPECT_TRUE(sub.has_value()) << (sub ? "" : sub.error().detail_en);
+    return sub.value_or(Submitted{});
+  }
+
+  // The receipt `union_id` would answer with, signed by `seal`.
+  client::Response ReceiptFrom(const std::string& union_id, Seal& seal, const std::string& label,
+                               const std::string& doc, const std::string& sha) {
+    crypto::Checkpoint cp;
+    cp.origin = union_id + "/archive";
+    cp.size = 7;
+    cp.root.fill(0x42);
+    auto body = crypto::SerializeCheckpoint(cp);
+    EXPECT_TRUE(body.has_value());
+    auto sig = crypto::SignCheckpoint(*seal.signer, crypto::KeyRef{label}, *body);
+    EXPECT_TRUE(sig.has_value());
+    crypto::DeliveryReceipt r;
+    r.document_id = doc;
+    r.content_sha256 = sha;
+    r.recipient = union_id;
+    r.received_at = 1'800'000'100;
+    r.checkpoint = *body;
+    r.checkpoint_signature = *sig;
+    auto signed_receipt =
+        crypto::IssueDeliveryReceipt(*seal.signer, crypto::KeyRef{label}, r, std::nullopt);
+    EXPECT_TRUE(signed_receipt.has_value()) << signed_receipt.error().message();
+    return Json(200, "{\"receipt\":\"" + Base64Encode(signed_receipt->json) +
+                         "\",\"signature\":\"" + Base64Encode(signed_receipt->signature) + "\"}");
+  }
+
+  // Answers each recipient with its own valid receipt.
+  void AnswerWithReceipts(const Submitted& sub) {
+    handler_ = [this, sub](const Call& c) -> Result<client::Response> {
+      if (c.endpoint == "https://127.0.0.1:7002") {
+        return ReceiptFrom("cd-a", seal_a_, "seal-a", sub.id, sub.content_sha256);
+      }
+      return ReceiptFrom("cd-b", seal_b_, "seal-b", sub.id, sub.content_sha256);
+    };
+  }
+
+  std::vector<storage::Manifest> Entries(Exchange& ex, storage::EntryKind kind) {
+    std::vector<storage::Manifest> out;
+    auto reader = storage::ArchiveReader::Open(ex.archive_dir());
+    EXPECT_TRUE(reader.has_value());
+    if (!reader) return out;
+    for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
+      auto m = (*reader)->ReadManifest(seq);
+      EXPECT_TRUE(m.has_value());
+      if (m && m->kind == kind) out.push_back(*m);
+    }
+    return out;
+  }
+
+  storage::DeliveryState StateOf(const std::string& doc, const std::string& rcpt,
+                                 storage::Channel ch = storage::Channel::kAppliance) {
+    auto s = sender_->outbox().State({doc, rcpt, ch});
+    EXPECT_TRUE(s.has_value()) << s.error().message();
+    return s.value_or(storage::DeliveryState{});
+  }
+
+  TempDir tmp_;
+  FakeClock clock_;
+  ZeroRandom random_;
+  std::unique_ptr<TestCa> ca_;
+  Seal district_, seal_a_, seal_b_;
+  std::unique_ptr<crypto::SoftwareKeySigner> chair_;
+  std::unique_ptr<policies::PolicyHolder> policy_;
+  std::optional<crypto::Verifier> verifier_;
+  std::unique_ptr<Exchange> sender_;
+  FakeTransport::Handler handler_;
+  std::vector<Call> calls_;
+  std::unique_ptr<DeliveryWorker> worker_;
+};
+
+TEST_F(DeliveryWorkerTest, DeliverVerifiesAndArchivesEachReceiptOnce) {
+  Submitted sub = SubmitDirective();
+  AnswerWithReceipts(sub);
+  auto n = worker_->RunOnce();
+  ASSERT_TRUE(n.has_value()) << n.error().message();
+  EXPECT_EQ(*n, 2u);
+  ASSERT_EQ(calls_.size(), 2u);
+  for (const Call& c : calls_) {
+    EXPECT_EQ(c.path, "/api/v1/inbox");
+    EXPECT_EQ(c.content_type, "application/vnd.etsi.asic-s+zip");
+    EXPECT_EQ(c.file, sub.bundle_path);
+    EXPECT_TRUE(c.headers.empty());
+  }
+  auto receipts = Entries(*sender_, storage::EntryKind::kDeliveryReceipt);
+  ASSERT_EQ(receipts.size(), 2u);
+  for (const storage::Manifest& m : receipts) {
+    EXPECT_EQ(m.Field("id"), sub.id);
+    EXPECT_EQ(m.Field("receipt_type"), "delivery-receipt");
+    EXPECT_EQ(m.refers_to, sub.seq);
+    EXPECT_EQ(m.Field("content_sha256"), sub.content_sha256);
+    ASSERT_EQ(m.files.size(), 2u);
+    EXPECT_EQ(m.files[0].name, "receipt.json");
+    EXPECT_EQ(m.files[1].name, "receipt.json.p7s");
+    storage::DeliveryState st = StateOf(sub.id, m.Field("recipient"));
+    EXPECT_EQ(st.state, storage::JobState::kDelivered);
+    EXPECT_EQ(st.receipt_ref, std::to_string(m.seq));
+  }
+  // Both attempts are archived in one delivery-attempts entry.
+  auto attempts = Entries(*sender_, storage::EntryKind::kDeliveryAttempts);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].Field("count"), "2");
+  auto again = worker_->RunOnce();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(*again, 0u);
+  EXPECT_EQ(calls_.size(), 2u);
+  EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryAttempts).size(), 1u);
+  DeliveryStatus s = worker_->Snapshot();
+  EXPECT_EQ(s.delivered, 2u);
+  EXPECT_EQ(s.outbox.delivered, 2);
+}
+
+TEST_F(DeliveryWorkerTest, ReceiptArchivedBeforeLostCompletionIsNotArchivedAgain) {
+  Submitted sub = SubmitDirective();
+  // The receipt arrives, but the lease ran out meanwhile (as if the worker
+  // had died after archiving): the outbox refuses the completion.
+  handler_ = [&](const Call& c) -> Result<client::Response> {
+    clock_.now += 20'000;
+    if (c.endpoint == "https://127.0.0.1:7002") {
+      return ReceiptFrom("cd-a", seal_a_, "seal-a", sub.id, sub.content_sha256);
+    }
+    return ReceiptFrom("cd-b", seal_b_, "seal-b", sub.id, sub.content_sha256);
+  };
+  ASSERT_TRUE(worker_->RunOnce(false).has_value());
+  EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size(), 2u);
+  EXPECT_NE(StateOf(sub.id, "cd-a").state, storage::JobState::kDelivered);
+  // A fresh worker (a restart) leases the jobs again: it finds the receipts
+  // in the archive, sends nothing and archives nothing new.
+  size_t calls_before = calls_.size();
+  worker_ = MakeWorker("ldld-thu", sender_.get(), &handler_, &calls_);
+  auto n = worker_->RunOnce();
+  ASSERT_TRUE(n.has_value()) << n.error().message();
+  EXPECT_EQ(*n, 2u);
+  EXPECT_EQ(calls_.size(), calls_before);
+  EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size(), 2u);
+  EXPECT_EQ(StateOf(sub.id, "cd-a").state, storage::JobState::kDelivered);
+  EXPECT_EQ(StateOf(sub.id, "cd-b").state, storage::JobState::kDelivered);
+  EXPECT_TRUE(sender_->outbox().CheckConsistency().ok());
+}
+
+TEST_F(DeliveryWorkerTest, ConsistencyProofRequiredIsAnsweredWithAProofOnce) {
+  Submitted sub = SubmitDirective();
+  // Grow the log so a proof from 1 to the current size is not empty.
+  Submitted sub2 = SubmitDirective();
+  const uint64_t size = sender_->archive().size();
+  ASSERT_GE(size, 3u);
+  std::string proof_header;
+  handler_ = [&](const Call& c) -> Result<client::Response> {
+    if (c.endpoint != "https://127.0.0.1:7002") return Err(Status::Unavailable("cd-b is down"));
+    if (c.headers.empty()) {
+      return ProblemResponse(409, "consistency-proof-required", "prove it",
+                             ",\"from_size\":1,\"to_size\":" + std::to_string(size));
+    }
+    proof_header = c.headers[0].second;
+    EXPECT_EQ(c.headers[0].first, "Sealpost-Consistency-Proof");
+    std::string doc = c.file == sub.bundle_path ? sub.id : sub2.id;
+    return ReceiptFrom("cd-a", seal_a_, "seal-a", doc, sub.content_sha256);
+  };
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(StateOf(sub.id, "cd-a").state, storage::JobState::kDelivered);
+  EXPECT_EQ(StateOf(sub2.id, "cd-a").state, storage::JobState::kDelivered);
+  // "<from>:<to>:<base64 of the 32-byte hashes>", and the hashes are the
+  // RFC 6962 proof between those sizes of our archive.
+  std::string prefix = "1:" + std::to_string(size) + ":";
+  ASSERT_EQ(proof_header.rfind(prefix, 0), 0u) << proof_header;
+  auto raw = Base64Decode(proof_header.substr(prefix.size()));
+  ASSERT_TRUE(raw.has_value());
+  auto expected = sender_->archive().ConsistencyProof(1, size);
+  ASSERT_TRUE(expected.has_value());
+  ASSERT_EQ(raw->size(), expected->size() * 32);
+  EXPECT_GT(raw->size(), 0u);
+  for (size_t i = 0; i < expected->size(); ++i) {
+    EXPECT_EQ(raw->substr(i * 32, 32),
+              std::string(reinterpret_cast<const char*>((*expected)[i].data()), 32));
+  }
+  // cd-b was down: queued again with the reason, nothing archived for it.
+  storage::DeliveryState b = StateOf(sub.id, "cd-b");
+  EXPECT_EQ(b.state, storage::JobState::kQueued);
+  EXPECT_NE(b.last_error.find("cd-b is down"), std::string::npos) << b.last_error;
+}
+
+TEST_F(DeliveryWorkerTest, FinalRefusalsAreRefusedAndOtherFailuresRetried) {
+  Submitted sub = SubmitDirective();
+  handler_ = [&](const Call& c) -> Result<client::Response> {
+    if (c.endpoint == "https://127.0.0.1:7002") {
+      return ProblemResponse(403, "policy-refused", "cd-a does not take directives from you");
+    }
+    return ProblemResponse(503, "signer-unavailable", "seal out");
+  };
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  storage::DeliveryState a = StateOf(sub.id, "cd-a");
+  EXPECT_EQ(a.state, storage::JobState::kRefused);
+  EXPECT_NE(a.last_error.find("cd-a does not take directives from you"), std::string::npos)
+      << a.last_error;
+  storage::DeliveryState b = StateOf(sub.id, "cd-b");
+  EXPECT_EQ(b.state, storage::JobState::kQueued);
+  EXPECT_NE(b.last_error.find("503"), std::string::npos) << b.last_error;
+  EXPECT_TRUE(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).empty());
+
+  // A 422 is final too; a 200 whose receipt is signed by another union's
+  // seal is not accepted (retried, nothing archived).
+  Submitted sub2 = SubmitDirective();
+  handler_ = [&](const Call& c) -> Result<client::Response> {
+    if (c.endpoint == "https://127.0.0.1:7002") {
+      return ProblemResponse(422, "bundle-invalid", "manifest does not match");
+    }
+    return ReceiptFrom("cd-b", seal_a_, "seal-a", c.file == sub.bundle_path ? sub.id : sub2.id,
+                       sub.content_sha256);
+  };
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(StateOf(sub2.id, "cd-a").state, storage::JobState::kRefused);
+  storage::DeliveryState b2 = StateOf(sub2.id, "cd-b");
+  EXPECT_EQ(b2.state, storage::JobState::kQueued);
+  EXPECT_NE(b2.last_error.find("not the seal of cd-b"), std::string::npos) << b2.last_error;
+  EXPECT_TRUE(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).empty());
+
+  // cd-b recovers: delivered on the next pass.
+  AnswerWithReceipts(sub);
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(StateOf(sub.id, "cd-b").state, storage::JobState::kDelivered);
+  // Every attempt is in the archive: 2 in the first pass, 3 in the second
+  // (sub/cd-b, sub2/cd-a, sub2/cd-b), 2 in the last (sub/cd-b; sub2/cd-b gets
+  // a receipt for another document and stays queued).
+  size_t archived = 0;
+  for (const storage::Manifest& m : Entries(*sender_, storage::EntryKind::kDeliveryAttempts)) {
+    archived += std::stoul(m.Field("count"));
+  }
+  EXPECT_EQ(archived, 7u);
+}
+
+TEST_F(DeliveryWorkerTest, ReadNoticeQueuedOnceByReaderAndRecordedBySender) {
+  Submitted sub = SubmitDirective();
+  AnswerWithReceipts(sub);
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+
+  // The reader's appliance (cd-a) with the document received.
+  auto reader = OpenExchange("cd-a", seal_a_, "reader");
+  ASSERT_TRUE(reader);
+  storage::EntryInput received;
+  received.kind = storage::EntryKind::kDocumentReceived;
+  received.fields = {{"id", sub.id}, {"issuer", "ldld-thu"}, {"type", "directive"}};
+  received.files = {{"content", "x"}};
+  ASSERT_TRUE(reader->archive().Append(received).has_value());
+  FakeTransport::Handler reader_handler;
+  std::vector<Call> reader_calls;
+  auto reader_worker = MakeWorker("cd-a", reader.get(), &reader_handler, &reader_calls);
+  ASSERT_TRUE(reader_worker);
+
+  EXPECT_EQ(reader_worker->NoteOpened("no-such-document", "clerk").code(), Code::kNotFound);
+  ASSERT_TRUE(reader_worker->NoteOpened(sub.id, "clerk").ok());
+  ASSERT_TRUE(reader_worker->NoteOpened(sub.id, "officer").ok());  // not the first open
+  auto notices = Entries(*reader, storage::EntryKind::kDeliveryReceipt);
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_EQ(notices[0].Field("receipt_type"), "read-notice");
+  EXPECT_EQ(notices[0].Field("reader_role"), "clerk");
+
+  // Delivered to the sender's worker as its peer route would.
+  reader_handler = [&](const Call& c) -> Result<client::Response> {
+    EXPECT_EQ(c.endpoint, "https://127.0.0.1:7001");
+    EXPECT_EQ(c.path, "/api/v1/notices");
+    auto r = worker_->ReceiveNotice("cd-a", c.body);
+    if (!r) return ProblemResponse(r.error().status, r.error().slug, r.error().detail_en);
+    return Json(200, *r);
+  };
+  ASSERT_TRUE(reader_worker->RunOnce().has_value());
+  ASSERT_EQ(reader_calls.size(), 1u);
+  auto job = reader->outbox().State({sub.id, "ldld-thu", storage::Channel::kNotice});
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->state, storage::JobState::kDelivered);
+  storage::DeliveryState a = StateOf(sub.id, "cd-a");
+  EXPECT_EQ(a.state, storage::JobState::kRead);
+  EXPECT_GT(a.read_at, 0);
+  EXPECT_EQ(StateOf(sub.id, "cd-b").state, storage::JobState::kDelivered);
+
+  // The sender archived it once; a repeat is 200 and archives nothing.
+  auto count_notices = [&] {
+    size_t n = 0;
+    for (const storage::Manifest& m : Entries(*sender_, storage::EntryKind::kDeliveryReceipt)) {
+      if (m.Field("receipt_type") == "read-notice") {
+        ++n;
+        EXPECT_EQ(m.refers_to, sub.seq);
+        EXPECT_EQ(m.Field("recipient"), "cd-a");
+      }
+    }
+    return n;
+  };
+  EXPECT_EQ(count_notices(), 1u);
+  auto repeat = worker_->ReceiveNotice("cd-a", reader_calls[0].body);
+  ASSERT_TRUE(repeat.has_value());
+  EXPECT_EQ(count_notices(), 1u);
+
+  // The same notice presented by cd-b (its seal is not the signer, and the
+  // notice names cd-a): 422. Garbage: 422. Unknown document: 404.
+  auto wrong = worker_->ReceiveNotice("cd-b", reader_calls[0].body);
+  ASSERT_FALSE(wrong.has_value());
+  EXPECT_EQ(wrong.error().status, 422);
+  auto garbage = worker_->ReceiveNotice("cd-a", "{\"notice\":\"eA==\",\"signature\":\"eA==\"}");
+  ASSERT_FALSE(garbage.has_value());
+  EXPECT_EQ(garbage.error().status, 422);
+  crypto::ReadNotice other{"other-document", "cd-a", "clerk", 1'800'000'000};
+  auto signed_other = crypto::SignReadNotice(*seal_a_.signer, crypto::KeyRef{"seal-a"}, other);
+  ASSERT_TRUE(signed_other.has_value());
+  auto unknown = worker_->ReceiveNotice(
+      "cd-a", "{\"notice\":\"" + Base64Encode(signed_other->json) + "\",\"signature\":\"" +
+                  Base64Encode(signed_other->signature) + "\"}");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().status, 404);
+  EXPECT_EQ(count_notices(), 1u);
+}
+
+}  // namespace
+}  // namespace sealpost::daemon
