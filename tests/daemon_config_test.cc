@@ -56,6 +56,42 @@ TEST(DaemonConfigTest, ParseCompleteFileResolvesRelativePaths) {
   EXPECT_EQ(c->limits.max_header_bytes, 16384u);  // default kept
 }
 
+TEST(DaemonConfigTest, ParseDeliveryDefaultsToPeerListenerFilesAndIsStrict) {
+  auto c = ParseConfig(kGood, "/etc/sealpost/sealpostd.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().message();
+  EXPECT_EQ(c->delivery.certificate, "/etc/sealpost/tls.pem");
+  EXPECT_EQ(c->delivery.key, "/etc/sealpost/tls-key.pem");
+  EXPECT_EQ(c->delivery.ca, "/etc/sealpost/ca.pem");
+  EXPECT_EQ(c->delivery.threads, 2);
+  EXPECT_EQ(c->delivery.backoff_base_millis, 1000);
+
+  std::string text = std::string(kGood) +
+                     "delivery: {certificate: out.pem, key: out-key.pem, ca: peers.pem, threads: 4,\n"
+                     "  backoff_base_millis: 200, backoff_cap_millis: 2000, max_attempts: 5,\n"
+                     "  lease_seconds: 30, poll_millis: 50, attempts_flush_seconds: 5,\n"
+                     "  max_in_flight_per_recipient: 2}\n";
+  auto d = ParseConfig(text, "/etc/sealpost/sealpostd.yaml");
+  ASSERT_TRUE(d.has_value()) << d.error().message();
+  EXPECT_EQ(d->delivery.certificate, "/etc/sealpost/out.pem");
+  EXPECT_EQ(d->delivery.ca, "/etc/sealpost/peers.pem");
+  EXPECT_EQ(d->delivery.threads, 4);
+  EXPECT_EQ(d->delivery.backoff_base_millis, 200);
+  EXPECT_EQ(d->delivery.backoff_cap_millis, 2000);
+  EXPECT_EQ(d->delivery.max_attempts, 5);
+  EXPECT_EQ(d->delivery.lease_millis, 30000);
+  EXPECT_EQ(d->delivery.poll_millis, 50);
+  EXPECT_EQ(d->delivery.attempts_flush_seconds, 5);
+  EXPECT_EQ(d->delivery.max_in_flight_per_recipient, 2);
+
+  auto bad = ParseConfig(std::string(kGood) + "delivery: {certificate: a.pem, threads: 0, retry: 1}\n",
+                         "d.yaml");
+  ASSERT_FALSE(bad.has_value());
+  const std::string& m = bad.error().message();
+  EXPECT_NE(m.find("threads must be a decimal integer from 1 to 64"), std::string::npos) << m;
+  EXPECT_NE(m.find("unknown key 'retry' in delivery"), std::string::npos) << m;
+  EXPECT_NE(m.find("certificate and key go together"), std::string::npos) << m;
+}
+
 TEST(DaemonConfigTest, ParseUnknownKeyReportsPosition) {
   std::string text = std::string(kGood) + "limitz: {}\n";
   auto c = ParseConfig(text, "d.yaml");
