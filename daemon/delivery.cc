@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <set>
 
 #include <openssl/x509_vfy.h>
 
@@ -215,6 +216,8 @@ struct DeliveryWorker::Index {
   // received document id -> (seq of its document-received entry, issuer).
   std::map<std::string, std::pair<uint64_t, std::string>> received;
   int64_t attempts_cursor = 0;  // last outbox attempt id archived
+  // Receipts being appended right now (not yet in `receipts`).
+  std::set<std::pair<std::string, std::string>> archiving;
 };
 
 Result<std::unique_ptr<DeliveryWorker>> DeliveryWorker::Create(
@@ -529,10 +532,18 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
   auto receipt = crypto::VerifyDeliveryReceipt(signed_receipt, expect, source);
   if (!receipt) return {Outcome::kRetry, receipt.error().message()};
 
-  std::lock_guard lock(index_mu_);
-  if (Status s = RefreshLocked(ex); !s.ok()) return {Outcome::kRetry, "archive: " + s.message()};
-  auto it = index_->receipts.find({doc, rcpt});
-  if (it != index_->receipts.end()) return {Outcome::kDelivered, std::to_string(it->second)};
+  // Archive it once per (document, recipient). The index lock is not held
+  // across the append, so receipts of several threads share a commit.
+  const std::pair<std::string, std::string> pair{doc, rcpt};
+  {
+    std::lock_guard lock(index_mu_);
+    if (Status s = RefreshLocked(ex); !s.ok()) return {Outcome::kRetry, "archive: " + s.message()};
+    auto it = index_->receipts.find(pair);
+    if (it != index_->receipts.end()) return {Outcome::kDelivered, std::to_string(it->second)};
+    if (!index_->archiving.insert(pair).second) {
+      return {Outcome::kRetry, "a receipt of this delivery is being archived by another attempt"};
+    }
+  }
   storage::EntryInput e;
   e.kind = storage::EntryKind::kDeliveryReceipt;
   e.refers_to = *sent;
@@ -543,8 +554,10 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
               {"content_sha256", sha}};
   e.files = {{"receipt.json", signed_receipt.json}, {"receipt.json.p7s", signed_receipt.signature}};
   auto appended = ex.archive().Append(std::move(e));
+  std::lock_guard lock(index_mu_);
+  index_->archiving.erase(pair);
   if (!appended) return {Outcome::kRetry, "archive: " + appended.error().message()};
-  index_->receipts.emplace(std::make_pair(doc, rcpt), appended->seq);
+  index_->receipts.emplace(pair, appended->seq);
   return {Outcome::kDelivered, std::to_string(appended->seq)};
 }
 

@@ -94,7 +94,7 @@ struct DeliveryOptions {
   // PEM files of trust anchors: used to build the chain of a peer's seal
   // certificate when its registry identity is "subject under a CA".
   std::vector<std::string> trust_anchor_files;
-  int threads = 2;                 // concurrent deliveries
+  int threads = 4;                 // concurrent deliveries
   int poll_millis = 250;           // idle wait between looks at the outbox
   int64_t attempts_flush_millis = 60'000;
   std::string worker_name = "delivery";

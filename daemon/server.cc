@@ -265,7 +265,10 @@ void SendDocumentsAnswer(HTTPServerResponse& resp, RequestCtx& rc, DocumentsAnsw
 
 void HandleSubmit(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
                   HTTPServerResponse& resp) {
-  SendDocumentsAnswer(resp, rc, st.documents->Submit(req, st.spool_dir));
+  DocumentsAnswer a = st.documents->Submit(req, st.spool_dir);
+  bool queued = a.status == 201 && !a.problem;
+  SendDocumentsAnswer(resp, rc, std::move(a));
+  if (queued) st.delivery->Wake();  // deliver now, not at the next poll
 }
 
 void HandleBundle(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,

@@ -62,7 +62,7 @@ TEST(DaemonConfigTest, ParseDeliveryDefaultsToPeerListenerFilesAndIsStrict) {
   EXPECT_EQ(c->delivery.certificate, "/etc/sealpost/tls.pem");
   EXPECT_EQ(c->delivery.key, "/etc/sealpost/tls-key.pem");
   EXPECT_EQ(c->delivery.ca, "/etc/sealpost/ca.pem");
-  EXPECT_EQ(c->delivery.threads, 2);
+  EXPECT_EQ(c->delivery.threads, 4);
   EXPECT_EQ(c->delivery.backoff_base_millis, 1000);
 
   std::string text = std::string(kGood) +
