@@ -168,28 +168,35 @@ class HttpsTransport final : public PeerTransport {
         idle_.erase(it);
       }
     }
-    if (!c) {
-      client::ClientOptions o;
-      o.host = host;
-      o.port = port;
-      o.ca_file = files_.ca;
-      o.cert_file = files_.certificate;
-      o.key_file = files_.key;
-      o.verify_host = true;
-      o.connect_timeout_seconds = files_.connect_timeout_seconds;
-      o.timeout_seconds = files_.timeout_seconds;
-      o.max_response_bytes = 1u << 20;
-      auto made = client::HttpsClient::Create(o);
-      if (!made) return Err(made.error());
-      c = std::move(*made);
+    const bool reused = c != nullptr;
+    for (int round = 0;; ++round) {
+      if (!c) {
+        client::ClientOptions o;
+        o.host = host;
+        o.port = port;
+        o.ca_file = files_.ca;
+        o.cert_file = files_.certificate;
+        o.key_file = files_.key;
+        o.verify_host = true;
+        o.connect_timeout_seconds = files_.connect_timeout_seconds;
+        o.timeout_seconds = files_.timeout_seconds;
+        o.max_response_bytes = 1u << 20;
+        auto made = client::HttpsClient::Create(o);
+        if (!made) return Err(made.error());
+        c = std::move(*made);
+      }
+      auto r = file_path.empty() ? c->Post(base + path, content_type, body, headers)
+                                 : c->PostFile(base + path, content_type, file_path, headers);
+      if (r) {
+        std::lock_guard lock(mu_);
+        if (idle_.count(key) < 8) idle_.emplace(key, std::move(c));
+        return r;
+      }
+      // A kept-alive connection the peer closed meanwhile fails the first
+      // request on it: once, on a new connection (both POSTs are idempotent).
+      if (!reused || round > 0 || r.error().code() != Code::kUnavailable) return r;
+      c.reset();
     }
-    auto r = file_path.empty() ? c->Post(base + path, content_type, body, headers)
-                               : c->PostFile(base + path, content_type, file_path, headers);
-    if (r) {
-      std::lock_guard lock(mu_);
-      if (idle_.count(key) < 8) idle_.emplace(key, std::move(c));
-    }
-    return r;
   }
 
  private:
