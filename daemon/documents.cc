@@ -73,6 +73,7 @@ Result<Exchange*> DocumentsService::Get() {
   o.outbox.backoff_base_millis = d.backoff_base_millis;
   o.outbox.backoff_cap_millis = d.backoff_cap_millis;
   o.outbox.max_attempts = d.max_attempts;
+  o.crl_files = config_.crls;
   auto ex = Exchange::Create(o);
   if (!ex) return Err(ex.error());
   exchange_ = std::move(*ex);

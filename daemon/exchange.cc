@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -97,6 +98,27 @@ void AddPem(X509* cert, std::vector<std::string>* seen_der, std::string* out) {
 
 bool IsSelfSigned(X509* cert) {
   return X509_check_issued(cert, cert) == X509_V_OK;
+}
+
+// Every CRL of `files` (DER or PEM each) as one PEM text; "" for none.
+Result<std::string> CrlsPem(const std::vector<std::string>& files) {
+  std::string out;
+  for (const std::string& f : files) {
+    auto data = ReadFile(f, 64u << 20);
+    if (!data) return Err(data.error().WithContext("CRL " + f));
+    auto crls = crypto::ParseCrls(*data, f);
+    if (!crls) return Err(crls.error());
+    for (int i = 0; i < sk_X509_CRL_num(crls->get()); ++i) {
+      BioPtr bio(BIO_new(BIO_s_mem()));
+      if (!bio || PEM_write_bio_X509_CRL(bio.get(), sk_X509_CRL_value(crls->get(), i)) != 1) {
+        return Err(OpenSslStatus(Code::kInternal, "PEM_write_bio_X509_CRL"));
+      }
+      char* p = nullptr;
+      long n = BIO_get_mem_data(bio.get(), &p);
+      if (n > 0) out.append(p, static_cast<size_t>(n));
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -329,6 +351,11 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
     }
   }
 
+  // The CRLs the officers' signatures were checked with (the evidence an
+  // audit needs for certificates that name a distribution point).
+  auto crls_pem = CrlsPem(o.crl_files);
+  if (!crls_pem) return std::unexpected(Internal(crls_pem.error().message()));
+
   // 9. The archive entry (the archive takes entry files in memory).
   auto content = ReadFile(req.content_path, storage::kMaxEntryBytes);
   if (!content) return std::unexpected(Internal("content: " + content.error().message()));
@@ -351,6 +378,11 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                  {"content.p7s", *content_p7s},
                  {"document.json", *doc_json},
                  {"document.json.p7s", *doc_p7s}};
+  if (!crls_pem->empty()) {
+    entry.files.push_back({"crls.pem", *crls_pem});
+    std::sort(entry.files.begin(), entry.files.end(),
+              [](const storage::EntryFile& a, const storage::EntryFile& b) { return a.name < b.name; });
+  }
   if (Status v = storage::ValidateEntry(entry); !v.ok()) {
     return std::unexpected(Problem{400, "bad-metadata", "Bad document metadata",
                                    "Thông tin văn bản không hợp lệ", v.message(),
@@ -389,6 +421,7 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   parts.document_json_p7s = *doc_p7s;
   parts.content_p7s = *content_p7s;
   parts.certs_pem = certs_pem;
+  parts.crls_pem = *crls_pem;
   parts.archive_manifest = *manifest;
   parts.checkpoint = (*reader)->checkpoint_body();
   parts.checkpoint_p7s = (*reader)->checkpoint_signature();

@@ -55,6 +55,11 @@ struct ExchangeOptions {
   policies::PolicyHolder* policy = nullptr;
   // Verifies officers' signatures (trust anchors + CRLs of the daemon).
   const crypto::Verifier* verifier = nullptr;
+  // The CRL files that verifier uses (DER or PEM; the daemon's verify.crls),
+  // read again at each submission and archived as the entry's crls.pem (and
+  // put into its bundle), so that an audit can confirm the officers' and the
+  // seal's certificates as of the archiving time.
+  std::vector<std::string> crl_files;
   // Outbox tuning (tests shorten the backoff); path is set by Create.
   storage::OutboxOptions outbox;
   // Fixed clock for issued_at (tests); unset: now.

@@ -146,6 +146,7 @@ class ExchangeTest : public ::testing::Test {
     o.seal_key = crypto::KeyRef{"seal"};
     o.policy = policy_.get();
     o.verifier = &*verifier_;
+    o.crl_files = crl_files_;
     auto ex = Exchange::Create(o);
     ASSERT_TRUE(ex.has_value()) << ex.error().message();
     exchange_ = std::move(*ex);
@@ -184,6 +185,7 @@ class ExchangeTest : public ::testing::Test {
   std::unique_ptr<policies::PolicyHolder> policy_;
   std::optional<crypto::Verifier> verifier_;
   std::unique_ptr<Exchange> exchange_;
+  std::vector<std::string> crl_files_;
 };
 
 TEST_F(ExchangeTest, SubmitDirectiveSignedByChairArchivesBundlesAndQueues) {
@@ -232,6 +234,44 @@ TEST_F(ExchangeTest, SubmitDirectiveSignedByChairArchivesBundlesAndQueues) {
   EXPECT_EQ((*states)[0].key.recipient, "cd-a");
   EXPECT_EQ((*states)[1].key.recipient, "cd-b");
   for (const auto& s : *states) EXPECT_EQ(s.state, storage::JobState::kQueued);
+}
+
+TEST_F(ExchangeTest, SubmitArchivesTheConfiguredCrlsWithTheEntryAndTheBundle) {
+  // Without CRLs configured: no crls.pem.
+  auto first = exchange_->Submit(Directive());
+  ASSERT_TRUE(first.has_value()) << first.error().detail_en;
+  {
+    auto reader = storage::ArchiveReader::Open(exchange_->archive_dir());
+    ASSERT_TRUE(reader.has_value());
+    EXPECT_FALSE((*reader)->ReadEntryFile(first->seq, "crls.pem").has_value());
+  }
+  // One DER and one PEM CRL file: both archived, as PEM, and in the bundle.
+  X509CrlPtr crl1 = ca_->MakeCrl({});
+  X509CrlPtr crl2 = ca_->MakeCrl({4242});
+  WriteTestFile(tmp_.file("ca.crl"), testing::CrlToDer(crl1.get()));
+  WriteTestFile(tmp_.file("ca2.crl.pem"), testing::CrlToPem(crl2.get()));
+  crl_files_ = {tmp_.file("ca.crl"), tmp_.file("ca2.crl.pem")};
+  OpenExchange();
+  auto sub = exchange_->Submit(Directive());
+  ASSERT_TRUE(sub.has_value()) << sub.error().detail_en;
+  auto reader = storage::ArchiveReader::Open(exchange_->archive_dir());
+  ASSERT_TRUE(reader.has_value());
+  auto crls = (*reader)->ReadEntryFile(sub->seq, "crls.pem");
+  ASSERT_TRUE(crls.has_value()) << crls.error().message();
+  EXPECT_EQ(*crls, testing::CrlToPem(crl1.get()) + testing::CrlToPem(crl2.get()));
+  auto bundle = crypto::ReadBundle(sub->bundle_path, tmp_.path());
+  ASSERT_TRUE(bundle.has_value()) << bundle.error().message();
+  EXPECT_EQ(bundle->crls_pem, *crls);
+
+  // An unreadable CRL file: 500, nothing archived, no reference number used.
+  crl_files_ = {tmp_.file("missing.crl")};
+  OpenExchange();
+  uint64_t size = exchange_->archive().size();
+  auto refused = exchange_->Submit(Directive());
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().status, 500);
+  EXPECT_NE(refused.error().detail_en.find("missing.crl"), std::string::npos) << refused.error().detail_en;
+  EXPECT_EQ(exchange_->archive().size(), size);
 }
 
 TEST_F(ExchangeTest, SubmitAfterReopenContinuesReferenceNumbersWithoutGap) {
