@@ -12,6 +12,17 @@
 #   5. verified by `sealpost verify` (English, Vietnamese, JSON) and by openssl,
 #   6. the federation policy applied (allowed; and refused for the wrong type),
 #   7. a tampered copy refused.
+# Then the federation itself, on 127.0.0.1:
+#   8. four appliances (the district and three grassroots unions), each with
+#      its own SoftHSM2 seal token, TLS certificate, sealpost-signer and
+#      sealpostd, one shared federation policy listing every endpoint,
+#   9. a directive signed by the chair and sealed by the district, delivered
+#      to the three grassroots unions, with their receipts and read notices,
+#  10. a financial report from a grassroots union up to the district,
+#  11. a bundle verified the way a recipient without an appliance would,
+#  12. `sealpost audit` on every archive, and a clean shutdown.
+# A step whose feature is genuinely not in this build prints "not yet: ..."
+# (and is listed at the end); every other failure exits non-zero.
 # Exits non-zero if any step fails.
 set -euo pipefail
 
@@ -19,11 +30,20 @@ BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SEALPOST=${SEALPOST:-$ROOT/$BUILD/cli/sealpost}
 MODULE=/usr/lib/softhsm/libsofthsm2.so
-[ -x "$SEALPOST" ] || { echo "demo: $SEALPOST not built (run make build)" >&2; exit 1; }
+SEALPOSTD=${SEALPOSTD:-$(dirname "$SEALPOST")/../daemon/sealpostd}
+SIGNER=${SEALPOST_SIGNER:-$(dirname "$SEALPOST")/../daemon/signer/sealpost-signer}
+for exe in "$SEALPOST" "$SEALPOSTD" "$SIGNER"; do
+  [ -x "$exe" ] || { echo "demo: $exe not built (run make build)" >&2; exit 1; }
+done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sealpost-demo.XXXXXX")
-cleanup() { rm -rf "$WORK"; }
-[ -n "${SEALPOST_DEMO_KEEP:-}" ] && echo "demo: keeping $WORK" || trap cleanup EXIT
+PIDS=()   # every process this demo started (killed by pid on exit)
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${SEALPOST_DEMO_KEEP:-}" ]; then echo "demo: kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
 
 step=0
 say()  { step=$((step + 1)); printf '\n\033[1m[%d] %s\033[0m\n' "$step" "$*"; }
@@ -210,4 +230,11 @@ set -e
 [ $rc -eq 1 ] || fail "tampered document: expected exit 1 (FAILED), got $rc"
 ok "tampered document: FAILED (exit 1), as it must be"
 
-printf '\n\033[1mDemo finished: every step succeeded.\033[0m\n'
+source "$ROOT/scripts/demo-federation.sh"
+
+if [ ${#NOTYET[@]} -gt 0 ]; then
+  printf '\n\033[1mDemo finished: every step that ran succeeded; not yet in this build:\033[0m\n'
+  printf '  - %s\n' "${NOTYET[@]}"
+else
+  printf '\n\033[1mDemo finished: every step succeeded.\033[0m\n'
+fi
