@@ -13,6 +13,7 @@ std::string ProblemJson(const Problem& p, Lang lang, std::string_view request_id
   out += ",\"status\":" + std::to_string(p.status);
   out += ",\"detail\":" + JsonString(Tr(lang, p.detail_en, p.detail_vi));
   if (!request_id.empty()) out += ",\"request_id\":" + JsonString(request_id);
+  if (!p.extension_members.empty()) out += "," + p.extension_members;
   out += "}\n";
   return out;
 }

@@ -22,6 +22,9 @@ struct Problem {
   std::string title_vi;
   std::string detail_en;  // this occurrence
   std::string detail_vi;
+  // Extension members (RFC 9457 section 3.2), already JSON: e.g.
+  // "\"from_size\":3,\"to_size\":5" (no braces, no leading comma); "" for none.
+  std::string extension_members = {};
 };
 
 // {"type","title","status","detail"} in `lang`, plus "request_id" when

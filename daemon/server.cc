@@ -42,6 +42,7 @@
 #include "crypto/verify.h"
 #include "daemon/delivery.h"
 #include "daemon/documents.h"
+#include "daemon/inbox.h"
 #include "daemon/metrics.h"
 #include "daemon/peer_identity.h"
 #include "daemon/problem.h"
@@ -70,6 +71,8 @@ struct Server::State {
   std::once_flag stopped;
   std::unique_ptr<DocumentsService> documents;  // daemon/documents.h
   std::unique_ptr<DeliveryWorker> delivery;     // daemon/delivery.h
+  std::mutex inbox_mu;
+  std::unique_ptr<Inbox> inbox;  // daemon/inbox.h; created on first use, guarded by inbox_mu until set
 };
 
 namespace {
@@ -156,6 +159,34 @@ std::string ArchiveState(const std::string& dir) {
   return "present";
 }
 
+// The inbox if it was created already (no side effects), else null.
+Inbox* CurrentInbox(Server::State& st) {
+  std::lock_guard<std::mutex> lock(st.inbox_mu);
+  return st.inbox.get();
+}
+
+// The inbox, created on first use over the Exchange's archive and seal.
+Result<Inbox*> GetInbox(Server::State& st) {
+  std::lock_guard<std::mutex> lock(st.inbox_mu);
+  if (st.inbox) return st.inbox.get();
+  auto ex = st.documents->Get();
+  if (!ex) return Err(ex.error());
+  InboxOptions o;
+  o.union_id = st.config.union_id;
+  o.state_dir = st.config.state_dir;
+  o.work_dir = st.spool_dir;
+  o.archive = &(*ex)->archive();
+  o.signer = (*ex)->options().signer;
+  o.seal_key = (*ex)->options().seal_key;
+  o.policy = st.policy.get();
+  o.trust_anchors = st.config.trust_anchors;
+  o.crls = st.config.crls;
+  auto inbox = Inbox::Create(std::move(o));
+  if (!inbox) return Err(inbox.error());
+  st.inbox = std::move(*inbox);
+  return st.inbox.get();
+}
+
 void HandleHealth(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
   auto policy = st.policy->Current();
   std::string archive = ArchiveState(st.config.state_dir + "/archive");
@@ -168,6 +199,9 @@ void HandleHealth(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPSer
   body += ",\"policy\":{\"loaded\":true,\"sha256\":" + JsonString(policy->sha256) +
           ",\"generation\":" + std::to_string(st.policy->generation()) + "}";
   body += ",\"delivery\":" + DeliveryHealthJson(st.delivery->Snapshot());
+  if (Inbox* inbox = CurrentInbox(st)) {
+    body += ",\"inbox\":{\"checkpoint_alarms\":" + std::to_string(inbox->Alarms().size()) + "}";
+  }
   body += ",\"uptime_seconds\":" + std::to_string(std::time(nullptr) - st.started) + "}\n";
   SendBody(resp, rc, 200, "application/json", body);
 }
@@ -191,8 +225,9 @@ std::vector<ListenerGauges> Gauges(Server::State& st) {
 }
 
 void HandleMetrics(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
-  SendBody(resp, rc, 200, "text/plain; version=0.0.4",
-           st.metrics.Render(Gauges(st)) + DeliveryMetricsText(st.delivery->Snapshot()));
+  std::string text = st.metrics.Render(Gauges(st)) + DeliveryMetricsText(st.delivery->Snapshot());
+  if (Inbox* inbox = CurrentInbox(st)) text += inbox->MetricsText();
+  SendBody(resp, rc, 200, "text/plain; version=0.0.4", text);
 }
 
 void HandleWhoami(Server::State&, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
@@ -310,11 +345,87 @@ void HandleNotice(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
   SendBody(resp, rc, 200, "application/json", *r);
 }
 
+// POST /api/v1/inbox (peers): a bundle delivered by the peer's union
+// (contract: docs/exchange.md "The inbox").
+void HandleInbox(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
+                 HTTPServerResponse& resp) {
+  if (!req.hasContentLength()) {
+    SendProblem(resp, rc,
+                Problem{411, "length-required", "Length required", "Cần độ dài",
+                        "A Content-Length is required.", "Cần tiêu đề Content-Length."});
+    return;
+  }
+  std::string type = req.getContentType();
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  if (type != crypto::kBundleMimetype) {
+    SendProblem(resp, rc,
+                Problem{415, "unsupported-media-type", "Unsupported media type",
+                        "Kiểu dữ liệu không được hỗ trợ",
+                        "Send the bundle as " + std::string(crypto::kBundleMimetype) + ".",
+                        "Hãy gửi gói văn bản dưới dạng " + std::string(crypto::kBundleMimetype) +
+                            "."});
+    return;
+  }
+  std::optional<ConsistencyProofHeader> proof;
+  if (req.has(std::string(kConsistencyProofHeader))) {
+    auto p = ParseConsistencyProofHeader(req.get(std::string(kConsistencyProofHeader)));
+    if (!p) {
+      SendProblem(resp, rc,
+                  Problem{400, "bad-request", "Bad request", "Yêu cầu không hợp lệ",
+                          p.error().message(), "Tiêu đề không hợp lệ: " + p.error().message()});
+      return;
+    }
+    proof = std::move(*p);
+  }
+  auto inbox = GetInbox(st);
+  if (!inbox) {
+    Log(LogLevel::kWarn, "inbox unavailable",
+        "request_id=" + rc.id + " error=" + JsonString(inbox.error().message()));
+    resp.set("Retry-After", "5");
+    SendProblem(resp, rc,
+                Problem{503, "signer-unavailable", "Inbox unavailable",
+                        "Hộp thư đến tạm thời không sẵn sàng",
+                        "Deliveries cannot be received now: " + inbox.error().message(),
+                        "Hiện không nhận được văn bản gửi đến: " + inbox.error().message()});
+    return;
+  }
+  auto spool = SpoolFile::Create(st.spool_dir);
+  if (!spool) {
+    SendProblem(resp, rc,
+                Problem{500, "internal", "Internal error", "Lỗi nội bộ", spool.error().message(),
+                        "Không tạo được tệp tạm."});
+    return;
+  }
+  Status copied = (*spool)->CopyFrom(req.stream());
+  bool complete =
+      copied.ok() && static_cast<int64_t>((*spool)->size()) == req.getContentLength64();
+  if (Status c = (*spool)->Close(); !c.ok()) complete = false;
+  if (!complete) {
+    SendProblem(resp, rc,
+                Problem{400, "bad-request", "Bad request", "Yêu cầu không hợp lệ",
+                        "The body ended before its Content-Length.",
+                        "Nội dung kết thúc trước độ dài Content-Length."});
+    return;
+  }
+  rc.body_consumed = true;
+  auto r = (*inbox)->Receive(Delivery{rc.who.name, (*spool)->path(), std::move(proof)});
+  if (!r) {
+    if (r.error().status == 503) resp.set("Retry-After", "5");
+    SendProblem(resp, rc, r.error());
+    return;
+  }
+  SendBody(resp, rc, 200, "application/json",
+           "{\"receipt\":" + JsonString(Base64Encode(r->receipt.json)) + ",\"signature\":" +
+               JsonString(Base64Encode(r->receipt.signature)) + "}\n");
+}
+
 std::vector<Route> PeerRoutes() {
   return {
       {"GET", "/api/v1/health", false, {}, HandleHealth},
       {"POST", "/api/v1/notices", false, {}, HandleNotice},
       {"GET", "/api/v1/whoami", false, {}, HandleWhoami},
+      {"POST", "/api/v1/inbox", false, {}, HandleInbox},
   };
 }
 

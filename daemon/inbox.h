@@ -1,0 +1,202 @@
+// The peer inbox: a bundle delivered by another union's appliance, verified,
+// archived once and receipted. Independent of HTTP like the Exchange; the
+// thin handler of POST /api/v1/inbox (peer listener) is in server.cc. Wire
+// contract: docs/exchange.md ("The inbox").
+//
+// Receive() for a bundle from peer union P (P = the union whose tls_identity
+// matched the client certificate), in this order:
+//   1. the form (crypto::ReadBundle: ZIP limits, members, strict parsers)
+//      -> 422 bundle-invalid;
+//   2. document.json's issuer must be P             -> 403 issuer-mismatch;
+//   3. crypto::VerifyBundle with our trust anchors and CRLs (the bundle's
+//      and the daemon's): every signature, chains, revocation, the archive
+//      manifest against the carried files, the checkpoint signed by the
+//      document seal, the inclusion proof, origin "<P>/archive"; and the
+//      document seal must be P's `seal` identity in the policy registry
+//                                                   -> 422 bundle-invalid;
+//   4. a document id already received: from P with the same content, the
+//      stored receipt is answered again (200, nothing archived); otherwise
+//                                                   -> 422 bundle-invalid;
+//   5. this union among the recipients, and policies::EvaluateVerifiedDocument
+//      (may P issue this type to these recipients, required officers, seal,
+//      size, media type)                            -> 403 policy-refused;
+//   6. the sender's checkpoint against the largest checkpoint seen from P:
+//      same size and root, or a consistency proof (header
+//      Sealpost-Consistency-Proof) between the two sizes. No proof or one
+//      for other sizes -> 409 consistency-proof-required (from_size,
+//      to_size); same size with another root, or a proof that fails
+//      -> 422 checkpoint-inconsistent, recorded as an alarm;
+//   7. ONE document-received entry appended (durable), the peer's checkpoint
+//      state updated, the DeliveryReceipt signed by our seal over our
+//      checkpoint after the append, stored durably, answered (200).
+// Refusals change nothing in the archive; each is logged and counted by
+// reason (MetricsText()).
+//
+// State (<state_dir>/inbox/): peers/<union>.checkpoint (the largest
+// checkpoint accepted from each peer; a cache: rebuilt from the archive's
+// document-received entries at Create, the archive wins), receipts/ (the
+// receipt answered for each received document, so a redelivery gets the
+// same bytes), alarms.jsonl (forked histories seen; kept for health).
+//
+// Thread-safety: every method may be called from any thread. Verification
+// runs concurrently; steps 4, 6 and 7 are serialised.
+#ifndef SEALPOST_DAEMON_INBOX_H_
+#define SEALPOST_DAEMON_INBOX_H_
+
+#include <cstdint>
+#include <ctime>
+#include <expected>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/openssl.h"
+#include "base/status.h"
+#include "crypto/bundle.h"
+#include "crypto/checkpoint.h"
+#include "crypto/merkle.h"
+#include "crypto/receipt.h"
+#include "crypto/signer.h"
+#include "daemon/problem.h"
+#include "policies/holder.h"
+#include "storage/archive.h"
+
+namespace sealpost::daemon {
+
+// The request header carrying a consistency proof of the SENDER's log:
+//   Sealpost-Consistency-Proof: <from>:<to>:<base64 of the concatenated
+//   32-byte hashes>   (from < to, decimal without leading zeros; the base64
+//   is canonical with padding and may be empty when the proof is empty).
+inline constexpr std::string_view kConsistencyProofHeader = "Sealpost-Consistency-Proof";
+inline constexpr size_t kMaxConsistencyProofHashes = 128;
+
+struct ConsistencyProofHeader {
+  uint64_t from = 0;
+  uint64_t to = 0;
+  std::vector<crypto::merkle::Hash> hashes;
+  friend bool operator==(const ConsistencyProofHeader&, const ConsistencyProofHeader&) = default;
+};
+// Strict parse of the header value. DataError naming the header and what is
+// wrong (syntax, from >= to, non-canonical base64, not a multiple of 32
+// bytes, more than kMaxConsistencyProofHashes hashes).
+[[nodiscard]] Result<ConsistencyProofHeader> ParseConsistencyProofHeader(std::string_view value);
+std::string FormatConsistencyProofHeader(const ConsistencyProofHeader& proof);
+
+struct InboxOptions {
+  std::string union_id;   // this union
+  std::string state_dir;  // <state_dir>/inbox is created
+  // Spooled bundles are extracted here (must exist); default <state_dir>/inbox/tmp.
+  std::string work_dir;
+  // Borrowed, must outlive the Inbox: the Exchange's archive, its signer and
+  // seal key (receipts are signed by our seal), the policy in force.
+  storage::Archive* archive = nullptr;
+  crypto::Signer* signer = nullptr;
+  crypto::KeyRef seal_key;
+  policies::PolicyHolder* policy = nullptr;
+  // Trust for bundles: anchors (at least one file) and CRLs (files).
+  std::vector<std::string> trust_anchors;
+  std::vector<std::string> crls;
+  crypto::BundleLimits limits;
+  // Fixed clock (tests); unset: now.
+  std::optional<std::time_t> now;
+};
+
+// One delivery as the HTTP layer hands it over.
+struct Delivery {
+  std::string peer;         // union id of the authenticated peer
+  std::string bundle_path;  // the spooled body (read, never moved or removed)
+  std::optional<ConsistencyProofHeader> proof;
+};
+
+struct InboxAccepted {
+  crypto::SignedReceipt receipt;
+  std::string document_id;
+  uint64_t seq = 0;         // our document-received entry
+  bool redelivery = false;  // answered from the stored receipt, nothing archived
+};
+
+// A received document (for the user API: GET /api/v1/inbox and friends).
+struct ReceivedDocument {
+  std::string id;
+  std::string peer;  // the issuer
+  uint64_t seq = 0;  // the document-received entry in our archive
+  std::string type, reference, subject, issued_at, received_at;
+  std::string content_name, content_media_type, content_sha256;
+  uint64_t content_size = 0;
+};
+
+struct InboxAlarm {
+  std::string time;  // RFC 3339
+  std::string peer;
+  std::string document_id;
+  std::string detail;  // language-neutral: sizes, roots, what failed
+};
+
+class Inbox {
+ public:
+  // Creates <state_dir>/inbox/{peers,receipts,tmp}, loads the trust, rebuilds
+  // the received documents and the peers' checkpoints from the archive's
+  // document-received entries, and reads the alarms. Errors: InvalidArgument
+  // (options), NotFound/DataError (trust files), IoError, the archive
+  // reader's errors.
+  [[nodiscard]] static Result<std::unique_ptr<Inbox>> Create(InboxOptions options);
+  ~Inbox();
+  Inbox(const Inbox&) = delete;
+  Inbox& operator=(const Inbox&) = delete;
+
+  // The whole reception (see the file comment). Problems: 422
+  // bundle-invalid, 403 issuer-mismatch, 403 policy-refused, 409
+  // consistency-proof-required (extension members from_size, to_size), 422
+  // checkpoint-inconsistent, 503 signer-unavailable (Retry-After; the seal
+  // cannot sign now: nothing archived, or the entry archived and the
+  // receipt made on the retry), 500 internal.
+  std::expected<InboxAccepted, Problem> Receive(const Delivery& delivery);
+
+  // Received documents (from memory; rebuilt from the archive at Create).
+  std::optional<ReceivedDocument> Received(const std::string& id) const;
+  std::vector<ReceivedDocument> List() const;  // in archive order
+  // The largest checkpoint accepted from `peer`.
+  std::optional<crypto::Checkpoint> PeerCheckpoint(const std::string& peer) const;
+  std::vector<InboxAlarm> Alarms() const;
+  // Prometheus text (counters: accepted, redeliveries, refusals by reason,
+  // alarms), to append to /metrics.
+  std::string MetricsText() const;
+
+ private:
+  Inbox() = default;
+  [[nodiscard]] Status Rebuild();
+  std::expected<InboxAccepted, Problem> Refuse(const std::string& reason, Problem p,
+                                               const Delivery& d, const std::string& id);
+  // Signs (or returns the stored) receipt for entry `seq` and stores it.
+  std::expected<crypto::SignedReceipt, Problem> ReceiptFor(const ReceivedDocument& doc);
+  void RaiseAlarm(const std::string& peer, const std::string& id, const std::string& detail);
+  std::string ReceiptPath(const std::string& id) const;
+  std::time_t Now() const;
+
+  InboxOptions options_;
+  std::string dir_;
+  X509StackPtr anchors_;
+  X509CrlStackPtr crls_;
+
+  mutable std::mutex mu_;  // guards everything below; held from step 4 to 7
+  std::map<std::string, ReceivedDocument> received_;  // by document id
+  std::vector<std::string> order_;                    // ids in archive order
+  struct PeerState {
+    crypto::Checkpoint checkpoint;
+    uint64_t seq = 0;  // the entry that brought it
+  };
+  std::map<std::string, PeerState> peers_;
+
+  mutable std::mutex stats_mu_;  // guards the counters and alarms (never held with mu_ wanted)
+  std::vector<InboxAlarm> alarms_;
+  uint64_t accepted_ = 0, redeliveries_ = 0;
+  std::map<std::string, uint64_t> refused_;  // reason -> count
+};
+
+}  // namespace sealpost::daemon
+
+#endif  // SEALPOST_DAEMON_INBOX_H_
