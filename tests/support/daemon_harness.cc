@@ -8,9 +8,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <spawn.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -20,6 +24,8 @@
 
 #include "base/encoding.h"
 #include "policies/verdict.h"
+
+extern char** environ;
 
 namespace sealpost::testing {
 namespace {
@@ -76,16 +82,38 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
   WritePair(t, "user", user);
   WritePair(t, "signer", signer);
 
+  // The union's seal on a token, and the peer union's seal in software.
+  std::string seal_key, our_seal, peer_seal;
+  if (o.seal) {
+    h->hsm_ = std::make_unique<SoftHsm>();
+    constexpr char kToken[] = "harness-seal", kPin[] = "135790";
+    if (!h->hsm_->InitToken(kToken, "97531975", kPin)) return nullptr;
+    CertSpec seal_spec;
+    seal_spec.subject = "/CN=Con dấu Liên đoàn Lao động thử nghiệm/O=Liên đoàn Lao động thử nghiệm/C=VN";
+    auto seal = h->hsm_->AddKeyWithCert(kToken, kPin, sign_ca, KeyType::kP256, "01", "seal", seal_spec);
+    if (!seal) return nullptr;
+    WriteTestFile(t.file("seal.pem"), CertToPem(seal->cert.get()));
+    CertSpec peer_spec;
+    peer_spec.subject = "/CN=Con dấu Công đoàn Bàn Thử/O=Công đoàn Bàn Thử/C=VN";
+    Issued peer_seal_cert = sign_ca.Issue(peer_spec);
+    WritePair(t, "peer-seal", peer_seal_cert);
+    seal_key = h->hsm_->KeyUri(kToken, "seal");
+    our_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256(seal->cert.get()) + "\"}";
+    peer_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256(peer_seal_cert.cert.get()) + "\"}";
+    if (!h->LaunchSigner(seal_key, h->hsm_->WritePinFile(std::string(kPin) + "\n"))) return nullptr;
+  }
+
   std::string policy =
       "federation: {id: test, name: \"Liên đoàn thử nghiệm\"}\n"
       "trust:\n  anchors:\n    - {id: tls-ca, name: \"Test TLS CA\", sha256: \"" +
       Sha256Hex(tls_ca.cert()) +
       "\"}\n"
       "unions:\n"
-      "  - {id: " + o.union_id + ", name: \"Liên đoàn Lao động thử nghiệm\", level: district}\n"
+      "  - {id: " + o.union_id + ", name: \"Liên đoàn Lao động thử nghiệm\", level: district" +
+      our_seal + "}\n"
       "  - {id: " + std::string(kPeerUnion) + ", name: \"Công đoàn Bàn Thử\", level: grassroots, parent: " +
       o.union_id + ",\n     tls_identity: {spki_sha256: \"" + SpkiSha256(peer.cert.get()) +
-      "\"}}\n"
+      "\"}" + peer_seal + "}\n"
       "document_types:\n"
       "  - {id: report, name: \"Báo cáo\", issuers: {levels: [grassroots]},\n"
       "     recipients: {relations: [parent]}, signatures: {seal: true},\n"
@@ -103,7 +131,8 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
       "state_dir: state\n"
       "language: " + o.language + "\n"
       "policy: [policy.yaml]\n"
-      "signer_socket: signer.sock\n"
+      "signer_socket: signer.sock\n" +
+      (seal_key.empty() ? std::string() : "seal_key: \"" + seal_key + "\"\n") +
       "listeners:\n"
       "  peer:\n    address: 127.0.0.1\n    port: 0\n    certificate: server.pem\n"
       "    key: server-key.pem\n    client_ca: tls-ca.pem\n"
@@ -184,11 +213,60 @@ bool DaemonHarness::Launch(const DaemonOptions&) {
 #endif
 }
 
+bool DaemonHarness::LaunchSigner(const std::string& key_uri, const std::string& pin_file) {
+#ifndef SEALPOST_SIGNER_PATH
+  ADD_FAILURE() << "sealpost-signer was not built";
+  return false;
+#else
+  std::string socket = tmp_.file("signer.sock");
+  std::string log = tmp_.file("signer.log");
+  std::vector<std::string> argv{SEALPOST_SIGNER_PATH, "--key",      key_uri,
+                                "--socket",           socket,       "--pin-file",
+                                pin_file,             "--journal",  tmp_.file("signer-journal.jsonl")};
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  if (posix_spawn(&signer_pid_, cargv[0], &fa, nullptr, cargv.data(), environ) != 0) signer_pid_ = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  if (signer_pid_ <= 0) {
+    ADD_FAILURE() << "cannot start sealpost-signer";
+    return false;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, socket.data(), std::min(socket.size(), sizeof addr.sun_path - 1));
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    if (fd >= 0) ::close(fd);
+    if (ok) return true;
+    int status = 0;
+    if (::waitpid(signer_pid_, &status, WNOHANG) == signer_pid_) {
+      signer_pid_ = -1;
+      ADD_FAILURE() << "sealpost-signer exited (status " << status << "):\n" << ReadTestFile(log);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "sealpost-signer not listening within 20 s:\n" << ReadTestFile(log);
+  return false;
+#endif
+}
+
 DaemonHarness::~DaemonHarness() {
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
     int status = 0;
     ::waitpid(pid_, &status, 0);
+  }
+  if (signer_pid_ > 0) {
+    ::kill(signer_pid_, SIGKILL);
+    ::waitpid(signer_pid_, nullptr, 0);
   }
   if (notify_fd_ >= 0) ::close(notify_fd_);
 }

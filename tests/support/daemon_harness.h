@@ -16,6 +16,13 @@
 // registered), foreign.pem/-key.pem (another CA), sign-ca.pem (the
 // verification desk's anchor), signer.pem/-key.pem (a document signer
 // under it), policy.yaml, sealpostd.yaml, state/, sealpostd.log.
+// With DaemonOptions::seal: a SoftHSM2 token holding the union's seal (P-256,
+// certificate seal.pem under sign-ca.pem), a sealpost-signer process serving
+// it (signer.sock, signer.log), `seal_key` in the configuration, the seal
+// registered in the policy; and a seal for the peer union (software key:
+// peer-seal.pem/-key.pem) registered too, so a test can build the peer's
+// bundles in-process. The policy's `report` type lets the peer (grassroots)
+// send to this union (its parent).
 #ifndef SEALPOST_TESTS_SUPPORT_DAEMON_HARNESS_H_
 #define SEALPOST_TESTS_SUPPORT_DAEMON_HARNESS_H_
 
@@ -25,6 +32,7 @@
 #include <memory>
 #include <string>
 
+#include "tests/support/softhsm.h"
 #include "tests/support/test_pki.h"
 
 namespace sealpost::testing {
@@ -41,6 +49,8 @@ struct DaemonOptions {
   // Extra client certificates of the user listener: "sha256: ..., role: R,
   // name: N" entries are added for user.pem (role `user_cert_role`) when set.
   std::string user_cert_role;
+  // A seal on a SoftHSM2 token served by a sealpost-signer process (see above).
+  bool seal = false;
 };
 
 class DaemonHarness {
@@ -50,7 +60,7 @@ class DaemonHarness {
   // Builds everything and starts sealpostd; waits (up to 30 s) for READY=1.
   // On failure records a test failure (with the daemon's log) and returns null.
   static std::unique_ptr<DaemonHarness> Start(const DaemonOptions& options = DaemonOptions());
-  ~DaemonHarness();  // SIGKILLs the daemon if it still runs
+  ~DaemonHarness();  // SIGKILLs the daemon (and the signer) if still running
 
   const std::string& dir() const { return tmp_.path(); }
   std::string file(const std::string& name) const { return tmp_.file(name); }
@@ -80,7 +90,10 @@ class DaemonHarness {
  private:
   DaemonHarness() = default;
   bool Launch(const DaemonOptions& o);
+  bool LaunchSigner(const std::string& key_uri, const std::string& pin_file);
   TempDir tmp_;
+  std::unique_ptr<SoftHsm> hsm_;  // with options.seal
+  pid_t signer_pid_ = -1;
   pid_t pid_ = -1;
   int notify_fd_ = -1;
   int peer_port_ = 0;
