@@ -117,6 +117,10 @@ class Archive {
     uint64_t build_ns = 0;    // blobs, manifests, trees, commit, pack bytes
     uint64_t sign_ns = 0;     // checkpoint and commit signatures
     uint64_t sync_ns = 0;     // pack + idx + ref lock fdatasync, renames, directory fsyncs
+    // CPU time of the writer in build and sign (wall-clock above includes
+    // waiting for a core on a loaded machine; these do not).
+    uint64_t build_cpu_ns = 0;
+    uint64_t sign_cpu_ns = 0;
     uint64_t compact_ns = 0;  // merging packs
     uint64_t merges = 0;
   };

@@ -1,7 +1,9 @@
 #include "storage/git.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <mutex>
@@ -88,19 +90,53 @@ std::string RandomSuffix() {
   return HexEncode(std::string_view(reinterpret_cast<const char*>(r), sizeof r));
 }
 
+// True when `data` looks incompressible: the order-0 entropy of its first
+// 16 KiB is above 7.5 bits per byte (random bytes, encrypted or already
+// compressed documents: JPEG, ZIP-based formats, most PDF streams). Such an
+// object is stored (deflate level 0): zlib at level 1 spends more time on it
+// than on everything else in a commit and gains nothing. Small objects
+// (< 512 bytes: manifests, trees, commits) are always deflated.
+bool LooksIncompressible(std::string_view data) {
+  if (data.size() < 512) return false;
+  const size_t n = std::min<size_t>(data.size(), 16384);
+  uint32_t counts[256] = {};
+  for (size_t i = 0; i < n; ++i) ++counts[static_cast<unsigned char>(data[i])];
+  double bits = 0;
+  for (uint32_t c : counts) {
+    if (c == 0) continue;
+    const double p = static_cast<double>(c) / static_cast<double>(n);
+    bits -= p * std::log2(p);
+  }
+  // A short sample of random bytes shows less than 8 bits (512 random bytes
+  // give ~7.6): the threshold allows for that.
+  return bits > (n >= 4096 ? 7.5 : 7.2);
+}
+
 }  // namespace
 
 git_oid HashObject(git_object_t type, std::string_view data) {
-  std::string header = std::string(TypeName(type)) + " " + std::to_string(data.size());
-  header.push_back('\0');
+  char header[32];
+  int header_len = std::snprintf(header, sizeof header, "%s %zu", TypeName(type), data.size());
+  // A context and an explicitly fetched SHA-1 per thread: EVP_MD_CTX_new
+  // and the implicit fetch behind EVP_sha1() cost more than hashing a
+  // small object.
+  struct Sha1 {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Sha1() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md);
+    }
+  };
+  thread_local Sha1 sha1;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  std::unique_ptr<EVP_MD_CTX, CDeleter<EVP_MD_CTX_free>> ctx(EVP_MD_CTX_new());
   git_oid id{};
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha1(), nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), header.data(), header.size()) != 1 ||
-      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), md, &len) != 1 || len != GIT_OID_RAWSZ) {
+  if (sha1.md == nullptr || sha1.ctx == nullptr ||
+      EVP_DigestInit_ex2(sha1.ctx, sha1.md, nullptr) != 1 ||
+      EVP_DigestUpdate(sha1.ctx, header, static_cast<size_t>(header_len) + 1) != 1 ||
+      EVP_DigestUpdate(sha1.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(sha1.ctx, md, &len) != 1 || len != GIT_OID_RAWSZ) {
     // SHA-1 over memory does not fail short of memory exhaustion; an all-zero
     // id is never a valid object and makes the write fail further on.
     return id;
@@ -110,11 +146,21 @@ git_oid HashObject(git_object_t type, std::string_view data) {
 }
 
 std::string SerializeTree(std::vector<TreeItem> items) {
-  auto key = [](const TreeItem& t) { return t.is_tree ? t.name + "/" : t.name; };
-  std::sort(items.begin(), items.end(),
-            [&](const TreeItem& a, const TreeItem& b) { return key(a) < key(b); });
+  // git's order: bytewise, a directory compared as if its name ended in '/'
+  // (without building that name for every comparison).
+  std::sort(items.begin(), items.end(), [](const TreeItem& a, const TreeItem& b) {
+    const size_t n = std::min(a.name.size(), b.name.size());
+    if (int c = std::memcmp(a.name.data(), b.name.data(), n); c != 0) return c < 0;
+    auto next = [n](const TreeItem& t) -> int {
+      if (t.name.size() > n) return static_cast<unsigned char>(t.name[n]);
+      return t.is_tree ? '/' : -1;
+    };
+    return next(a) < next(b);
+  });
+  size_t total = 0;
+  for (const TreeItem& t : items) total += 8 + t.name.size() + GIT_OID_RAWSZ;
   std::string out;
-  out.reserve(items.size() * 32);
+  out.reserve(total);
   for (const TreeItem& t : items) {
     out += t.is_tree ? "40000 " : "100644 ";
     out += t.name;
@@ -145,6 +191,9 @@ PackWriter::PackWriter(std::string dir, std::string pack_tmp, std::string idx_tm
       pack_fd_(pack_fd) {}
 
 PackWriter::~PackWriter() {
+  for (int i = 0; i < 2; ++i) {
+    if (zs_ready_[i]) deflateEnd(&zs_[i]);
+  }
   if (pack_fd_ >= 0) ::close(pack_fd_);
   if (idx_fd_ >= 0) ::close(idx_fd_);
   if (!published_) {
@@ -168,8 +217,19 @@ Result<std::unique_ptr<PackWriter>> PackWriter::Create(const std::string& pack_d
 }
 
 Status PackWriter::Write(std::string_view bytes) {
-  if (Status s = WriteAll(pack_fd_, bytes, pack_tmp_); !s.ok()) return s;
+  buf_.append(bytes);
   offset_ += bytes.size();
+  return buf_.size() > kBufferLimit ? Flush() : Status::Ok();
+}
+
+Status PackWriter::Flush() {
+  if (buf_.empty()) return Status::Ok();
+  if (::lseek(pack_fd_, static_cast<off_t>(flushed_), SEEK_SET) < 0) {
+    return Status::IoError(pack_tmp_ + ": cannot seek: " + std::strerror(errno));
+  }
+  if (Status s = WriteAll(pack_fd_, buf_, pack_tmp_); !s.ok()) return s;
+  flushed_ += buf_.size();
+  buf_.clear();
   return Status::Ok();
 }
 
@@ -188,14 +248,39 @@ Result<git_oid> PackWriter::AddObject(git_object_t type, std::string_view data) 
   }
   entry.push_back(static_cast<char>(c));
   const size_t header_len = entry.size();
-  uLongf bound = compressBound(static_cast<uLong>(data.size()));
-  entry.resize(header_len + bound);
-  // Level 1: documents are mostly compressed formats or random; the small
-  // text objects (manifests, trees) gain little from harder work.
-  int rc = compress2(reinterpret_cast<Bytef*>(entry.data() + header_len), &bound,
-                     reinterpret_cast<const Bytef*>(data.data()), static_cast<uLong>(data.size()), 1);
-  if (rc != Z_OK) return Err(Status::Internal("zlib cannot deflate an object (" + std::to_string(rc) + ")"));
-  entry.resize(header_len + bound);
+  // Level 1: the small text objects (manifests, trees) gain little from
+  // harder work; level 0 (stored) for data that looks incompressible. One
+  // stream per level, reset per object (z_stream counts in 32 bits: objects
+  // of 1 GiB and more go through compress2, which loops).
+  const int level = LooksIncompressible(data) ? 0 : 1;
+  if (data.size() >= (1u << 30)) {
+    uLongf bound = compressBound(static_cast<uLong>(data.size()));
+    entry.resize(header_len + bound);
+    int rc = compress2(reinterpret_cast<Bytef*>(entry.data() + header_len), &bound,
+                       reinterpret_cast<const Bytef*>(data.data()), static_cast<uLong>(data.size()),
+                       level);
+    if (rc != Z_OK) return Err(Status::Internal("zlib cannot deflate an object (" + std::to_string(rc) + ")"));
+    entry.resize(header_len + bound);
+  } else {
+    z_stream& zs = zs_[level];
+    if (!zs_ready_[level]) {
+      if (deflateInit(&zs, level) != Z_OK) return Err(Status::Internal("zlib cannot start deflating"));
+      zs_ready_[level] = true;
+    } else if (deflateReset(&zs) != Z_OK) {
+      return Err(Status::Internal("zlib cannot reset its stream"));
+    }
+    const uLong bound = deflateBound(&zs, static_cast<uLong>(data.size()));
+    entry.resize(header_len + bound);
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    zs.avail_in = static_cast<uInt>(data.size());
+    zs.next_out = reinterpret_cast<Bytef*>(entry.data() + header_len);
+    zs.avail_out = static_cast<uInt>(bound);
+    int rc = deflate(&zs, Z_FINISH);
+    if (rc != Z_STREAM_END) {
+      return Err(Status::Internal("zlib cannot deflate an object (" + std::to_string(rc) + ")"));
+    }
+    entry.resize(header_len + (bound - zs.avail_out));
+  }
   uint32_t crc = static_cast<uint32_t>(
       crc32(0L, reinterpret_cast<const Bytef*>(entry.data()), static_cast<uInt>(entry.size())));
   entries_.push_back({id, offset_, crc});
@@ -209,40 +294,55 @@ Status PackWriter::AddRawEntry(const git_oid& id, std::string_view entry, uint32
   return Write(entry);
 }
 
-Result<std::string> PackWriter::Finish(int extra_fd) {
-  // The checksum covers the header, which holds the count known only now:
-  // hash the file once more, in order (it is in the page cache).
+Result<std::string> PackWriter::Seal() {
+  if (sealed_) return Err(Status::Internal("PackWriter::Seal called twice"));
+  // The checksum covers the header, which holds the count known only now.
   std::string header("PACK\0\0\0\2", 8);
   PutBe32(&header, static_cast<uint32_t>(entries_.size()));
-  if (::pwrite(pack_fd_, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size())) {
-    return Err(Status::IoError(pack_tmp_ + ": cannot write the header: " + std::strerror(errno)));
-  }
-  std::unique_ptr<EVP_MD_CTX, CDeleter<EVP_MD_CTX_free>> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha1(), nullptr) != 1) {
-    return Err(OpenSslStatus(Code::kInternal, "SHA-1 for a pack"));
-  }
-  {
-    std::string buf(1 << 20, '\0');
-    uint64_t pos = 0;
-    while (pos < offset_) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), offset_ - pos));
-      ssize_t n = ::pread(pack_fd_, buf.data(), want, static_cast<off_t>(pos));
-      if (n <= 0) return Err(Status::IoError(pack_tmp_ + ": cannot read back: " + std::strerror(errno)));
-      EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
-      pos += static_cast<uint64_t>(n);
-    }
-  }
   unsigned char sum[EVP_MAX_MD_SIZE];
   unsigned int sum_len = 0;
-  if (EVP_DigestFinal_ex(ctx.get(), sum, &sum_len) != 1 || sum_len != GIT_OID_RAWSZ) {
-    return Err(OpenSslStatus(Code::kInternal, "SHA-1 for a pack"));
+  if (flushed_ == 0) {
+    // Everything is in memory (the archive's commits): patch the header,
+    // hash, append the checksum and write the pack in one go.
+    buf_.replace(0, header.size(), header);
+    if (EVP_Digest(buf_.data(), buf_.size(), sum, &sum_len, EVP_sha1(), nullptr) != 1 ||
+        sum_len != GIT_OID_RAWSZ) {
+      return Err(OpenSslStatus(Code::kInternal, "SHA-1 for a pack"));
+    }
+    buf_.append(reinterpret_cast<const char*>(sum), GIT_OID_RAWSZ);
+    SP_RETURN_IF_ERROR(WriteAll(pack_fd_, buf_, pack_tmp_));
+    flushed_ = offset_;
+    buf_.clear();
+    buf_.shrink_to_fit();
+  } else {
+    // A large pack (merges): the rest to the file, the header rewritten,
+    // then the file hashed once more, in order (it is in the page cache).
+    SP_RETURN_IF_ERROR(Flush());
+    if (::pwrite(pack_fd_, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size())) {
+      return Err(Status::IoError(pack_tmp_ + ": cannot write the header: " + std::strerror(errno)));
+    }
+    std::unique_ptr<EVP_MD_CTX, CDeleter<EVP_MD_CTX_free>> ctx(EVP_MD_CTX_new());
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha1(), nullptr) != 1) {
+      return Err(OpenSslStatus(Code::kInternal, "SHA-1 for a pack"));
+    }
+    constexpr size_t kChunk = 1 << 20;
+    std::unique_ptr<char[]> chunk(new char[kChunk]);
+    uint64_t pos = 0;
+    while (pos < offset_) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, offset_ - pos));
+      ssize_t n = ::pread(pack_fd_, chunk.get(), want, static_cast<off_t>(pos));
+      if (n <= 0) return Err(Status::IoError(pack_tmp_ + ": cannot read back: " + std::strerror(errno)));
+      EVP_DigestUpdate(ctx.get(), chunk.get(), static_cast<size_t>(n));
+      pos += static_cast<uint64_t>(n);
+    }
+    if (EVP_DigestFinal_ex(ctx.get(), sum, &sum_len) != 1 || sum_len != GIT_OID_RAWSZ) {
+      return Err(OpenSslStatus(Code::kInternal, "SHA-1 for a pack"));
+    }
+    if (::pwrite(pack_fd_, sum, GIT_OID_RAWSZ, static_cast<off_t>(offset_)) != GIT_OID_RAWSZ) {
+      return Err(Status::IoError(pack_tmp_ + ": cannot write the checksum: " + std::strerror(errno)));
+    }
   }
   std::string_view checksum(reinterpret_cast<const char*>(sum), GIT_OID_RAWSZ);
-  if (::pwrite(pack_fd_, checksum.data(), checksum.size(), static_cast<off_t>(offset_)) !=
-      static_cast<ssize_t>(checksum.size())) {
-    return Err(Status::IoError(pack_tmp_ + ": cannot write the checksum: " + std::strerror(errno)));
-  }
-
   // Version 2 index: magic, version, fan-out, sorted ids, CRCs, 31-bit
   // offsets (with the high bit pointing into a table of 64-bit ones),
   // the pack checksum, and the index's own checksum.
@@ -288,16 +388,35 @@ Result<std::string> PackWriter::Finish(int extra_fd) {
   idx_fd_ = ::open(idx_tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
   if (idx_fd_ < 0) return Err(Status::IoError(idx_tmp_ + ": cannot create: " + std::strerror(errno)));
   SP_RETURN_IF_ERROR(WriteAll(idx_fd_, idx, idx_tmp_));
-  std::vector<int> fds = {pack_fd_, idx_fd_};
-  if (extra_fd >= 0) fds.push_back(extra_fd);
-  SP_RETURN_IF_ERROR(SyncFilesTogether(fds, dir_ + ": new pack"));
+  for (int i = 0; i < 2; ++i) {
+    if (zs_ready_[i]) deflateEnd(&zs_[i]);
+    zs_ready_[i] = false;
+  }
   name_ = "pack-" + HexEncode(checksum);
-  finished_ = true;
+  sealed_ = true;
   return name_;
 }
 
+Status PackWriter::Sync(const std::vector<int>& extra_fds) {
+  if (!sealed_) return Status::Internal("PackWriter::Sync before Seal");
+  std::vector<int> fds = {pack_fd_, idx_fd_};
+  fds.insert(fds.end(), extra_fds.begin(), extra_fds.end());
+  return SyncFilesTogether(fds, dir_ + ": new pack");
+}
+
+Result<std::string> PackWriter::Finish(int extra_fd) {
+  auto name = Seal();
+  if (!name.has_value()) return name;
+  std::vector<int> extra;
+  if (extra_fd >= 0) extra.push_back(extra_fd);
+  SP_RETURN_IF_ERROR(Sync(extra));
+  return name;
+}
+
+
+
 Status PackWriter::Publish() {
-  if (!finished_) return Status::Internal("PackWriter::Publish before Finish");
+  if (!sealed_) return Status::Internal("PackWriter::Publish before Seal");
   std::string pack = dir_ + "/" + name_ + ".pack";
   std::string idx = dir_ + "/" + name_ + ".idx";
   // The .pack first: a .pack without its .idx is removed at open, an .idx

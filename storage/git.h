@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <git2.h>
+#include <zlib.h>
 
 #include "base/handle.h"
 #include "base/status.h"
@@ -80,11 +81,22 @@ struct TreeItem {
 std::string SerializeTree(std::vector<TreeItem> items);
 
 // Writes one pack file and its version 2 index into a pack directory, as
-// temporary files first. Usage: Create(), Add*() objects, Finish() (writes
-// the trailer and the index and fdatasyncs both files), Publish() (renames
-// the .pack, then the .idx, into place; the caller fsyncs the directory).
-// Destroying a writer that was not published removes its temporary files.
-// Objects added twice (same id) are stored once. Not thread-safe.
+// temporary files first. Usage: Create(), Add*() objects, Seal() (writes
+// the trailer and the index), Sync() (fdatasyncs both files), Publish()
+// (renames the .pack, then the .idx, into place; the caller fsyncs the
+// directory); Finish() is Seal() + Sync(). Destroying a writer that was not
+// published removes its temporary files. Objects added twice (same id) are
+// stored once. Not thread-safe (one writer may be handed from one thread to
+// another).
+//
+// Cost: the pack's bytes are kept in memory up to kBufferLimit and written
+// with one write() at Seal(), hashed once for the trailer; deflate streams
+// are reused for every object (zlib's deflateInit allocates and clears
+// ~270 KiB per call); data that looks incompressible (order-0 entropy of
+// its first 16 KiB above 7.5 bits/byte: random, encrypted, already
+// compressed) is stored at level 0, the rest deflated at level 1.
+// Beyond kBufferLimit (pack merges) the bytes go to the file as they come
+// and Seal() reads them back for the checksum.
 class PackWriter {
  public:
   // Temporary files are named "tmp_sealpost_pack_*" / "tmp_sealpost_idx_*"
@@ -105,10 +117,15 @@ class PackWriter {
   // Bytes of pack data written so far.
   uint64_t pack_bytes() const { return offset_; }
 
-  // Writes the trailer and the index, then fdatasyncs both files (in
-  // parallel with `extra_fd` when it is >= 0: e.g. a ref lock file that must
-  // be durable at the same time). Returns "pack-<hex of checksum>".
+  // Writes the trailer and the index (no syncs). Returns "pack-<hex of
+  // checksum>".
+  Result<std::string> Seal();
+  // fdatasyncs the pack and its index in parallel with `extra_fds` (e.g. a
+  // ref lock file that must be durable at the same time). REQUIRES: Seal().
+  Status Sync(const std::vector<int>& extra_fds = {});
+  // Seal() then Sync({extra_fd}) (when extra_fd >= 0).
   Result<std::string> Finish(int extra_fd = -1);
+  const std::string& name() const { return name_; }
   // Renames the .pack then the .idx into place. REQUIRES: Finish() succeeded.
   Status Publish();
 
@@ -118,16 +135,22 @@ class PackWriter {
     uint64_t offset;
     uint32_t crc;
   };
+  static constexpr size_t kBufferLimit = 8u << 20;
   PackWriter(std::string dir, std::string pack_tmp, std::string idx_tmp, int pack_fd);
   Status Write(std::string_view bytes);
+  Status Flush();
 
   std::string dir_, pack_tmp_, idx_tmp_, name_;
   int pack_fd_ = -1;
   int idx_fd_ = -1;
-  uint64_t offset_ = 0;
+  uint64_t offset_ = 0;   // pack bytes so far (in the file and in buf_)
+  uint64_t flushed_ = 0;  // of which in the file
+  std::string buf_;       // pack bytes from flushed_ on
+  z_stream zs_[2]{};  // deflate streams of level 0 (stored) and level 1
+  bool zs_ready_[2] = {false, false};
   std::vector<Entry> entries_;
   std::unordered_set<std::string> seen_;  // raw ids, for de-duplication
-  bool finished_ = false;
+  bool sealed_ = false;
   bool published_ = false;
 };
 

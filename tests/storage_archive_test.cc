@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -229,6 +231,124 @@ TEST_F(ArchiveTest, AppendAfterBranchMovedByAnotherWriterFailsAndKeepsTheirCommi
   auto again = a->Append(Document(3));
   ASSERT_FALSE(again.has_value());
   EXPECT_EQ(again.error().code(), Code::kFailedPrecondition);
+}
+
+// The pack writer's output as stock git sees it: ids, contents, tree order,
+// objects stored (incompressible), deflated (text) and a pack larger than
+// the writer's in-memory buffer (written out as it grows).
+TEST_F(ArchiveTest, PackWriterOutputIsReadByStockGit) {
+  const std::string repo = tmp_.file("plain.git");
+  int rc = 0;
+  std::string out;
+  ASSERT_EQ(RunCommand("git init -q --bare " + ShellQuote(repo), &out), 0) << out;
+  uint32_t x = 12345;
+  auto noise = [&x](size_t n) {
+    std::string out(n, '\0');
+    for (char& c : out) {
+      x = x * 1103515245u + 12345u;
+      c = static_cast<char>(x >> 24);
+    }
+    return out;
+  };
+  const std::string random = noise(20000);
+  std::string text;
+  for (int i = 0; i < 2000; ++i) text += std::to_string(i) + " a line of text that deflates well\n";
+  const std::string big = noise(9u << 20);
+  auto w = PackWriter::Create(repo + "/objects/pack");
+  ASSERT_TRUE(w.has_value()) << w.error().ToString();
+  std::vector<std::pair<git_oid, const std::string*>> blobs;
+  for (const std::string* data : std::vector<const std::string*>{&random, &text, &big}) {
+    auto id = (*w)->AddObject(GIT_OBJECT_BLOB, *data);
+    ASSERT_TRUE(id.has_value()) << id.error().ToString();
+    blobs.push_back({*id, data});
+  }
+  auto sub = (*w)->AddObject(GIT_OBJECT_TREE, SerializeTree({{"x", blobs[1].first, false}}));
+  ASSERT_TRUE(sub.has_value());
+  // git's order: "foo.txt" < "foo-" ... by bytes, a directory as "foo/".
+  auto tree = (*w)->AddObject(
+      GIT_OBJECT_TREE, SerializeTree({{"foo", *sub, true},
+                                      {"foo.txt", blobs[0].first, false},
+                                      {"foo-bar", blobs[1].first, false},
+                                      {"foo0", blobs[2].first, false},
+                                      {"bar", blobs[1].first, false}}));
+  ASSERT_TRUE(tree.has_value());
+  EXPECT_GT((*w)->pack_bytes(), 8u << 20);  // beyond the buffer
+  auto name = (*w)->Finish();
+  ASSERT_TRUE(name.has_value()) << name.error().ToString();
+  ASSERT_TRUE((*w)->Publish().ok());
+  out = Git(repo, "verify-pack -v objects/pack/" + *name + ".idx", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  for (const auto& [id, data] : blobs) {
+    WriteTestFile(tmp_.file("blob"), *data);
+    std::string hashed = Git(repo, "hash-object " + ShellQuote(tmp_.file("blob")));
+    EXPECT_EQ(hashed, OidHex(id) + "\n");
+    RunCommand("git -C " + ShellQuote(repo) + " cat-file blob " + OidHex(id) + " > " +
+                   ShellQuote(tmp_.file("back")),
+               &out);
+    EXPECT_TRUE(sealpost::testing::ReadTestFile(tmp_.file("back")) == *data) << OidHex(id);
+  }
+  out = Git(repo, "ls-tree --name-only " + OidHex(*tree), &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(out, "bar\nfoo-bar\nfoo.txt\nfoo\nfoo0\n");
+  Git(repo, "update-ref refs/heads/main " +
+                Git(repo, "-c user.name=x -c user.email=x@x commit-tree " + OidHex(*tree) + " -m t")
+                    .substr(0, GIT_OID_HEXSZ),
+      &rc);
+  ASSERT_EQ(rc, 0);
+  out = Git(repo, "fsck --strict", &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out.find("error"), std::string::npos) << out;
+}
+
+// Commits that cannot be made durable (here: main.lock held by someone
+// else) fail — with them every commit the writer already built on top of
+// them — and the next append is built on the durable head: gapless, and
+// nothing of the failed appends is in the log.
+TEST_F(ArchiveTest, FailedCommitsFailWhatWasBuiltOnThemAndTheNextBuildsOnTheDurableHead) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->Append(Document(1)).has_value());
+  const std::string before = Git(path_, "rev-parse main");
+  WriteTestFile(path_ + "/refs/heads/main.lock", "held by someone else\n");
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0}, succeeded{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 4; ++i) {
+        auto r = a->Append(Document(100 + t * 10 + i));
+        if (r.has_value()) {
+          ++succeeded;
+        } else {
+          EXPECT_EQ(r.error().code(), Code::kUnavailable) << r.error().ToString();
+          ++failed;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(succeeded.load(), 0);
+  EXPECT_EQ(failed.load(), 32);
+  EXPECT_EQ(Git(path_, "rev-parse main"), before);
+  EXPECT_EQ(a->size(), 2u);
+  ASSERT_EQ(::unlink((path_ + "/refs/heads/main.lock").c_str()), 0);
+  std::vector<std::thread> again;
+  std::set<uint64_t> seqs;
+  std::mutex mu;
+  for (int t = 0; t < 8; ++t) {
+    again.emplace_back([&, t] {
+      auto r = a->Append(Document(200 + t));
+      ASSERT_TRUE(r.has_value()) << r.error().ToString();
+      std::lock_guard<std::mutex> lock(mu);
+      seqs.insert(r->seq);
+    });
+  }
+  for (auto& th : again) th.join();
+  ASSERT_EQ(seqs.size(), 8u);
+  EXPECT_EQ(*seqs.begin(), 3u);
+  EXPECT_EQ(*seqs.rbegin(), 10u);
+  EXPECT_EQ(a->size(), 10u);
+  ExpectCheckpointMatchesEntries(*a);
+  ExpectStockGitAccepts();
 }
 
 TEST_F(ArchiveTest, ReopenAfterCrashWithLeftoverRefLockLosesNothing) {
