@@ -557,8 +557,9 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
   e.fields = {{"id", doc},
               {"receipt_type", "delivery-receipt"},
               {"recipient", rcpt},
-              {"received_at", storage::Rfc3339Utc(receipt->received_at)},
-              {"content_sha256", sha}};
+              {"received_at", storage::Rfc3339Utc(receipt->received_at)}};
+  // (No content_sha256 field: the audit takes it as describing a `content`
+  // file of this entry. The hash is in receipt.json.)
   e.files = {{"receipt.json", signed_receipt.json}, {"receipt.json.p7s", signed_receipt.signature}};
   auto appended = ex.archive().Append(std::move(e));
   std::lock_guard lock(index_mu_);
