@@ -22,6 +22,9 @@ constexpr const char* kUsage =
     "(sealpost archive --help)\n"
     "  audit DIR --trust ROOTS [--checkpoint TRUSTED] [--json] [--jobs N]\n"
     "  admin token create --role R --name N | list | revoke ID|NAME [--state DIR]\n"
+    "  submit FILE [FILE.p7s] --type T --to U[,U...] [--subject S]   (API client commands:\n"
+    "  status ID | list [filters] | fetch ID [--content|--signature|--bundle] -o OUT | inbox\n"
+    "    with --server URL --ca PEM --token-file F; sealpost submit --help)\n"
     "  --version\n";
 
 }  // namespace
@@ -88,6 +91,9 @@ int Main(int argc, char** argv) {
   if (cmd == "admin") return RunAdmin(ctx, cmd_args);
   if (cmd == "audit") return RunAudit(ctx, cmd_args);
   if (cmd == "archive") return RunArchive(ctx, cmd_args);
+  if (cmd == "submit" || cmd == "status" || cmd == "list" || cmd == "fetch" || cmd == "inbox") {
+    return RunClient(ctx, cmd, cmd_args);
+  }
   std::fprintf(stderr, "sealpost: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 64;
 }

@@ -33,6 +33,8 @@ int RunPolicy(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_p
 int RunAdmin(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_admin.cc
 int RunAudit(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_audit.cc
 int RunArchive(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_archive.cc
+// submit, status, list, fetch, inbox: the API client commands (cli/cmd_client.cc).
+int RunClient(Context& ctx, const std::string& command, const std::vector<std::string>& args);
 
 // Loads and validates policy files (cli/cmd_policy.cc). On errors prints
 // every "file:line:column: message" and a summary to ctx.err, stores the exit

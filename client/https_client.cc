@@ -123,12 +123,14 @@ Result<std::unique_ptr<HttpsClient>> HttpsClient::Create(const ClientOptions& op
 
 namespace {
 
-// Sends one request; `write_body` writes exactly `length` bytes.
+// Sends one request; `write_body` writes exactly `length` bytes. With
+// `out_path`, a 2xx body goes to that file instead of memory.
 Result<Response> Exchange(Poco::Net::HTTPSClientSession& session, const ClientOptions& o,
                           const std::string& method, const std::string& path,
                           const std::string& content_type, std::optional<uint64_t> length,
                           const Headers& headers,
-                          const std::function<Status(std::ostream&)>& write_body) {
+                          const std::function<Status(std::ostream&)>& write_body,
+                          const std::string& out_path = "") {
   std::string where = o.host + ":" + std::to_string(o.port);
   try {
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
@@ -152,6 +154,33 @@ Result<Response> Exchange(Poco::Net::HTTPSClientSession& session, const ClientOp
     r.content_type = resp.getContentType();
     for (const auto& [k, v] : resp) r.headers.emplace_back(k, v);
     std::vector<char> buf(kChunk);
+    if (!out_path.empty() && r.status >= 200 && r.status < 300) {
+      std::ofstream file(out_path, std::ios::binary | std::ios::trunc);
+      ::chmod(out_path.c_str(), 0600);
+      if (!file) {
+        session.reset();
+        return Err(Status::IoError("cannot write " + out_path));
+      }
+      uint64_t written = 0;
+      while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+        file.write(buf.data(), in.gcount());
+        written += static_cast<uint64_t>(in.gcount());
+        if (!file) {
+          session.reset();
+          return Err(Status::IoError("cannot write " + out_path));
+        }
+      }
+      file.close();
+      if (!file) return Err(Status::IoError("cannot write " + out_path));
+      if (resp.hasContentLength() && static_cast<int64_t>(written) != resp.getContentLength64()) {
+        session.reset();
+        return Err(Status::Unavailable("the answer of " + where + " ended after " +
+                                       std::to_string(written) + " of " +
+                                       std::to_string(resp.getContentLength64()) + " bytes"));
+      }
+      if (!resp.getKeepAlive()) session.reset();
+      return r;
+    }
     while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
       r.body.append(buf.data(), static_cast<size_t>(in.gcount()));
       if (r.body.size() > o.max_response_bytes) {
@@ -175,6 +204,11 @@ Result<Response> Exchange(Poco::Net::HTTPSClientSession& session, const ClientOp
 
 Result<Response> HttpsClient::Get(const std::string& path, const Headers& headers) {
   return Exchange(*session_, options_, "GET", path, "", std::nullopt, headers, nullptr);
+}
+
+Result<Response> HttpsClient::GetToFile(const std::string& path, const std::string& out_path,
+                                        const Headers& headers) {
+  return Exchange(*session_, options_, "GET", path, "", std::nullopt, headers, nullptr, out_path);
 }
 
 Result<Response> HttpsClient::Post(const std::string& path, const std::string& content_type,

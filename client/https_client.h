@@ -84,6 +84,13 @@ class HttpsClient {
   [[nodiscard]] Result<Response> PostFile(const std::string& path, const std::string& content_type,
                                           const std::string& file_path,
                                           const Headers& headers = {});
+  // GET whose 2xx body is streamed into the file `out_path` (created or
+  // truncated, mode 0600; 64 KiB pieces, never held whole, no size bound);
+  // the returned Response then has an empty body. Any other status: the
+  // body is read into memory as for Get() and the file is not touched.
+  // IoError naming the file when it cannot be written.
+  [[nodiscard]] Result<Response> GetToFile(const std::string& path, const std::string& out_path,
+                                           const Headers& headers = {});
   // multipart/form-data with the parts in order; file parts are streamed.
   [[nodiscard]] Result<Response> PostMultipart(const std::string& path,
                                                const std::vector<FormPart>& parts,

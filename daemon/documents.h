@@ -1,6 +1,15 @@
 // The documents endpoints of the user listener, over the Exchange:
 //   POST /api/v1/documents      (clerk, officer) submit a document
 //   GET  /api/v1/documents/bundle?id=ID   the bundle of a document sent from here
+// and the read side (daemon/documents_read.cc; docs/api/openapi.yaml):
+//   GET  /api/v1/documents[?direction&type&counterpart&since&until&limit&cursor]
+//   GET  /api/v1/documents/{id}[/content|/signature|/bundle|/receipts]
+//   GET  /api/v1/inbox          received documents, unread first
+//   GET  /api/v1/checkpoint[/consistency?from=N&to=M]   (also peers)
+// Reads never need the signer: they open the archive read-only
+// (storage::ArchiveReader, a snapshot per request) and its query index
+// (storage::Index, brought up to date on each request), and the outbox for
+// delivery states.
 // The HTTP plumbing (authentication, problem+json, keep-alive) stays in
 // server.cc; these functions read the request and return what to answer.
 //
@@ -19,10 +28,13 @@
 #ifndef SEALPOST_DAEMON_DOCUMENTS_H_
 #define SEALPOST_DAEMON_DOCUMENTS_H_
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "crypto/verify.h"
@@ -30,6 +42,7 @@
 #include "daemon/exchange.h"
 #include "daemon/problem.h"
 #include "policies/holder.h"
+#include "storage/outbox.h"
 
 namespace Poco::Net {
 class HTTPServerRequest;
@@ -50,7 +63,18 @@ struct DocumentsAnswer {
   std::optional<Problem> problem;
   int retry_after_seconds = 0;  // > 0: send Retry-After
   bool body_consumed = true;
+  // With `file`: send only `file_length` bytes from `file_offset` (a STORED
+  // member inside a bundle), streamed in pieces.
+  uint64_t file_offset = 0;
+  std::optional<uint64_t> file_length;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
 };
+
+// Called the first time a received document's content is fetched by a
+// clerk or officer of this union (the read notice goes back to the sender:
+// daemon/delivery.h NoteOpened). An error is logged; the content is still
+// served.
+using OpenedHook = std::function<Status(const std::string& document_id, const std::string& role)>;
 
 class DocumentsService {
  public:
@@ -64,6 +88,22 @@ class DocumentsService {
   DocumentsAnswer Submit(Poco::Net::HTTPServerRequest& req, const std::string& spool_dir);
   DocumentsAnswer Bundle(Poco::Net::HTTPServerRequest& req);
 
+  // The read side. `uri` is the request target (its query is parsed
+  // strictly: unknown parameters are 400). `id` is the path parameter.
+  DocumentsAnswer List(const std::string& uri, bool inbox);
+  DocumentsAnswer Document(const std::string& id);
+  // `role`: the caller's role; a clerk or officer opening a received
+  // document counts as the union reading it (OpenedHook, first time only).
+  DocumentsAnswer Content(const std::string& id, const std::string& role);
+  DocumentsAnswer Signature(const std::string& id);
+  DocumentsAnswer BundleOf(const std::string& id);
+  DocumentsAnswer Receipts(const std::string& id);
+  DocumentsAnswer Checkpoint();
+  DocumentsAnswer Consistency(const std::string& uri);
+
+  // Set before the server starts (not synchronised with requests).
+  void SetOpenedHook(OpenedHook hook) { opened_hook_ = std::move(hook); }
+
   // The Exchange, created on first success (also for the delivery worker
   // and the inbox). Unavailable while it cannot be.
   Result<Exchange*> Get();
@@ -75,6 +115,12 @@ class DocumentsService {
   std::unique_ptr<signer::RemoteSigner> signer_;
   std::mutex mu_;
   std::unique_ptr<Exchange> exchange_;  // guarded by mu_ until set
+  OpenedHook opened_hook_;
+  std::mutex outbox_mu_;
+  std::unique_ptr<storage::Outbox> outbox_;  // read side's own handle; outbox_mu_
+  // The outbox for delivery states, opened on first use. Null (not an
+  // error) while <state_dir>/outbox.sqlite does not exist.
+  Result<storage::Outbox*> ReadOutbox();
 };
 
 }  // namespace sealpost::daemon

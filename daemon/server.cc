@@ -2,9 +2,11 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -107,13 +109,14 @@ struct RequestCtx {
   bool has_body = false;
   bool body_consumed = false;
   Principal who;
+  std::vector<std::string> params;  // the route's {placeholders}, in order
 };
 
 // Who may call a route: nobody authenticated needed (public), any local
 // role in `roles`, or a registered peer.
 struct Route {
   std::string method;
-  std::string path;
+  std::string path;  // segments in braces ("{id}") match one non-empty segment
   bool is_public = false;
   std::vector<std::string> roles;  // user listener; empty + !public: peers only
   std::function<void(Server::State&, RequestCtx&, HTTPServerRequest&, HTTPServerResponse&)> run;
@@ -284,11 +287,44 @@ void HandleVerify(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
   }
 }
 
+// Streams `length` bytes of `path` from `offset` in 64 KiB pieces.
+void SendFileRange(HTTPServerResponse& resp, RequestCtx& rc, const std::string& path,
+                   uint64_t offset, uint64_t length, const std::string& type) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    SendProblem(resp, rc, Problem{500, "internal", "Internal error", "Lỗi nội bộ",
+                                  "The file could not be opened.", "Không mở được tệp."});
+    return;
+  }
+  if (rc.has_body && !rc.body_consumed) resp.setKeepAlive(false);
+  resp.set("Cache-Control", "no-store");
+  resp.setContentType(type);
+  resp.setContentLength64(static_cast<Poco::Int64>(length));
+  std::ostream& out = resp.send();
+  std::vector<char> buf(64 * 1024);
+  uint64_t done = 0;
+  while (done < length) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), length - done));
+    ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(offset + done));
+    if (n <= 0) break;  // the response is short: the client sees it ended early
+    out.write(buf.data(), n);
+    if (!out) break;
+    done += static_cast<uint64_t>(n);
+  }
+  out.flush();
+  ::close(fd);
+}
+
 void SendDocumentsAnswer(HTTPServerResponse& resp, RequestCtx& rc, DocumentsAnswer a) {
   rc.body_consumed = a.body_consumed;
   if (a.retry_after_seconds > 0) resp.set("Retry-After", std::to_string(a.retry_after_seconds));
+  if (!a.problem) {
+    for (const auto& [k, v] : a.headers) resp.set(k, v);
+  }
   if (a.problem) {
     SendProblem(resp, rc, *a.problem);
+  } else if (a.file && a.file_length) {
+    SendFileRange(resp, rc, a.body, a.file_offset, *a.file_length, a.content_type);
   } else if (a.file) {
     if (rc.has_body && !rc.body_consumed) resp.setKeepAlive(false);
     resp.set("Cache-Control", "no-store");
@@ -420,12 +456,87 @@ void HandleInbox(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
                JsonString(Base64Encode(r->receipt.signature)) + "}\n");
 }
 
+void HandleList(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
+                HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->List(req.getURI(), false));
+}
+
+void HandleInboxList(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
+                     HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->List(req.getURI(), true));
+}
+
+void HandleDocument(Server::State& st, RequestCtx& rc, HTTPServerRequest&,
+                    HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->Document(rc.params.at(0)));
+}
+
+void HandleContent(Server::State& st, RequestCtx& rc, HTTPServerRequest&,
+                   HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->Content(rc.params.at(0), rc.who.role));
+}
+
+void HandleSignature(Server::State& st, RequestCtx& rc, HTTPServerRequest&,
+                     HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->Signature(rc.params.at(0)));
+}
+
+void HandleBundleOf(Server::State& st, RequestCtx& rc, HTTPServerRequest&,
+                    HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->BundleOf(rc.params.at(0)));
+}
+
+void HandleReceipts(Server::State& st, RequestCtx& rc, HTTPServerRequest&,
+                    HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->Receipts(rc.params.at(0)));
+}
+
+void HandleCheckpoint(Server::State& st, RequestCtx& rc, HTTPServerRequest&,
+                      HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->Checkpoint());
+}
+
+void HandleConsistency(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
+                       HTTPServerResponse& resp) {
+  SendDocumentsAnswer(resp, rc, st.documents->Consistency(req.getURI()));
+}
+
+// Whether `path` matches the route pattern; fills `params` with the
+// segments in braces (percent-decoded already: Poco::URI::getPath()).
+bool MatchPath(const std::string& pattern, const std::string& path,
+               std::vector<std::string>* params) {
+  if (pattern.find('{') == std::string::npos) return pattern == path;
+  params->clear();
+  size_t pi = 0, xi = 0;
+  while (pi < pattern.size() && xi <= path.size()) {
+    size_t pe = pattern.find('/', pi);
+    if (pe == std::string::npos) pe = pattern.size();
+    size_t xe = path.find('/', xi);
+    if (xe == std::string::npos) xe = path.size();
+    std::string_view ps(pattern.data() + pi, pe - pi);
+    std::string_view xs(path.data() + xi, xe - xi);
+    if (ps.size() >= 2 && ps.front() == '{' && ps.back() == '}') {
+      if (xs.empty()) return false;
+      params->emplace_back(xs);
+    } else if (ps != xs) {
+      return false;
+    }
+    pi = pe + 1;
+    xi = xe + 1;
+    if ((pe == pattern.size()) != (xe == path.size())) return false;
+    if (pe == pattern.size()) return true;
+  }
+  return false;
+}
+
 std::vector<Route> PeerRoutes() {
   return {
       {"GET", "/api/v1/health", false, {}, HandleHealth},
       {"POST", "/api/v1/notices", false, {}, HandleNotice},
       {"GET", "/api/v1/whoami", false, {}, HandleWhoami},
       {"POST", "/api/v1/inbox", false, {}, HandleInbox},
+      {"GET", "/api/v1/checkpoint", false, {}, HandleCheckpoint},
+      {"GET", "/api/v1/checkpoint/consistency", false, {}, HandleConsistency},
   };
 }
 
@@ -437,6 +548,19 @@ std::vector<Route> UserRoutes() {
       {"POST", "/api/v1/verify", true, {}, HandleVerify},
       {"POST", "/api/v1/documents", false, {"clerk", "officer"}, HandleSubmit},
       {"GET", "/api/v1/documents/bundle", false, {"clerk", "officer", "auditor"}, HandleBundle},
+      {"GET", "/api/v1/documents", false, {"clerk", "officer", "auditor"}, HandleList},
+      {"GET", "/api/v1/documents/{id}", false, {"clerk", "officer", "auditor"}, HandleDocument},
+      {"GET", "/api/v1/documents/{id}/content", false, {"clerk", "officer", "auditor"},
+       HandleContent},
+      {"GET", "/api/v1/documents/{id}/signature", false, {"clerk", "officer", "auditor"},
+       HandleSignature},
+      {"GET", "/api/v1/documents/{id}/bundle", false, {"clerk", "officer", "auditor"},
+       HandleBundleOf},
+      {"GET", "/api/v1/documents/{id}/receipts", false, {"clerk", "officer", "auditor"},
+       HandleReceipts},
+      {"GET", "/api/v1/inbox", false, {"clerk", "officer", "auditor"}, HandleInboxList},
+      {"GET", "/api/v1/checkpoint", false, {"auditor", "admin"}, HandleCheckpoint},
+      {"GET", "/api/v1/checkpoint/consistency", false, {"auditor", "admin"}, HandleConsistency},
   };
 }
 
@@ -634,13 +758,24 @@ class Dispatcher : public Poco::Net::HTTPRequestHandler {
                           "Đích của yêu cầu không phải URI hợp lệ."});
       return;
     }
+    // Literal routes win over patterns (".../documents/bundle" is not an id).
     const Route* found = nullptr;
     std::string allow;
+    std::vector<std::string> params;
+    bool literal = false;
     for (const Route& r : routes_) {
-      if (r.path != path) continue;
-      allow += (allow.empty() ? "" : ", ") + r.method;
-      if (r.method == req.getMethod()) found = &r;
+      if (r.path == path) literal = true;
     }
+    for (const Route& r : routes_) {
+      std::vector<std::string> p;
+      if (literal ? r.path != path : !MatchPath(r.path, path, &p)) continue;
+      if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
+      if (r.method == req.getMethod() && found == nullptr) {
+        found = &r;
+        params = std::move(p);
+      }
+    }
+    rc.params = std::move(params);
     if (found == nullptr) {
       if (!allow.empty()) {
         *route_label = path;
@@ -797,6 +932,11 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
                                          MakeHttpsTransport(std::move(f)));
     if (!worker) return Err(worker.error());
     st->delivery = std::move(*worker);
+    // A clerk or officer opening a received document: the read notice.
+    DeliveryWorker* w = st->delivery.get();
+    st->documents->SetOpenedHook([w](const std::string& id, const std::string& role) {
+      return w->NoteOpened(id, role);
+    });
   }
   auto tokens = storage::ApiTokenStore::Open(config.state_dir + "/api-tokens.sqlite");
   if (!tokens) return Err(tokens.error());

@@ -325,7 +325,19 @@ Result<std::vector<IndexedEntry>> Index::Query(const IndexQuery& q) {
   add(q.since, " AND date >= ?");
   add(q.until, " AND date <= ?");
   add(q.counterpart, " AND seq IN (SELECT seq FROM counterparts WHERE party = ?)");
-  sql += " ORDER BY seq";
+  if (!q.kinds.empty()) {
+    sql += " AND kind IN (";
+    for (size_t i = 0; i < q.kinds.size(); ++i) {
+      sql += i ? ",?" : "?";
+      binds.push_back(&q.kinds[i]);
+    }
+    sql += ")";
+  }
+  // Integers are formatted into the statement (they are not text).
+  if (q.refers_to) sql += " AND refers_to = " + std::to_string(*q.refers_to);
+  if (q.before_seq) sql += " AND seq < " + std::to_string(*q.before_seq);
+  sql += q.newest_first ? " ORDER BY seq DESC" : " ORDER BY seq";
+  if (q.limit > 0) sql += " LIMIT " + std::to_string(q.limit);
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
     return Err(Status::DataError(path_ + ": " + sqlite3_errmsg(db_.get())));

@@ -49,6 +49,12 @@ struct IndexQuery {
   std::optional<std::string> since;        // RFC 3339 UTC "YYYY-MM-DDTHH:MM:SSZ", inclusive
   std::optional<std::string> until;        // same form, inclusive
   std::optional<std::string> id;
+  // Any of these kinds (in addition to `kind`, when both are set); empty: any.
+  std::vector<std::string> kinds;
+  std::optional<uint64_t> refers_to;   // entries about this seq
+  std::optional<uint64_t> before_seq;  // only seq < before_seq (paging)
+  bool newest_first = false;           // seq descending instead of ascending
+  size_t limit = 0;                    // at most this many rows; 0: no limit
 };
 
 // What an Update did.
@@ -84,7 +90,7 @@ class Index {
   // Drops every row and rebuilds from the whole history.
   Result<IndexUpdate> Rebuild(ArchiveReader& reader);
 
-  // Entries matching every given criterion, in seq order.
+  // Entries matching every given criterion, in seq order (or newest first).
   Result<std::vector<IndexedEntry>> Query(const IndexQuery& q);
   // One entry by seq; nullopt if the index has no such entry.
   Result<std::optional<IndexedEntry>> FindSeq(uint64_t seq);

@@ -83,7 +83,7 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
   WritePair(t, "signer", signer);
 
   // The union's seal on a token, and the peer union's seal in software.
-  std::string seal_key, our_seal, peer_seal;
+  std::string seal_key, our_seal, peer_seal, officers, seal_types;
   if (o.seal) {
     h->hsm_ = std::make_unique<SoftHsm>();
     constexpr char kToken[] = "harness-seal", kPin[] = "135790";
@@ -100,6 +100,23 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
     seal_key = h->hsm_->KeyUri(kToken, "seal");
     our_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256(seal->cert.get()) + "\"}";
     peer_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256(peer_seal_cert.cert.get()) + "\"}";
+    // For submissions from this union: its chair (signer.pem) and two types
+    // it may send to its children.
+    officers =
+        "officers:\n"
+        "  - {id: chair, name: \"Nguyễn Thị Duyên\", role: chair, union: " + o.union_id +
+        ",\n     certificate: {spki_sha256: \"" + SpkiSha256(signer.cert.get()) +
+        "\"}, mandate: {from: 2020-01-01}}\n";
+    seal_types =
+        "  - {id: directive, name: \"Chỉ thị\", issuers: {levels: [district]},\n"
+        "     recipients: {relations: [children]},\n"
+        "     signatures: {officers: [{roles: [chair], count: 1}], seal: true},\n"
+        "     max_size_bytes: 1048576, media_types: [text/plain, application/pdf],\n"
+        "     retention_years: 20, reference: \"{seq}/{year}/CT-{union}\"}\n"
+        "  - {id: notice, name: \"Thông báo\", issuers: {levels: [district]},\n"
+        "     recipients: {relations: [children]}, signatures: {seal: true},\n"
+        "     max_size_bytes: 1048576, media_types: [text/plain, application/octet-stream],\n"
+        "     retention_years: 10}\n";
     if (!h->LaunchSigner(seal_key, h->hsm_->WritePinFile(std::string(kPin) + "\n"))) return nullptr;
   }
 
@@ -113,11 +130,12 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
       our_seal + "}\n"
       "  - {id: " + std::string(kPeerUnion) + ", name: \"Công đoàn Bàn Thử\", level: grassroots, parent: " +
       o.union_id + ",\n     tls_identity: {spki_sha256: \"" + SpkiSha256(peer.cert.get()) +
-      "\"}" + peer_seal + "}\n"
+      "\"}" + peer_seal + "}\n" + officers +
       "document_types:\n"
       "  - {id: report, name: \"Báo cáo\", issuers: {levels: [grassroots]},\n"
       "     recipients: {relations: [parent]}, signatures: {seal: true},\n"
-      "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 10}\n";
+      "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 10}\n" +
+      seal_types;
   WriteTestFile(t.file("policy.yaml"), policy);
 
   std::string user_certs;

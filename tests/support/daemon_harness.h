@@ -22,7 +22,10 @@
 // registered in the policy; and a seal for the peer union (software key:
 // peer-seal.pem/-key.pem) registered too, so a test can build the peer's
 // bundles in-process. The policy's `report` type lets the peer (grassroots)
-// send to this union (its parent).
+// send to this union (its parent); an officer `chair` of this union
+// (signer.pem) and the types `directive` (district -> children, chair +
+// seal, reference "{seq}/{year}/CT-{union}") and `notice` (district ->
+// children, seal only) let tests submit from this union.
 #ifndef SEALPOST_TESTS_SUPPORT_DAEMON_HARNESS_H_
 #define SEALPOST_TESTS_SUPPORT_DAEMON_HARNESS_H_
 
