@@ -279,6 +279,14 @@ Archive::~Archive() {
     queue_cv_.notify_all();
     writer_.join();
   }
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(pipe_mu_);
+      syncer_stopping_ = true;
+    }
+    pipe_cv_.notify_all();
+    syncer_.join();
+  }
   if (merger_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(packs_mu_);
@@ -360,10 +368,15 @@ Result<std::unique_ptr<Archive>> Archive::Create(const std::string& dir, Archive
   first.files.push_back({"seal.pem", pem});
   std::vector<Appended> results;
   {
-    std::lock_guard<std::mutex> lock(archive->repo_mu_);
-    Status s = archive->WriteBatch({&first},
-                                   {{"FORMAT", std::string(kFormatFileContent)}, {"seal.pem", pem}},
-                                   &results);
+    std::lock_guard<std::mutex> lock(archive->writer_mu_);
+    {
+      std::lock_guard<std::mutex> pipe_lock(archive->pipe_mu_);
+      archive->durable_trees_ = std::make_shared<const Trees>();
+      archive->ResetTipToDurable();
+    }
+    Status s = archive->WriteNow({&first},
+                                 {{"FORMAT", std::string(kFormatFileContent)}, {"seal.pem", pem}},
+                                 &results);
     if (!s.ok()) {
       archive->odb_.reset();
       archive->repo_.reset();
@@ -510,17 +523,23 @@ Status Archive::LoadHead() {
                                       crypto::DisplayName(seal.get()) + ")");
   }
   RETURN_STATUS_IF_ERROR(LoadTrees(tree.get(), cp->size));
-  std::lock_guard<std::mutex> lock(state_mu_);
-  seal_ = std::move(seal);
-  has_head_ = true;
-  head_ = oid;
-  frontier_ = std::move(*frontier);
-  checkpoint_ = std::move(*cp);
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    seal_ = std::move(seal);
+    has_head_ = true;
+    head_ = oid;
+    frontier_ = std::move(*frontier);
+    checkpoint_ = std::move(*cp);
+  }
+  std::lock_guard<std::mutex> writer_lock(writer_mu_);
+  std::lock_guard<std::mutex> pipe_lock(pipe_mu_);
+  ResetTipToDurable();
   return Status::Ok();
 }
 
 void Archive::StartWriter() {
   writer_ = std::thread([this] { WriterLoop(); });
+  syncer_ = std::thread([this] { SyncerLoop(); });
   merger_ = std::thread([this] { MergerLoop(); });
 }
 
@@ -544,38 +563,168 @@ void Archive::MergerLoop() {
   }
 }
 
+// The writer: takes every append queued (group commit), builds and signs
+// their commit on the tip and hands it to the syncer, then takes the next
+// batch while the syncer makes that commit durable.
 void Archive::WriterLoop() {
   for (;;) {
     std::vector<Pending*> batch;
     {
       std::unique_lock<std::mutex> lock(queue_mu_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
+      if (queue_.empty()) return;  // stopping and drained (the syncer finishes its commit)
+      // Gathering. While the syncer holds a commit of k appends, the next
+      // one is started only once k appends are queued: callers whose
+      // appends were just acknowledged usually append again at once, and
+      // one full commit costs less than two half-full ones (with a fixed
+      // number of callers, starting early only splits them into smaller
+      // commits). After the syncer acknowledged k appends, the writer waits
+      // up to kGatherWait for k to be queued.
+      for (;;) {
+        if (stopping_) break;
+        const size_t in_flight = in_flight_.load();
+        const size_t target = std::min(options_.max_batch, in_flight > 0 ? in_flight : last_committed_.load());
+        if (queue_.size() >= target) break;
+        if (in_flight > 0) {
+          queue_cv_.wait_for(lock, std::chrono::milliseconds(1));
+          continue;
+        }
+        const auto deadline = last_ack_ + kGatherWait;
+        if (std::chrono::steady_clock::now() >= deadline) break;
+        queue_cv_.wait_until(lock, deadline);
+      }
       while (!queue_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(queue_.front());
         queue_.pop_front();
       }
     }
-    std::vector<const EntryInput*> inputs;
-    for (Pending* p : batch) inputs.push_back(&p->input);
-    std::vector<Appended> results;
+    auto fail = [&](const Status& s) {
+      for (Pending* p : batch) p->done.set_value(Err(s));
+    };
     Status s;
     {
       std::lock_guard<std::mutex> lock(state_mu_);
       s = broken_;
     }
-    if (s.ok()) {
-      std::lock_guard<std::mutex> lock(repo_mu_);
-      s = WriteBatch(inputs, {}, &results);
+    if (!s.ok()) {
+      fail(s);
+      continue;
     }
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (s.ok()) {
-        batch[i]->done.set_value(results[i]);
-      } else {
-        batch[i]->done.set_value(Err(s));
+    std::lock_guard<std::mutex> writer_lock(writer_mu_);
+    {
+      std::lock_guard<std::mutex> lock(pipe_mu_);
+      if (!pipe_failed_.ok() && !slot_) {
+        ResetTipToDurable();
+        pipe_failed_ = Status::Ok();
       }
     }
+    std::vector<const EntryInput*> inputs;
+    for (Pending* p : batch) inputs.push_back(&p->input);
+    auto built = BuildCommit(inputs, {}, tip_);
+    if (!built.has_value()) {
+      fail(built.error());  // nothing was handed on; the tip is unchanged
+      continue;
+    }
+    std::unique_lock<std::mutex> lock(pipe_mu_);
+    pipe_cv_.wait(lock, [&] { return !slot_; });
+    if (!pipe_failed_.ok()) {
+      // The commit this one was built on failed, so this one cannot be
+      // published either (its parent is not the head): it fails with the
+      // same error, and the next is built on the durable head.
+      s = pipe_failed_;
+      ResetTipToDurable();
+      pipe_failed_ = Status::Ok();
+      lock.unlock();
+      fail(s);
+      continue;  // *built (its temporary pack files) is discarded
+    }
+    Built& b = **built;
+    tip_.has_head = true;
+    tip_.head = b.commit;
+    tip_.frontier = b.frontier;
+    tip_.trees = b.trees;
+    in_flight_.store(batch.size());
+    b.waiters = std::move(batch);
+    slot_ = std::move(*built);
+    lock.unlock();
+    pipe_cv_.notify_all();
   }
+}
+
+// The syncer: makes the commit in slot_ durable, moves the branch, then
+// acknowledges its appends (or fails them).
+void Archive::SyncerLoop() {
+  for (;;) {
+    std::unique_lock<std::mutex> lock(pipe_mu_);
+    pipe_cv_.wait(lock, [&] { return syncer_stopping_ || slot_; });
+    if (!slot_) return;  // stopping, and the writer has stopped
+    Built* b = slot_.get();
+    lock.unlock();
+    Status s = PublishCommit(*b);
+    lock.lock();
+    std::unique_ptr<Built> done = std::move(slot_);
+    // Before the writer can hand on the next commit (it sets in_flight_).
+    in_flight_.store(0);
+    last_committed_.store(done->waiters.size());
+    if (s.ok()) {
+      durable_trees_ = done->trees;
+    } else {
+      pipe_failed_ = s;
+    }
+    lock.unlock();
+    {
+      std::lock_guard<std::mutex> queue_lock(queue_mu_);
+      last_ack_ = std::chrono::steady_clock::now();
+    }
+    pipe_cv_.notify_all();
+    for (size_t i = 0; i < done->waiters.size(); ++i) {
+      if (s.ok()) {
+        done->waiters[i]->done.set_value(done->results[i]);
+      } else {
+        done->waiters[i]->done.set_value(Err(s));
+      }
+    }
+    {
+      std::lock_guard<std::mutex> queue_lock(queue_mu_);
+      last_ack_ = std::chrono::steady_clock::now();
+    }
+    queue_cv_.notify_all();
+  }
+}
+
+void Archive::ResetTipToDurable() {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  tip_.has_head = has_head_;
+  tip_.head = head_;
+  tip_.frontier = frontier_;
+  tip_.trees = durable_trees_;
+}
+
+void Archive::DrainPipeline() {
+  std::unique_lock<std::mutex> lock(pipe_mu_);
+  pipe_cv_.wait(lock, [&] { return !slot_; });
+  if (!pipe_failed_.ok()) {
+    ResetTipToDurable();
+    pipe_failed_ = Status::Ok();
+  }
+}
+
+Status Archive::WriteNow(const std::vector<const EntryInput*>& batch,
+                         const std::vector<RootFile>& root_files, std::vector<Appended>* results) {
+  auto built = BuildCommit(batch, root_files, tip_);
+  if (!built.has_value()) return built.error();
+  Built& b = **built;
+  RETURN_STATUS_IF_ERROR(PublishCommit(b));
+  {
+    std::lock_guard<std::mutex> lock(pipe_mu_);
+    durable_trees_ = b.trees;
+  }
+  tip_.has_head = true;
+  tip_.head = b.commit;
+  tip_.frontier = b.frontier;
+  tip_.trees = b.trees;
+  *results = std::move(b.results);
+  return Status::Ok();
 }
 
 std::vector<Result<Appended>> Archive::AppendMany(std::vector<EntryInput> entries) {
@@ -854,7 +1003,8 @@ Status Archive::LoadTrees(git_tree* head_tree, uint64_t size) {
     }
   }
   t.last = size;
-  trees_ = std::move(t);
+  std::lock_guard<std::mutex> lock(pipe_mu_);
+  durable_trees_ = std::make_shared<const Trees>(std::move(t));
   return Status::Ok();
 }
 
@@ -932,26 +1082,20 @@ void Archive::AbortBranch(int lock_fd) {
   ::unlink((dir_ + "/" + kBranch + ".lock").c_str());
 }
 
-Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
-                           const std::vector<RootFile>& root_files,
-                           std::vector<Appended>* results) {
-  // Work on copies; the members change only once the branch has moved.
-  merkle::CompactRange frontier;
-  bool has_head;
-  git_oid head;
-  {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    frontier = frontier_;
-    has_head = has_head_;
-    head = head_;
-  }
+Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
+    const std::vector<const EntryInput*>& batch, const std::vector<RootFile>& root_files,
+    const Tip& tip) {
+  // Work on copies: the tip changes only once the commit is handed on.
+  merkle::CompactRange frontier = tip.frontier;
+  const bool has_head = tip.has_head;
+  const git_oid head = tip.head;
   const auto started = std::chrono::steady_clock::now();
   const uint64_t cpu_started = ThreadCpuNs();
   uint64_t sign_ns = 0, sign_cpu_ns = 0;
-  Trees t = trees_;
+  Trees t = *tip.trees;
   const std::string pack_dir = dir_ + "/objects/pack";
   auto pack = PackWriter::Create(pack_dir);
-  if (!pack.has_value()) return pack.error();
+  if (!pack.has_value()) return Err(pack.error());
   PackWriter& pw = **pack;
 
   auto add = [&](git_object_t type, std::string_view data) -> Result<git_oid> {
@@ -1000,14 +1144,14 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
     std::map<std::string, TreeItem> files;
     for (const EntryFile& f : entry->files) {
       auto id = add(GIT_OBJECT_BLOB, f.data);
-      if (!id.has_value()) return id.error();
+      if (!id.has_value()) return Err(id.error());
       put(&files, f.name, *id, false);
     }
     auto manifest_id = add(GIT_OBJECT_BLOB, manifest);
-    if (!manifest_id.has_value()) return manifest_id.error();
+    if (!manifest_id.has_value()) return Err(manifest_id.error());
     put(&files, "manifest.json", *manifest_id, false);
     auto entry_tree = tree_of(files);
-    if (!entry_tree.has_value()) return entry_tree.error();
+    if (!entry_tree.has_value()) return Err(entry_tree.error());
     // Moving to a new shard: the finished ones are written into their
     // parents and the new ones start empty (seq only grows).
     if (t.last != 0) {
@@ -1015,7 +1159,7 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
                    : (seq >> 16) != (t.last >> 16) ? 2
                    : (seq >> 8) != (t.last >> 8)   ? 1
                                                    : 0;
-      RETURN_STATUS_IF_ERROR(flush(levels));
+      SP_RETURN_IF_ERROR(flush(levels));
       if (levels >= 1) t.shard3.clear();
       if (levels >= 2) t.shard2.clear();
       if (levels >= 3) t.shard1.clear();
@@ -1030,43 +1174,43 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
     frontier.AppendLeafHash(a.leaf);
     out.push_back(std::move(a));
   }
-  RETURN_STATUS_IF_ERROR(flush(3));
+  SP_RETURN_IF_ERROR(flush(3));
   for (const RootFile& f : root_files) {
     if (f.path.find('/') != std::string::npos) {
-      return Status::Internal("root file " + f.path + " is not at the root");
+      return Err(Status::Internal("root file " + f.path + " is not at the root"));
     }
     auto id = add(GIT_OBJECT_BLOB, f.data);
-    if (!id.has_value()) return id.error();
+    if (!id.has_value()) return Err(id.error());
     put(&t.root, f.path, *id, false);
   }
 
   crypto::Checkpoint cp{options_.origin, frontier.size(), frontier.Root(), {}};
   auto body = crypto::SerializeCheckpoint(cp);
-  if (!body.has_value()) return body.error();
+  if (!body.has_value()) return Err(body.error());
   auto sign_start = std::chrono::steady_clock::now();
   uint64_t sign_cpu_start = ThreadCpuNs();
   auto cp_sig = crypto::SignCheckpoint(*options_.signer, options_.seal_key, *body);
   sign_ns += NsSince(sign_start);
   sign_cpu_ns += ThreadCpuNs() - sign_cpu_start;
-  if (!cp_sig.has_value()) return cp_sig.error();
+  if (!cp_sig.has_value()) return Err(cp_sig.error());
   for (auto [name, data] : {std::pair<const char*, std::string_view>{"checkpoint", *body},
                             {"checkpoint.p7s", *cp_sig}}) {
     auto id = add(GIT_OBJECT_BLOB, data);
-    if (!id.has_value()) return id.error();
+    if (!id.has_value()) return Err(id.error());
     put(&t.log, name, *id, false);
   }
   {
     auto id = add(GIT_OBJECT_BLOB, SerializeFrontier(frontier));
-    if (!id.has_value()) return id.error();
+    if (!id.has_value()) return Err(id.error());
     put(&t.log, "frontier", *id, false);
   }
   for (auto [name, map] : {std::pair{"entries", &t.entries}, std::pair{"log", &t.log}}) {
     auto id = tree_of(*map);
-    if (!id.has_value()) return id.error();
+    if (!id.has_value()) return Err(id.error());
     put(&t.root, name, *id, true);
   }
   auto tree_id = tree_of(t.root);
-  if (!tree_id.has_value()) return tree_id.error();
+  if (!tree_id.has_value()) return Err(tree_id.error());
 
   // The commit, in the exact form libgit2's git_commit_create_buffer gives.
   const uint64_t first = out.front().seq, last = out.back().seq;
@@ -1085,7 +1229,7 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
   auto armored = SignCommitBuffer(commit_text);
   sign_ns += NsSince(sign_start);
   sign_cpu_ns += ThreadCpuNs() - sign_cpu_start;
-  if (!armored.has_value()) return armored.error();
+  if (!armored.has_value()) return Err(armored.error());
   // gpgsig header: continuation lines start with a space.
   std::string signed_commit = header + "gpgsig ";
   for (char c : *armored) {
@@ -1094,18 +1238,37 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
   }
   signed_commit += "\n\n" + message;
   auto commit_id = add(GIT_OBJECT_COMMIT, signed_commit);
-  if (!commit_id.has_value()) return commit_id.error();
+  if (!commit_id.has_value()) return Err(commit_id.error());
 
+  // The pack's trailer and index are written (not synced) here.
+  auto name = pw.Seal();
+  if (!name.has_value()) return Err(name.error());
+
+  auto b = std::make_unique<Built>();
+  b->build_cpu_ns = ThreadCpuNs() - cpu_started - sign_cpu_ns;
+  b->sign_cpu_ns = sign_cpu_ns;
+  b->sign_ns = sign_ns;
+  b->build_ns = NsSince(started) - sign_ns;
+  b->pack = std::move(*pack);
+  b->commit = *commit_id;
+  b->has_parent = has_head;
+  b->parent = head;
+  b->trees = std::make_shared<const Trees>(std::move(t));
+  b->frontier = std::move(frontier);
+  b->checkpoint = std::move(cp);
+  b->results = std::move(out);
+  return b;
+}
+
+Status Archive::PublishCommit(Built& b) {
   // Durability, in three rounds of syncs: (1) the pack, its index and the
   // new ref value in main.lock, together; (2) the pack directory after the
   // renames; (3) refs/heads after main.lock becomes main. The branch names
   // the commit only once everything it refers to is durable.
-  // The pack's trailer and index are written (not synced) before.
-  auto name = pw.Seal();
-  if (!name.has_value()) return name.error();
-  const uint64_t build_cpu_ns = ThreadCpuNs() - cpu_started - sign_cpu_ns;
+  const std::string pack_dir = dir_ + "/objects/pack";
+  PackWriter& pw = *b.pack;
   const auto sync_start = std::chrono::steady_clock::now();
-  auto lock_fd = LockBranch(has_head, head, *commit_id);
+  auto lock_fd = LockBranch(b.has_parent, b.parent, b.commit);
   if (!lock_fd.has_value()) return lock_fd.error();
   if (Status synced = pw.Sync({*lock_fd}); !synced.ok()) {
     AbortBranch(*lock_fd);
@@ -1119,7 +1282,7 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
   }
   {
     std::lock_guard<std::mutex> lock(packs_mu_);
-    packs_.push_back({*name, static_cast<uint32_t>(pw.object_count())});
+    packs_.push_back({pw.name(), static_cast<uint32_t>(pw.object_count())});
     if (packs_.size() > kMaxPacks) packs_cv_.notify_one();
   }
   RETURN_STATUS_IF_ERROR(CommitBranch(*lock_fd));
@@ -1127,29 +1290,27 @@ Status Archive::WriteBatch(const std::vector<const EntryInput*>& batch,
     const uint64_t sync_ns = NsSince(sync_start);
     std::lock_guard<std::mutex> stats_lock(stats_mu_);
     ++stats_.commits;
-    stats_.entries += out.size();
-    stats_.sign_ns += sign_ns;
+    stats_.entries += b.results.size();
+    stats_.sign_ns += b.sign_ns;
     stats_.sync_ns += sync_ns;
-    stats_.build_ns += NsSince(started) - sync_ns - sign_ns;
-    stats_.build_cpu_ns += build_cpu_ns;
-    stats_.sign_cpu_ns += sign_cpu_ns;
+    stats_.build_ns += b.build_ns;
+    stats_.build_cpu_ns += b.build_cpu_ns;
+    stats_.sign_cpu_ns += b.sign_cpu_ns;
   }
 
-  const std::string commit_hex = OidHex(*commit_id);
-  for (Appended& a : out) {
+  const std::string commit_hex = OidHex(b.commit);
+  for (Appended& a : b.results) {
     a.commit = commit_hex;
-    a.tree_size = cp.size;
+    a.tree_size = b.checkpoint.size;
   }
-  trees_ = std::move(t);
   {
     std::lock_guard<std::mutex> lock(state_mu_);
-    frontier_ = std::move(frontier);
-    head_ = *commit_id;
+    frontier_ = b.frontier;
+    head_ = b.commit;
     has_head_ = true;
-    checkpoint_ = std::move(cp);
+    checkpoint_ = b.checkpoint;
   }
   commits_written_.fetch_add(1);
-  *results = std::move(out);
   return Status::Ok();
 }
 
@@ -1157,8 +1318,10 @@ Result<Appended> Archive::ChangeSeal(crypto::Signer* new_signer, crypto::KeyRef 
   if (new_signer == nullptr) return Err(Status::InvalidArgument("a seal change needs a signer"));
   auto cert = new_signer->Certificate(new_key);
   if (!cert.has_value()) return Err(cert.error().WithContext("new seal certificate"));
-  // Between two batches: the writer holds repo_mu_ for a whole batch.
-  std::lock_guard<std::mutex> lock(repo_mu_);
+  // Between two commits, with the pipeline idle: the writer holds
+  // writer_mu_ from building a commit to handing it to the syncer.
+  std::lock_guard<std::mutex> lock(writer_mu_);
+  DrainPipeline();
   {
     std::lock_guard<std::mutex> state_lock(state_mu_);
     if (!broken_.ok()) return Err(broken_);
@@ -1210,7 +1373,7 @@ Result<Appended> Archive::ChangeSeal(crypto::Signer* new_signer, crypto::KeyRef 
   options_.signer = new_signer;
   options_.seal_key = new_key;
   std::vector<Appended> results;
-  Status s = WriteBatch({&entry}, {{"seal.pem", pem}}, &results);
+  Status s = WriteNow({&entry}, {{"seal.pem", pem}}, &results);
   if (!s.ok()) {
     options_.signer = old_signer;
     options_.seal_key = old_key;

@@ -16,7 +16,9 @@
 // in a pack file that was fsync'd and refs/heads/main points to it (ref file
 // and directory fsync'd). Concurrent Append() calls are queued and written
 // by one writer thread as one commit ("group commit"), so many appends share
-// one set of fsyncs.
+// one set of fsyncs. The writer builds and signs commit N+1 while a syncer
+// thread makes commit N durable (a two-stage pipeline): N+1 is only made
+// durable and visible after N, and fails if N fails.
 //
 // One writer: an Archive holds an exclusive flock on <dir>/sealpost.lock for
 // its lifetime; a second Archive on the same directory (in this or another
@@ -31,6 +33,7 @@
 #define SEALPOST_STORAGE_ARCHIVE_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -186,16 +189,11 @@ class Archive {
                                                      ArchiveOptions options, int lock_fd);
   Status SetUpOdb();
   Status LoadHead();
-  void StartWriter();  // and the merger
+  void StartWriter();  // and the syncer and the merger
   void MergerLoop();
   void WriterLoop();
+  void SyncerLoop();
 
-  // Writes `batch` (and `root_files`) as one signed commit on top of the
-  // current head, durably, and moves the branch by CAS. On success fills
-  // `results` and updates the in-memory state; on failure changes nothing.
-  // REQUIRES: repo_mu_ held.
-  Status WriteBatch(const std::vector<const EntryInput*>& batch,
-                    const std::vector<RootFile>& root_files, std::vector<Appended>* results);
   struct PackInfo {
     std::string name;  // "pack-<hex>"
     uint32_t objects = 0;
@@ -209,6 +207,48 @@ class Archive {
     uint64_t last = 0;
     bool dirty1 = false, dirty2 = false, dirty3 = false;
   };
+  // What the next commit is built on: the last commit built (which may
+  // still be on its way to disk) or, after a failure, the durable head.
+  struct Tip {
+    bool has_head = false;
+    git_oid head{};
+    crypto::merkle::CompactRange frontier;
+    std::shared_ptr<const Trees> trees;
+  };
+  // A commit built and signed, its pack written (not yet synced): what the
+  // syncer needs to make it durable, move the branch and acknowledge.
+  struct Built {
+    std::unique_ptr<PackWriter> pack;
+    git_oid commit{};
+    bool has_parent = false;
+    git_oid parent{};
+    std::shared_ptr<const Trees> trees;  // after this commit
+    crypto::merkle::CompactRange frontier;
+    crypto::Checkpoint checkpoint;
+    std::vector<Appended> results;
+    std::vector<Pending*> waiters;  // acknowledged once it is durable
+    uint64_t build_ns = 0, sign_ns = 0, build_cpu_ns = 0, sign_cpu_ns = 0;
+  };
+  // Builds `batch` (and `root_files`) as one signed commit on top of `tip`
+  // and writes its pack (trailer and index included, nothing synced).
+  // Changes no member. REQUIRES: writer_mu_ held.
+  Result<std::unique_ptr<Built>> BuildCommit(const std::vector<const EntryInput*>& batch,
+                                             const std::vector<RootFile>& root_files,
+                                             const Tip& tip);
+  // Makes `b` durable and moves the branch by CAS (three sync rounds, see
+  // decision 0005), then updates the committed state and the stats and
+  // fills b.results. On failure the branch is where it was. Called by the
+  // syncer, or with the pipeline idle (Create, ChangeSeal).
+  Status PublishCommit(Built& b);
+  // BuildCommit + PublishCommit in the calling thread, for Create and
+  // ChangeSeal. REQUIRES: writer_mu_ held, the pipeline idle (slot_ empty).
+  Status WriteNow(const std::vector<const EntryInput*>& batch,
+                  const std::vector<RootFile>& root_files, std::vector<Appended>* results);
+  // tip_ = the durable state. REQUIRES: writer_mu_ and pipe_mu_ held.
+  void ResetTipToDurable();
+  // Waits until the syncer is idle; if the last commit it handled failed,
+  // puts the tip back on the durable head. REQUIRES: writer_mu_ held.
+  void DrainPipeline();
   // Reads the in-memory trees from `tree` (the head's) for `size` entries.
   Status LoadTrees(git_tree* tree, uint64_t size);
   // Takes refs/heads/main.lock (git's protocol), checks that the branch
@@ -233,9 +273,26 @@ class Archive {
   Result<GitTreePtr> HeadTree();
 
   const std::string dir_;
-  ArchiveOptions options_;  // signer/seal_key change only in ChangeSeal, under repo_mu_
+  ArchiveOptions options_;  // signer/seal_key change only in ChangeSeal, under writer_mu_
   int lock_fd_ = -1;
-  X509Ptr seal_;  // written under repo_mu_ and state_mu_
+  X509Ptr seal_;  // written under writer_mu_ and state_mu_
+
+  // Held by the writer while it builds a commit and hands it to the syncer,
+  // and by ChangeSeal: one commit is built at a time, on tip_.
+  std::mutex writer_mu_;
+  Tip tip_;  // guarded by writer_mu_
+  // Hand-off between the writer and the syncer (guarded by pipe_mu_):
+  // slot_ is the commit being made durable (empty: the syncer is idle);
+  // pipe_failed_ is the error of the last commit the syncer handled, when it
+  // failed (commits built on it must fail too and the tip go back to the
+  // durable head); durable_trees_ are the trees of the durable head.
+  std::mutex pipe_mu_;
+  std::condition_variable pipe_cv_;
+  std::unique_ptr<Built> slot_;
+  Status pipe_failed_;
+  std::shared_ptr<const Trees> durable_trees_;
+  bool syncer_stopping_ = false;
+  std::thread syncer_;
 
   // Repository and its objects: used by one thread at a time.
   std::mutex repo_mu_;
@@ -248,7 +305,6 @@ class Archive {
   std::vector<PackInfo> packs_;
   bool merger_stopping_ = false;
   std::thread merger_;
-  Trees trees_;                         // guarded by repo_mu_
 
   // Committed state (guarded by state_mu_; written only by the writer).
   mutable std::mutex state_mu_;
@@ -263,6 +319,12 @@ class Archive {
   std::condition_variable queue_cv_;
   std::deque<Pending*> queue_;
   bool stopping_ = false;
+  // For gathering (WriterLoop): appends in the commit the syncer holds (0:
+  // none), in the last commit acknowledged, and when (under queue_mu_).
+  std::atomic<size_t> in_flight_{0};
+  std::atomic<size_t> last_committed_{0};
+  std::chrono::steady_clock::time_point last_ack_{};
+  static constexpr std::chrono::microseconds kGatherWait{1000};
   std::thread writer_;
   std::atomic<uint64_t> commits_written_{0};
   mutable std::mutex stats_mu_;
