@@ -4,7 +4,9 @@
 // appliance, its receipts are verified and archived on the district and the
 // outbox says delivered; a recipient that is down gets it after backoff once
 // it is back; a sender SIGKILLed with a queue of deliveries delivers all of
-// them after its restart, with no duplicate on the recipients. The worker's
+// them after its restart, with no duplicate on the recipients; a clerk of a
+// recipient opening the content sends one read notice back, and the district
+// marks that delivery read. The worker's
 // logic in isolation is in tests/delivery_worker_test.cc.
 #include <gtest/gtest.h>
 
@@ -165,6 +167,38 @@ TEST_F(DeliveryE2eTest, RecipientDownThenUpIsDeliveredAfterBackoff) {
   ASSERT_TRUE(down.Restart());
   ASSERT_TRUE(WaitFor([&] { return AllDelivered({id}); }, 30)) << fed_->district().Log();
   EXPECT_EQ(Count(down, "document-received", id), 1u);
+}
+
+TEST_F(DeliveryE2eTest, ReadNoticeGoesBackOnceWhenTheRecipientsClerkOpensTheContent) {
+  std::string id = SubmitDirective("chi-thi-doc.txt", "CHỈ THỊ số 3: đọc và báo cáo\n");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered({id}); }, 30)) << fed_->district().Log();
+  Appliance& g = fed_->grassroots(0);
+  HttpAnswer c = g.Get("/api/v1/documents/" + id + "/content");
+  ASSERT_EQ(c.status, 200) << c.body << c.error;
+  EXPECT_EQ(c.body, "CHỈ THỊ số 3: đọc và báo cáo\n");
+  ASSERT_TRUE(WaitFor([&] { return State(id, g.id()).state == storage::JobState::kRead; }, 20))
+      << g.Log() << fed_->district().Log();
+  EXPECT_GT(State(id, g.id()).read_at, 0);
+  // The other recipient has not opened it.
+  EXPECT_EQ(State(id, fed_->grassroots(1).id()).state, storage::JobState::kDelivered);
+  // Opened again: nothing new on either side.
+  ASSERT_EQ(g.Get("/api/v1/documents/" + id + "/content").status, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto notices = [&](const Appliance& a) {
+    size_t n = 0;
+    for (const storage::Manifest& m : fed_->ArchiveEntries(a)) {
+      if (m.kind == storage::EntryKind::kDeliveryReceipt && m.Field("id") == id &&
+          m.Field("receipt_type") == "read-notice") {
+        ++n;
+        EXPECT_EQ(m.Field("recipient"), g.id());
+        EXPECT_EQ(m.Field("reader_role"), "clerk");
+      }
+    }
+    return n;
+  };
+  EXPECT_EQ(notices(fed_->district()), 1u);
+  EXPECT_EQ(notices(g), 1u);
 }
 
 TEST_F(DeliveryE2eTest, SenderKilledMidQueueDeliversEverythingOnceAfterRestart) {
