@@ -307,7 +307,8 @@ else
   fi
   st=$(api "$DISTRICT" "/api/v1/documents/$DIRECTIVE/receipts")
   if [ "$st" = 200 ]; then
-    body | jq -c '.[]? // .receipts[]?' 2>/dev/null | cut -c1-160 | sed 's/^/    /'
+    body | jq -r '.receipts[] | "\(.fields.receipt_type) of \(.fields.recipient), archived \(.archived_at) as entry \(.seq)"' \
+      | sed 's/^/    /'
     ok "the receipts and read notices are archived with the directive on the district's appliance"
   else
     notyet "listing the archived receipts (GET /api/v1/documents/{id}/receipts answered $st)"
