@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include <openssl/evp.h>
@@ -104,6 +106,14 @@ std::string FailedSigner(const crypto::Report& r, Lang lang) {
     if (s.indication != crypto::Indication::kPassed) return crypto::SignerSentence(s, lang);
   }
   return "";
+}
+
+// Milliseconds since `t0`, one decimal, for the log line of a reception.
+std::string MsSince(std::chrono::steady_clock::time_point t0) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f",
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  return buf;
 }
 
 bool ParseU64(std::string_view s, uint64_t* out) {
@@ -358,6 +368,8 @@ std::expected<crypto::SignedReceipt, Problem> Inbox::ReceiptFor(const ReceivedDo
 std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   auto policy = options_.policy->Current();
   const std::time_t now = Now();
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = Clock::now();
 
   // 1. The form.
   auto parsed = crypto::ReadBundle(d.bundle_path, options_.work_dir, options_.limits);
@@ -391,7 +403,10 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   vo.crls = crls_.get();
   vo.at = now;
   vo.expected_origin = d.peer + "/archive";
+  const std::string read_ms = MsSince(t0);
+  const Clock::time_point t_verify = Clock::now();
   auto report = crypto::VerifyBundle(*parsed, vo);
+  const std::string verify_ms = MsSince(t_verify);
   if (!report) {
     return Refuse("bundle-signature-unreadable",
                   BundleInvalid("The bundle cannot be verified: " + report.error().message(),
@@ -564,6 +579,7 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   }
 
   // 7. One document-received entry, durable before anything is answered.
+  const Clock::time_point t_append = Clock::now();
   auto content = ReadFile(parsed->content_path(), storage::kMaxEntryBytes);
   if (!content) return std::unexpected(Internal("content: " + content.error().message()));
   storage::EntryInput entry;
@@ -634,12 +650,16 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
     std::lock_guard<std::mutex> s(stats_mu_);
     ++accepted_;
   }
+  const std::string append_ms = MsSince(t_append);
+  const Clock::time_point t_receipt = Clock::now();
+  auto receipt = ReceiptFor(rd);
+  if (!receipt) return std::unexpected(receipt.error());
   Log(LogLevel::kInfo, "document received",
       "peer=" + JsonString(d.peer) + " document_id=" + JsonString(doc.id) +
           " seq=" + std::to_string(appended->seq) + " type=" + JsonString(doc.type) +
-          " sender_tree_size=" + std::to_string(cp.size));
-  auto receipt = ReceiptFor(rd);
-  if (!receipt) return std::unexpected(receipt.error());
+          " sender_tree_size=" + std::to_string(cp.size) + " read_ms=" + read_ms +
+          " verify_ms=" + verify_ms + " append_ms=" + append_ms + " receipt_ms=" +
+          MsSince(t_receipt) + " total_ms=" + MsSince(t0));
   return InboxAccepted{std::move(*receipt), doc.id, appended->seq, false};
 }
 

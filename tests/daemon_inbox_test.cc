@@ -9,6 +9,7 @@
 
 #include <openssl/pem.h>
 
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -219,6 +220,12 @@ TEST_F(DaemonInboxTest, PeerDeliversOverMtlsGetsReceiptsAndTheConsistencyDance) 
   EXPECT_NE(health.find("\"inbox\":{\"checkpoint_alarms\":1}"), std::string::npos) << health;
 
   EXPECT_EQ(d_->Terminate(), 0);
+  // Where a reception's time went (read_ms, verify_ms, append_ms, receipt_ms).
+  std::string log = d_->Log();
+  for (size_t p = log.find("document received"); p != std::string::npos;
+       p = log.find("document received", p + 1)) {
+    std::cout << log.substr(p, log.find('\n', p) - p) << "\n";
+  }
   // Three document-received entries, and the archive audits clean.
   auto reader = storage::ArchiveReader::Open(d_->state_dir() + "/archive");
   ASSERT_TRUE(reader.has_value()) << reader.error().message();
