@@ -573,17 +573,17 @@ void Archive::WriterLoop() {
       std::unique_lock<std::mutex> lock(queue_mu_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained (the syncer finishes its commit)
-      // Gathering. While the syncer holds a commit of k appends, the next
-      // one is started only once k appends are queued: callers whose
-      // appends were just acknowledged usually append again at once, and
-      // one full commit costs less than two half-full ones (with a fixed
-      // number of callers, starting early only splits them into smaller
-      // commits). After the syncer acknowledged k appends, the writer waits
-      // up to kGatherWait for k to be queued.
+      // Gathering (decision 0005). While the syncer holds a commit of k
+      // appends, the next one is started only once k appends are queued
+      // (a flood of callers is built at once, a fixed set of callers is
+      // not split into half-full commits). After the syncer acknowledged
+      // k appends with q queued, the writer waits up to kGatherWait for
+      // q + k: the callers just acknowledged usually append again at once,
+      // and one full commit costs less than two half-full ones.
       for (;;) {
         if (stopping_) break;
         const size_t in_flight = in_flight_.load();
-        const size_t target = std::min(options_.max_batch, in_flight > 0 ? in_flight : last_committed_.load());
+        const size_t target = std::min(options_.max_batch, in_flight > 0 ? in_flight : gather_target_);
         if (queue_.size() >= target) break;
         if (in_flight > 0) {
           queue_cv_.wait_for(lock, std::chrono::milliseconds(1));
@@ -663,19 +663,21 @@ void Archive::SyncerLoop() {
     Status s = PublishCommit(*b);
     lock.lock();
     std::unique_ptr<Built> done = std::move(slot_);
-    // Before the writer can hand on the next commit (it sets in_flight_).
-    in_flight_.store(0);
-    last_committed_.store(done->waiters.size());
+    {
+      // Before the writer can hand on the next commit (it sets in_flight_):
+      // the next commit should carry what is queued now and the callers
+      // about to be acknowledged, who usually append again at once.
+      std::lock_guard<std::mutex> queue_lock(queue_mu_);
+      in_flight_.store(0);
+      gather_target_ = queue_.size() + done->waiters.size();
+      last_ack_ = std::chrono::steady_clock::now();
+    }
     if (s.ok()) {
       durable_trees_ = done->trees;
     } else {
       pipe_failed_ = s;
     }
     lock.unlock();
-    {
-      std::lock_guard<std::mutex> queue_lock(queue_mu_);
-      last_ack_ = std::chrono::steady_clock::now();
-    }
     pipe_cv_.notify_all();
     for (size_t i = 0; i < done->waiters.size(); ++i) {
       if (s.ok()) {

@@ -319,12 +319,13 @@ class Archive {
   std::condition_variable queue_cv_;
   std::deque<Pending*> queue_;
   bool stopping_ = false;
-  // For gathering (WriterLoop): appends in the commit the syncer holds (0:
-  // none), in the last commit acknowledged, and when (under queue_mu_).
+  // For gathering (WriterLoop, under queue_mu_): appends in the commit the
+  // syncer holds (0: none); after the last acknowledgement, the appends
+  // then queued plus those acknowledged, and when.
   std::atomic<size_t> in_flight_{0};
-  std::atomic<size_t> last_committed_{0};
+  size_t gather_target_ = 0;
   std::chrono::steady_clock::time_point last_ack_{};
-  static constexpr std::chrono::microseconds kGatherWait{1000};
+  static constexpr std::chrono::microseconds kGatherWait{2000};
   std::thread writer_;
   std::atomic<uint64_t> commits_written_{0};
   mutable std::mutex stats_mu_;
