@@ -94,8 +94,9 @@ std::string MillisTime(int64_t ms) {
   return JsonString(crypto::FormatRfc3339(static_cast<std::time_t>(ms / 1000)));
 }
 
+// At most 18 digits: std::stoull never overflows on what passes.
 bool AllDigits(std::string_view s) {
-  return !s.empty() && s.size() <= 19 &&
+  return !s.empty() && s.size() <= 18 &&
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 

@@ -170,6 +170,21 @@ TEST_F(DaemonDocumentsTest, SubmitStatusListFetchRoundTrip) {
   EXPECT_EQ(report->indication, crypto::Indication::kPassed)
       << crypto::BundleReportToText(*report, Lang::kEn);
 
+  // As a recipient without an appliance would: unzip, `sealpost verify`.
+  TempDir unzipped;
+  ASSERT_EQ(RunCommand("cd " + ShellQuote(unzipped.path()) + " && unzip -q " + ShellQuote(bundle),
+                       &out),
+            0)
+      << out;
+  EXPECT_EQ(RunCommand(ShellQuote(SEALPOST_CLI_PATH) + " verify " +
+                           ShellQuote(unzipped.file(crypto::BundleContentName("round-trip.bin"))) +
+                           " " + ShellQuote(unzipped.file("META-INF/signature.p7s")) +
+                           " --trust " + ShellQuote(daemon_->file("sign-ca.pem")),
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("PASSED"), std::string::npos) << out;
+
   // The older form of the bundle route still answers.
   CurlResult old = Curl("/api/v1/documents/bundle?id=" + id, "clerk", "-o /dev/null");
   EXPECT_EQ(old.status, 200) << old.body;
@@ -245,7 +260,8 @@ TEST_F(DaemonDocumentsTest, UnknownIdIsNotFoundProblem) {
 TEST_F(DaemonDocumentsTest, BadFiltersAreBadRequests) {
   for (const char* q : {"?direction=sideways", "?limit=0", "?limit=100000", "?limit=ten",
                         "?since=yesterday", "?cursor=-1", "?bogus=1", "?type=",
-                        "?since=2026-12-06&until=2026-01-01", "?type=a&type=b"}) {
+                        "?since=2026-12-06&until=2026-01-01", "?type=a&type=b",
+                        "?cursor=99999999999999999999999", "?limit=9999999999999999999"}) {
     CurlResult c = Curl(std::string("/api/v1/documents") + q, "clerk");
     EXPECT_EQ(c.status, 400) << q << ": " << c.body;
     EXPECT_NE(c.body.find("problems/bad-request"), std::string::npos) << c.body;
@@ -304,6 +320,9 @@ TEST_F(DaemonDocumentsTest, CheckpointAndConsistencyOnBothListeners) {
   EXPECT_EQ(Curl("/api/v1/checkpoint/consistency?from=0&to=1", "auditor").status, 400);
   EXPECT_EQ(Curl("/api/v1/checkpoint/consistency?from=1&to=999999", "auditor").status, 400);
   EXPECT_EQ(Curl("/api/v1/checkpoint/consistency?from=1", "auditor").status, 400);
+  EXPECT_EQ(
+      Curl("/api/v1/checkpoint/consistency?from=1&to=99999999999999999999", "auditor").status,
+      400);
   EXPECT_EQ(Curl("/api/v1/checkpoint", "clerk").status, 403);
 
   std::string peer = " --cert " + ShellQuote(daemon_->file("peer.pem")) + " --key " +
