@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/file.h"
+#include "base/strings.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "crypto/report.h"
@@ -80,18 +81,6 @@ std::string GuessMediaType(const std::string& path) {
     if (lower.ends_with(ext)) return type;
   }
   return "application/octet-stream";
-}
-
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
 }
 
 // Runs the policy decision over the signers that PASSED and adds the verdict

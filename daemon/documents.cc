@@ -5,6 +5,7 @@
 #include <Poco/URI.h>
 
 #include "base/encoding.h"
+#include "base/strings.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "daemon/signer/remote_signer.h"
@@ -28,18 +29,6 @@ DocumentsAnswer ProblemAnswer(Problem p, bool body_consumed) {
 Problem BadRequest(std::string en, std::string vi) {
   return Problem{400, "bad-request", "Bad request", "Yêu cầu không hợp lệ", std::move(en),
                  std::move(vi)};
-}
-
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <Poco/URI.h>
 
 #include "base/encoding.h"
+#include "base/strings.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/utf8.h"
@@ -69,18 +70,6 @@ Problem InternalProblem(const std::string& what) {
   Log(LogLevel::kError, "documents read failed", "error=" + JsonString(what));
   return Problem{500, "internal", "Internal error", "Lỗi nội bộ",
                  "The archive could not be read.", "Không đọc được kho lưu trữ."};
-}
-
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
 }
 
 std::string JsonArray(const std::vector<std::string>& v) {

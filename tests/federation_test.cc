@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "base/strings.h"
 #include "tests/support/federation.h"
 
 namespace sealpost::testing {
@@ -36,18 +37,6 @@ std::string JsonField(const std::string& json, const std::string& key, size_t fr
   size_t e = json.find('"', p);
   if (at != nullptr) *at = e;
   return e == std::string::npos ? "" : json.substr(p, e - p);
-}
-
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
 }
 
 // Delivery state per recipient of a document sent from `a`: from the
