@@ -8,6 +8,7 @@
 // listeners.
 #include <sys/stat.h>
 
+#include <cstdint>
 #include <regex>
 #include <string>
 
@@ -105,7 +106,7 @@ DaemonHarness* DaemonDocumentsTest::daemon_ = nullptr;
 TEST_F(DaemonDocumentsTest, SubmitStatusListFetchRoundTrip) {
   // 900 KiB of bytes that are not text: the content is streamed in pieces.
   std::string data;
-  for (int i = 0; i < 900 * 1024; ++i) data += static_cast<char>((i * 7919 + i / 13) & 0xff);
+  for (uint32_t i = 0; i < 900 * 1024; ++i) data += static_cast<char>((i * 7919u + i / 13) & 0xff);
   const std::string original = daemon_->file("round-trip.bin");
   WriteTestFile(original, data);
   const std::string id = SubmitNotice(original, "Thông báo họp ban chấp hành");
