@@ -3,11 +3,17 @@
 //   sealpostd --config /etc/sealpost/sealpostd.yaml [--log-level debug|info|warn|error]
 //
 // Runs in the foreground (systemd Type=notify): READY=1 once both listeners
-// accept, STOPPING=1 on SIGTERM/SIGINT, then requests in progress finish and
-// the process exits 0.
+// accept, WATCHDOG=1 every half WatchdogSec= (when systemd asks for it),
+// STOPPING=1 on SIGTERM/SIGINT, then requests in progress finish and the
+// process exits 0.
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -72,8 +78,20 @@ int main(int argc, char** argv) {
                       " user_port=" + std::to_string((*server)->user_port());
   sd_notify(0, ready.c_str());
 
-  int sig = 0;
-  while (sigwait(&set, &sig) != 0) {
+  // WATCHDOG_USEC is set by systemd when the unit has WatchdogSec=; without
+  // it this simply waits for the signal.
+  uint64_t watchdog_usec = 0;
+  bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+  uint64_t tick_usec = watchdog ? std::max<uint64_t>(watchdog_usec / 2, 10000) : 3600ULL * 1000000;
+  timespec tick{static_cast<time_t>(tick_usec / 1000000), static_cast<long>(tick_usec % 1000000) * 1000};
+  int sig = -1;
+  while (sig < 0) {
+    if (watchdog) sd_notify(0, "WATCHDOG=1");
+    sig = sigtimedwait(&set, nullptr, &tick);
+    if (sig < 0 && errno != EAGAIN && errno != EINTR) {
+      Log(LogLevel::kError, "sigtimedwait failed", "errno=" + std::to_string(errno));
+      sig = SIGTERM;
+    }
   }
   Log(LogLevel::kInfo, "stopping", "signal=" + std::to_string(sig));
   sd_notify(0, "STOPPING=1");

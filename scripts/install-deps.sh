@@ -22,6 +22,9 @@ PACKAGES=(
   curl
   # the demo: JSON answers, bundles (zip), free ports
   jq unzip python3
+  # systemd/: systemd-analyze verify|security, systemd-sysusers, systemd-tmpfiles
+  # (tests/cli/systemd_units.sh; no running systemd needed)
+  systemd
 )
 
 missing=()

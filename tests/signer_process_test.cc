@@ -3,6 +3,7 @@
 // the journal, refusals, uid checks, restarts, sd_notify, and token faults
 // through the fault-injecting module (removal, hang, wrong PIN).
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -300,6 +301,29 @@ TEST_F(SignerProcessTest, ConnectionFromUidNotAllowedIsRefused) {
   EXPECT_EQ(cert.error().code(), Code::kPermissionDenied);
   EXPECT_NE(cert.error().message().find("is not allowed"), std::string::npos) << cert.error().message();
   EXPECT_NE(proc->Log().find("uid not allowed"), std::string::npos);
+}
+
+TEST_F(SignerProcessTest, AllowUserByNameAdmitsThatUserOnly) {
+  // The systemd unit names the daemon's user (sysusers.d picks its uid).
+  passwd* me = ::getpwuid(::geteuid());
+  ASSERT_NE(me, nullptr);
+  std::string my_name = me->pw_name;
+  {
+    auto proc = Start({"--allow-user", my_name});
+    auto remote = Client();
+    auto cert = remote.Certificate(crypto::KeyRef{Uri("seal")});
+    EXPECT_TRUE(cert) << cert.error().message() << "\n" << proc->Log();
+  }
+  if (::geteuid() != 65534) {
+    auto proc = Start({"--allow-user", "nobody"});
+    auto cert = Client().Certificate(crypto::KeyRef{Uri("seal")});
+    ASSERT_FALSE(cert);
+    EXPECT_EQ(cert.error().code(), Code::kPermissionDenied) << cert.error().message();
+  }
+  SignerProcess unknown(Args({"--allow-user", "no-such-user-sealpost"}), hsm_.file("usage.log"));
+  EXPECT_EQ(unknown.WaitExit(10), 64);
+  EXPECT_NE(unknown.Log().find("--allow-user: no such user 'no-such-user-sealpost'"), std::string::npos)
+      << unknown.Log();
 }
 
 TEST_F(SignerProcessTest, MalformedFrameIsAnsweredAndConnectionClosed) {

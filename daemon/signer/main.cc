@@ -1,7 +1,10 @@
 // sealpost-signer: the token holder. See docs/signer.md.
 //   sealpost-signer --key URI [--key URI]... --socket PATH [--pin-file F]
-//                   [--journal F] [--allow-uid N]... [--call-timeout S]
+//                   [--journal F] [--allow-uid N]... [--allow-user NAME]...
+//                   [--call-timeout S]
 //                   [--max-skew S] [--lang vi|en] [--verbose]
+#include <pwd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -21,7 +24,8 @@ using sealpost::Tr;
 
 constexpr char kUsage[] =
     "usage: sealpost-signer --key URI [--key URI]... --socket PATH [--pin-file FILE]\n"
-    "                       [--journal FILE] [--allow-uid UID]... [--call-timeout SECONDS]\n"
+    "                       [--journal FILE] [--allow-uid UID]... [--allow-user NAME]...\n"
+    "                       [--call-timeout SECONDS]\n"
     "                       [--max-skew SECONDS] [--lang vi|en] [--verbose]\n";
 
 int Usage(Lang lang, const std::string& why) {
@@ -64,7 +68,7 @@ int main(int argc, char** argv) {
       continue;
     }
     static const char* kWithValue[] = {"--key", "--socket", "--pin-file", "--journal", "--allow-uid",
-                                       "--call-timeout", "--max-skew", "--lang"};
+                                       "--allow-user", "--call-timeout", "--max-skew", "--lang"};
     bool known = false;
     for (const char* f : kWithValue) known = known || a == f;
     if (!known) {
@@ -89,6 +93,16 @@ int main(int argc, char** argv) {
                                            "--allow-uid cần một số, không phải ")) + "'" + v + "'");
       }
       opts.allowed_uids.push_back(static_cast<uid_t>(*n));
+    } else if (a == "--allow-user") {
+      // A name, so a unit need not know the uid sysusers.d gave the daemon.
+      passwd pw{};
+      passwd* found = nullptr;
+      std::vector<char> buf(16384);
+      if (::getpwnam_r(v.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return Usage(*lang, std::string(Tr(*lang, "--allow-user: no such user ",
+                                           "--allow-user: không có người dùng ")) + "'" + v + "'");
+      }
+      opts.allowed_uids.push_back(found->pw_uid);
     } else if (a == "--call-timeout") {
       auto n = Number(v, 0.1, 3600);
       if (!n) {

@@ -169,7 +169,7 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
   return h;
 }
 
-bool DaemonHarness::Launch(const DaemonOptions&) {
+bool DaemonHarness::Launch(const DaemonOptions& options) {
 #ifndef SEALPOSTD_PATH
   ADD_FAILURE() << "sealpostd was not built";
   return false;
@@ -200,6 +200,7 @@ bool DaemonHarness::Launch(const DaemonOptions&) {
       ::dup2(fd, 1);
     }
     ::setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
+    if (options.watchdog_usec > 0) ::setenv("WATCHDOG_USEC", std::to_string(options.watchdog_usec).c_str(), 1);
     ::execl(SEALPOSTD_PATH, "sealpostd", "--config", cfg.c_str(), "--log-level", "info",
             static_cast<char*>(nullptr));
     _exit(127);
@@ -323,9 +324,9 @@ int DaemonHarness::Terminate(int timeout_seconds) {
     if (::poll(&p, 1, 50) == 1) {
       char buf[512];
       ssize_t n = ::recv(notify_fd_, buf, sizeof buf - 1, 0);
-      if (n > 0 && std::string(buf, static_cast<size_t>(n)).find("STOPPING=1") != std::string::npos) {
-        stopping_seen_ = true;
-      }
+      std::string msg = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+      if (msg.find("STOPPING=1") != std::string::npos) stopping_seen_ = true;
+      if (msg.find("WATCHDOG=1") != std::string::npos) ++watchdog_pings_;
     }
     if (::waitpid(pid_, &status, WNOHANG) == pid_) break;
     if (std::chrono::steady_clock::now() > deadline) {
@@ -340,9 +341,9 @@ int DaemonHarness::Terminate(int timeout_seconds) {
   char buf[512];
   ssize_t n;
   while ((n = ::recv(notify_fd_, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0) {
-    if (std::string(buf, static_cast<size_t>(n)).find("STOPPING=1") != std::string::npos) {
-      stopping_seen_ = true;
-    }
+    std::string msg(buf, static_cast<size_t>(n));
+    if (msg.find("STOPPING=1") != std::string::npos) stopping_seen_ = true;
+    if (msg.find("WATCHDOG=1") != std::string::npos) ++watchdog_pings_;
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);

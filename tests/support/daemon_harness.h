@@ -54,6 +54,8 @@ struct DaemonOptions {
   std::string user_cert_role;
   // A seal on a SoftHSM2 token served by a sealpost-signer process (see above).
   bool seal = false;
+  // > 0: WATCHDOG_USEC for sealpostd, as systemd sets it for WatchdogSec=.
+  uint64_t watchdog_usec = 0;
 };
 
 class DaemonHarness {
@@ -86,6 +88,8 @@ class DaemonHarness {
   // Sets stopping_seen() when STOPPING=1 arrived.
   int Terminate(int timeout_seconds = 30);
   bool stopping_seen() const { return stopping_seen_; }
+  // WATCHDOG=1 messages received (counted while waiting in Terminate()).
+  int watchdog_pings() const { return watchdog_pings_; }
 
   DaemonHarness(const DaemonHarness&) = delete;
   DaemonHarness& operator=(const DaemonHarness&) = delete;
@@ -102,6 +106,7 @@ class DaemonHarness {
   int peer_port_ = 0;
   int user_port_ = 0;
   bool stopping_seen_ = false;
+  int watchdog_pings_ = 0;
 };
 
 // A TLS connection to 127.0.0.1 driven byte by byte (slow clients,
