@@ -63,6 +63,9 @@ Result<Exchange*> DocumentsService::Get() {
   o.outbox.backoff_cap_millis = d.backoff_cap_millis;
   o.outbox.max_attempts = d.max_attempts;
   o.crl_files = config_.crls;
+  // Only Server::Create makes this service, after it locked the state
+  // directory: no other process uses this outbox.
+  o.owns_state_dir = true;
   auto ex = Exchange::Create(o);
   if (!ex) return Err(ex.error());
   exchange_ = std::move(*ex);

@@ -160,6 +160,15 @@ Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
   auto outbox = storage::Outbox::Open(oo);
   if (!outbox) return Err(outbox.error().WithContext("outbox " + oo.path));
   ex->outbox_ = std::move(*outbox);
+  if (o.owns_state_dir) {
+    auto ended = ex->outbox_->EndLeasesOfPreviousProcess(
+        "abandoned: the process that held the lease ended");
+    if (!ended) return Err(ended.error().WithContext("outbox " + oo.path));
+    if (*ended > 0) {
+      Log(LogLevel::kInfo, "outbox leases of a previous process ended",
+          "jobs=" + std::to_string(*ended));
+    }
+  }
   Status s = ex->LoadCounters();
   if (!s.ok()) return Err(s);
   return ex;

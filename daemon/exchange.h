@@ -64,6 +64,10 @@ struct ExchangeOptions {
   storage::OutboxOptions outbox;
   // Fixed clock for issued_at (tests); unset: now.
   std::optional<std::time_t> now;
+  // True when this process owns the state directory (sealpostd holds its
+  // lock, sealpostd.lock): leases left in the outbox by a previous process
+  // that died end at once instead of after lease_millis.
+  bool owns_state_dir = false;
 };
 
 struct SubmitRequest {

@@ -1,5 +1,6 @@
 #include "daemon/server.h"
 
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <fcntl.h>
@@ -75,6 +76,12 @@ struct Server::State {
   std::unique_ptr<DeliveryWorker> delivery;     // daemon/delivery.h
   std::mutex inbox_mu;
   std::unique_ptr<Inbox> inbox;  // daemon/inbox.h; created on first use, guarded by inbox_mu until set
+  // flock(LOCK_EX) on state_dir/sealpostd.lock, held for the process's life:
+  // one sealpostd per state directory (archive writer, outbox leases).
+  int state_lock_fd = -1;
+  ~State() {
+    if (state_lock_fd >= 0) ::close(state_lock_fd);
+  }
 };
 
 namespace {
@@ -907,6 +914,24 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   if (::mkdir(config.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
     return Err(Status::IoError("cannot create state directory " + config.state_dir + ": " +
                                std::strerror(errno)));
+  }
+  {
+    const std::string lock_path = config.state_dir + "/sealpostd.lock";
+    int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      return Err(Status::IoError("cannot open " + lock_path + ": " + std::strerror(errno)));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      ::close(fd);
+      if (e == EWOULDBLOCK) {
+        return Err(Status::FailedPrecondition("state directory " + config.state_dir +
+                                              " is in use by another sealpostd (" + lock_path +
+                                              " is locked)"));
+      }
+      return Err(Status::IoError("cannot lock " + lock_path + ": " + std::strerror(e)));
+    }
+    st->state_lock_fd = fd;
   }
   st->spool_dir = config.state_dir + "/spool";
   if (::mkdir(st->spool_dir.c_str(), 0700) != 0 && errno != EEXIST) {

@@ -441,27 +441,47 @@ Result<size_t> Outbox::EnqueueBatch(const std::vector<NewJob>& jobs) {
 }
 
 // REQUIRES: mu_ held, inside a transaction.
-Status Outbox::ExpireLeases(int64_t now) {
+Status Outbox::ExpireLeases(int64_t now, int64_t cutoff, std::string_view why) {
   // Attempts of expired leases end as "lease-expired"; their jobs are due
   // again at once (the worker is presumed dead, not the recipient), unless
   // the attempts are used up.
+  const std::string reason(why);
   OUTBOX_RETURN_IF_ERROR(Run(*db_,
-             "UPDATE attempts SET result='lease-expired', finished_at=?, "
-             "error='lease expired: the worker did not complete the attempt' "
+             "UPDATE attempts SET result='lease-expired', finished_at=?, error=? "
              "WHERE id IN (SELECT lease_id FROM jobs WHERE state='delivering' AND "
              "lease_expires_at <= ?)",
-             now, now));
+             now, reason, cutoff));
   OUTBOX_RETURN_IF_ERROR(Run(*db_,
              "UPDATE jobs SET state='failed', finished_at=?, lease_id=NULL, "
-             "lease_expires_at=NULL, last_error='lease expired: the worker did not complete "
-             "the attempt' WHERE state='delivering' AND lease_expires_at <= ? AND attempts >= ?",
-             now, now, options_.max_attempts));
+             "lease_expires_at=NULL, last_error=? "
+             "WHERE state='delivering' AND lease_expires_at <= ? AND attempts >= ?",
+             now, reason, cutoff, options_.max_attempts));
   OUTBOX_RETURN_IF_ERROR(Run(*db_,
              "UPDATE jobs SET state='queued', next_attempt_at=?, lease_id=NULL, "
-             "lease_expires_at=NULL, last_error='lease expired: the worker did not complete "
-             "the attempt' WHERE state='delivering' AND lease_expires_at <= ?",
-             now, now));
+             "lease_expires_at=NULL, last_error=? WHERE state='delivering' AND "
+             "lease_expires_at <= ?",
+             now, reason, cutoff));
   return Status::Ok();
+}
+
+Status Outbox::ExpireLeases(int64_t now) {
+  return ExpireLeases(now, now, "lease expired: the worker did not complete the attempt");
+}
+
+Result<size_t> Outbox::EndLeasesOfPreviousProcess(std::string_view why) {
+  SP_RETURN_IF_ERROR(CheckText("reason", why, kOutboxMaxIdBytes, false));
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return Err(tx.error());
+  auto count = db_->Prepare("SELECT COUNT(*) FROM jobs WHERE state='delivering'");
+  if (!count) return Err(count.error());
+  int64_t n = 0;
+  if (sqlite3_step(count->get()) == SQLITE_ROW) n = sqlite3_column_int64(count->get(), 0);
+  count->reset();
+  SP_RETURN_IF_ERROR(ExpireLeases(now, INT64_MAX, why));
+  SP_RETURN_IF_ERROR(tx->Commit(*db_));
+  return static_cast<size_t>(n);
 }
 
 Result<std::vector<Job>> Outbox::Lease(size_t max_jobs, std::string_view worker) {

@@ -184,6 +184,14 @@ class Outbox {
   // attempts are exhausted). Each returned job is one new attempt.
   [[nodiscard]] Result<std::vector<Job>> Lease(size_t max_jobs, std::string_view worker);
 
+  // Ends every lease still held, at once, as if it had expired: for the one
+  // process that owns the outbox (sealpostd holds a lock on its state
+  // directory), called at start-up, when every lease on record belongs to a
+  // previous process that died. The attempts are recorded as
+  // "lease-expired" with the reason `why`; their jobs are due again now (or
+  // failed when their attempts are used up). Returns how many were ended.
+  [[nodiscard]] Result<size_t> EndLeasesOfPreviousProcess(std::string_view why);
+
   // Completes the attempt: delivered, with a reference to the receipt (e.g.
   // the archive seq of the receipt entry). FailedPrecondition if this lease
   // is no longer held (expired and taken again, or already completed).
@@ -222,6 +230,10 @@ class Outbox {
   struct Db;
   Outbox(const OutboxOptions& options, std::unique_ptr<Db> db);
   int64_t Now();
+  // Leases whose expiry is <= `cutoff` end now (REQUIRES: mu_ held, inside
+  // a transaction).
+  Status ExpireLeases(int64_t now, int64_t cutoff, std::string_view why);
+  // The usual case: leases that expired by `now`.
   Status ExpireLeases(int64_t now);
   // REQUIRES: mu_ held, inside a transaction.
   Result<bool> EnqueueLocked(const JobKey& key, std::string_view payload, int64_t now);

@@ -233,5 +233,61 @@ TEST_F(DeliveryE2eTest, SenderKilledMidQueueDeliversEverythingOnceAfterRestart) 
   }
 }
 
+// sealpostd locks its state directory, so every lease in its outbox at
+// start-up belongs to a process that is gone: it ends at once, not after
+// lease_millis (an hour here).
+TEST_F(DeliveryE2eTest, LeaseLeftByADeadProcessEndsAtRestartNotAfterItsExpiry) {
+  Appliance& d = fed_->district();
+  ASSERT_EQ(d.Stop(), 0) << d.Log();
+  const storage::JobKey key{"lease-probe-document", fed_->grassroots_ids()[0],
+                            storage::Channel::kAppliance};
+  storage::OutboxOptions oo;
+  oo.path = d.state_dir() + "/outbox.sqlite";
+  oo.lease_millis = 3'600'000;
+  {
+    auto box = storage::Outbox::Open(oo);
+    ASSERT_TRUE(box.has_value()) << box.error().ToString();
+    ASSERT_TRUE((*box)->Enqueue(key, d.file("no-such-bundle.zip")).has_value());
+    auto jobs = (*box)->Lease(100, "process-that-died");
+    ASSERT_TRUE(jobs.has_value());
+    bool leased = false;
+    for (const storage::Job& j : *jobs) leased |= j.key.document_id == key.document_id;
+    ASSERT_TRUE(leased);
+  }
+  ASSERT_TRUE(d.Restart());
+  std::vector<storage::Attempt> attempts;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto box = storage::Outbox::Open(oo);
+        if (!box) return false;
+        auto a = (*box)->Attempts(key);
+        if (!a || a->empty() || (*a)[0].result == "started") return false;
+        attempts = *a;
+        return true;
+      },
+      30))
+      << d.Log();
+  EXPECT_EQ(attempts[0].worker, "process-that-died");
+  EXPECT_EQ(attempts[0].result, "lease-expired");
+  EXPECT_NE(attempts[0].error.find("abandoned"), std::string::npos) << attempts[0].error;
+}
+
+// A second sealpostd on the same state directory would be a second archive
+// writer and a second outbox worker: it refuses to start.
+TEST_F(DeliveryE2eTest, SecondDaemonOnTheSameStateDirectoryRefusesToStart) {
+#ifndef SEALPOSTD_PATH
+  GTEST_SKIP() << "sealpostd was not built";
+#else
+  Appliance& d = fed_->district();
+  std::string out;
+  int rc = RunCommand(std::string(SEALPOSTD_PATH) + " --config '" + d.file("sealpostd.yaml") +
+                          "' 2>&1",
+                      &out);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("is in use by another sealpostd"), std::string::npos) << out;
+  EXPECT_NE(out.find(d.state_dir()), std::string::npos) << out;
+#endif
+}
+
 }  // namespace
 }  // namespace sealpost::testing

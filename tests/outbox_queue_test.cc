@@ -480,6 +480,40 @@ TEST_F(OutboxTest, ReopenAfterCloseKeepsJobsLeasesAndAttempts) {
   for (const Job& j : *jobs) EXPECT_NE(j.lease_id, lease_id);
 }
 
+TEST_F(OutboxTest, EndLeasesOfPreviousProcessEndsEveryHeldLeaseAtOnce) {
+  {
+    auto box = OpenOutbox();
+    ASSERT_TRUE(box);
+    ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p1").has_value());
+    ASSERT_TRUE(box->Enqueue(Key("doc-2", "cd-b"), "p2").has_value());
+    ASSERT_TRUE(box->Enqueue(Key("doc-3", "cd-c"), "p3").has_value());
+    auto jobs = box->Lease(2, "dead");
+    ASSERT_TRUE(jobs.has_value());
+    ASSERT_EQ(jobs->size(), 2u);
+  }
+  auto box = OpenOutbox();  // the restarted process; no time has passed
+  ASSERT_TRUE(box);
+  auto ended = box->EndLeasesOfPreviousProcess("abandoned: test");
+  ASSERT_TRUE(ended.has_value()) << ended.error().ToString();
+  EXPECT_EQ(*ended, 2u);
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->delivering, 0);
+  auto jobs = box->Lease(10, "alive");
+  ASSERT_TRUE(jobs.has_value());
+  EXPECT_EQ(jobs->size(), 3u);  // all due now, not after lease_millis
+  for (const char* doc : {"doc-1", "doc-2"}) {
+    auto attempts = box->Attempts(Key(doc, doc == std::string("doc-1") ? "cd-a" : "cd-b"));
+    ASSERT_TRUE(attempts.has_value());
+    ASSERT_EQ(attempts->size(), 2u) << doc;
+    EXPECT_EQ((*attempts)[0].worker, "dead");
+    EXPECT_EQ((*attempts)[0].result, "lease-expired");
+    EXPECT_EQ((*attempts)[0].error, "abandoned: test");
+    EXPECT_EQ((*attempts)[1].result, "started");
+  }
+  EXPECT_TRUE(box->CheckConsistency().ok());
+}
+
 TEST_F(OutboxTest, OpenWithBadOptionsOrNotAnOutboxFails) {
   OutboxOptions o = Options();
   o.max_in_flight_per_recipient = 0;
