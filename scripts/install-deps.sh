@@ -25,6 +25,9 @@ PACKAGES=(
   # systemd/: systemd-analyze verify|security, systemd-sysusers, systemd-tmpfiles
   # (tests/cli/systemd_units.sh; no running systemd needed)
   systemd
+  # the Debian package (cpack -G DEB: dpkg-shlibdeps) and its man pages
+  # (tests/cli/package_deb.sh renders them with man -l)
+  dpkg-dev man-db
 )
 
 missing=()
