@@ -141,6 +141,32 @@ Result<std::optional<storage::IndexedEntry>> FindDocument(View& v, const std::st
   return std::optional<storage::IndexedEntry>(rows->front());
 }
 
+// The archive view and the document entry with this id, or the answer to
+// give instead (404 when there is no such document, 500 on errors).
+struct Located {
+  std::unique_ptr<View> view;
+  storage::IndexedEntry doc;
+  std::optional<DocumentsAnswer> failure;
+};
+
+Located Locate(const std::string& state_dir, const std::string& id) {
+  Located l;
+  auto view = OpenView(state_dir);
+  if (!view) {
+    l.failure = Answer(InternalProblem(view.error().message()));
+  } else if (!*view) {
+    l.failure = Answer(NotFound(id));
+  } else if (auto doc = FindDocument(**view, id); !doc) {
+    l.failure = Answer(InternalProblem(doc.error().message()));
+  } else if (!*doc) {
+    l.failure = Answer(NotFound(id));
+  } else {
+    l.view = std::move(*view);
+    l.doc = **doc;
+  }
+  return l;
+}
+
 std::string Direction(const storage::IndexedEntry& e) {
   return e.kind == kSent ? "sent" : "received";
 }
@@ -365,14 +391,11 @@ DocumentsAnswer DocumentsService::List(const std::string& uri, bool inbox) {
 }
 
 DocumentsAnswer DocumentsService::Document(const std::string& id) {
-  auto view = OpenView(config_.state_dir);
-  if (!view) return Answer(InternalProblem(view.error().message()));
-  if (!*view) return Answer(NotFound(id));
-  auto doc = FindDocument(**view, id);
-  if (!doc) return Answer(InternalProblem(doc.error().message()));
-  if (!*doc) return Answer(NotFound(id));
-  const storage::IndexedEntry& e = **doc;
-  auto m = (*view)->reader->ReadManifest(e.seq);
+  Located loc = Locate(config_.state_dir, id);
+  if (loc.failure) return std::move(*loc.failure);
+  View& view = *loc.view;
+  const storage::IndexedEntry& e = loc.doc;
+    auto m = view.reader->ReadManifest(e.seq);
   if (!m) return Answer(InternalProblem(m.error().message()));
   std::string body = "{\"id\":" + JsonString(e.id) + ",\"seq\":" + std::to_string(e.seq) +
                      ",\"direction\":" + JsonString(Direction(e)) + ",\"type\":" +
@@ -390,7 +413,7 @@ DocumentsAnswer DocumentsService::Document(const std::string& id) {
   // Receipts and notices archived about it (seq and kind; /receipts has them).
   storage::IndexQuery rq;
   rq.refers_to = e.seq;
-  auto about = (*view)->index->Query(rq);
+  auto about = view.index->Query(rq);
   if (!about) return Answer(InternalProblem(about.error().message()));
   body += ",\"receipts\":[";
   for (size_t i = 0; i < about->size(); ++i) {
@@ -434,14 +457,11 @@ DocumentsAnswer DocumentsService::Document(const std::string& id) {
 }
 
 DocumentsAnswer DocumentsService::Content(const std::string& id, const std::string& role) {
-  auto view = OpenView(config_.state_dir);
-  if (!view) return Answer(InternalProblem(view.error().message()));
-  if (!*view) return Answer(NotFound(id));
-  auto doc = FindDocument(**view, id);
-  if (!doc) return Answer(InternalProblem(doc.error().message()));
-  if (!*doc) return Answer(NotFound(id));
-  const storage::IndexedEntry& e = **doc;
-  auto m = (*view)->reader->ReadManifest(e.seq);
+  Located loc = Locate(config_.state_dir, id);
+  if (loc.failure) return std::move(*loc.failure);
+  View& view = *loc.view;
+  const storage::IndexedEntry& e = loc.doc;
+    auto m = view.reader->ReadManifest(e.seq);
   if (!m) return Answer(InternalProblem(m.error().message()));
 
   DocumentsAnswer a;
@@ -466,7 +486,7 @@ DocumentsAnswer DocumentsService::Content(const std::string& id, const std::stri
     }
   }
   if (!from_bundle) {
-    auto content = (*view)->reader->ReadEntryFile(e.seq, "content");
+    auto content = view.reader->ReadEntryFile(e.seq, "content");
     if (!content) return Answer(InternalProblem(content.error().message()));
     a.body = std::move(*content);
   }
@@ -484,18 +504,13 @@ DocumentsAnswer DocumentsService::Content(const std::string& id, const std::stri
         ok = ::fsync(fd) == 0 && ok;
         ::close(fd);
         if (!ok) Log(LogLevel::kError, "cannot record opening", "id=" + JsonString(id));
-        if (opened_hook_) {
-          Status s = opened_hook_(id, role);
-          if (!s.ok()) {
-            // Not recorded as opened, so the next opening tries again.
-            ::unlink(marker.c_str());
-            Log(LogLevel::kError, "read notice not queued",
-                "id=" + JsonString(id) + " error=" + JsonString(s.message()));
-          }
-        } else {
-          // HOOK(read-notice): daemon/delivery.h NoteOpened is not wired in
-          // this build; the opening is recorded for the inbox only.
-          Log(LogLevel::kWarn, "read notice not sent (no delivery hook)", "id=" + JsonString(id));
+        // Server::Create always sets the hook (DeliveryWorker::NoteOpened).
+        Status s = opened_hook_ ? opened_hook_(id, role) : Status::Ok();
+        if (!s.ok()) {
+          // Not recorded as opened, so the next opening tries again.
+          ::unlink(marker.c_str());
+          Log(LogLevel::kError, "read notice not queued",
+              "id=" + JsonString(id) + " error=" + JsonString(s.message()));
         }
       } else if (errno != EEXIST) {
         Log(LogLevel::kError, "cannot record opening", "error=" + JsonString(std::strerror(errno)));
@@ -506,28 +521,22 @@ DocumentsAnswer DocumentsService::Content(const std::string& id, const std::stri
 }
 
 DocumentsAnswer DocumentsService::Signature(const std::string& id) {
-  auto view = OpenView(config_.state_dir);
-  if (!view) return Answer(InternalProblem(view.error().message()));
-  if (!*view) return Answer(NotFound(id));
-  auto doc = FindDocument(**view, id);
-  if (!doc) return Answer(InternalProblem(doc.error().message()));
-  if (!*doc) return Answer(NotFound(id));
-  auto p7s = (*view)->reader->ReadEntryFile((*doc)->seq, "content.p7s");
+  Located loc = Locate(config_.state_dir, id);
+  if (loc.failure) return std::move(*loc.failure);
+  View& view = *loc.view;
+  const storage::IndexedEntry& e = loc.doc;
+  auto p7s = view.reader->ReadEntryFile(e.seq, "content.p7s");
   if (!p7s) return Answer(InternalProblem(p7s.error().message()));
   DocumentsAnswer a;
   a.content_type = "application/pkcs7-signature";
-  a.headers.emplace_back("Content-Disposition", ContentDisposition((*doc)->content_name + ".p7s"));
+  a.headers.emplace_back("Content-Disposition", ContentDisposition(e.content_name + ".p7s"));
   a.body = std::move(*p7s);
   return a;
 }
 
 DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
-  auto view = OpenView(config_.state_dir);
-  if (!view) return Answer(InternalProblem(view.error().message()));
-  if (!*view) return Answer(NotFound(id));
-  auto doc = FindDocument(**view, id);
-  if (!doc) return Answer(InternalProblem(doc.error().message()));
-  if (!*doc) return Answer(NotFound(id));
+  Located loc = Locate(config_.state_dir, id);  // 404 unless archived
+  if (loc.failure) return std::move(*loc.failure);
   auto bundle = FindBundle(config_.state_dir, id);
   if (!bundle) {
     return Answer(Problem{404, "not-found", "Not found", "Không tìm thấy",
@@ -545,21 +554,19 @@ DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
 }
 
 DocumentsAnswer DocumentsService::Receipts(const std::string& id) {
-  auto view = OpenView(config_.state_dir);
-  if (!view) return Answer(InternalProblem(view.error().message()));
-  if (!*view) return Answer(NotFound(id));
-  auto doc = FindDocument(**view, id);
-  if (!doc) return Answer(InternalProblem(doc.error().message()));
-  if (!*doc) return Answer(NotFound(id));
+  Located loc = Locate(config_.state_dir, id);
+  if (loc.failure) return std::move(*loc.failure);
+  View& view = *loc.view;
+  const storage::IndexedEntry& e = loc.doc;
   // Entries that refer to the document's entry, or carry its id, other
   // than the document itself.
   std::map<uint64_t, storage::IndexedEntry> found;
   storage::IndexQuery by_ref;
-  by_ref.refers_to = (*doc)->seq;
+  by_ref.refers_to = e.seq;
   storage::IndexQuery by_id;
   by_id.id = id;
   for (const storage::IndexQuery& q : {by_ref, by_id}) {
-    auto rows = (*view)->index->Query(q);
+    auto rows = view.index->Query(q);
     if (!rows) return Answer(InternalProblem(rows.error().message()));
     for (auto& r : *rows) {
       if (r.kind == kSent || r.kind == kReceived) continue;
@@ -567,10 +574,10 @@ DocumentsAnswer DocumentsService::Receipts(const std::string& id) {
     }
   }
   std::string body = "{\"id\":" + JsonString(id) + ",\"document_seq\":" +
-                     std::to_string((*doc)->seq) + ",\"receipts\":[";
+                     std::to_string(e.seq) + ",\"receipts\":[";
   bool first = true;
   for (const auto& [seq, r] : found) {
-    auto m = (*view)->reader->ReadManifest(seq);
+    auto m = view.reader->ReadManifest(seq);
     if (!m) return Answer(InternalProblem(m.error().message()));
     body += (first ? "" : ",") + std::string("{\"seq\":") + std::to_string(seq) +
             ",\"kind\":" + JsonString(r.kind) + ",\"archived_at\":" + JsonString(m->time) +
@@ -587,7 +594,7 @@ DocumentsAnswer DocumentsService::Receipts(const std::string& id) {
       body += (i ? "," : "") + std::string("{\"name\":") + JsonString(f.name) +
               ",\"size\":" + std::to_string(f.size) + ",\"sha256\":" + JsonString(f.sha256);
       if (f.size <= kMaxReceiptFileBytes) {
-        auto data = (*view)->reader->ReadEntryFile(seq, f.name);
+        auto data = view.reader->ReadEntryFile(seq, f.name);
         if (!data) return Answer(InternalProblem(data.error().message()));
         body += ",\"data_base64\":" + JsonString(Base64Encode(*data));
       }
