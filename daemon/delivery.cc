@@ -20,6 +20,7 @@
 #include "crypto/cades_sign.h"
 #include "crypto/certs.h"
 #include "crypto/receipt.h"
+#include "daemon/metrics.h"
 #include "policies/verdict.h"
 #include "storage/entry.h"
 #include "storage/reader.h"
@@ -373,6 +374,7 @@ void DeliveryWorker::Handle(Exchange& ex, const storage::Job& job) {
       s = ex.outbox().Succeeded(job, r.second);
       if (job.key.channel == storage::Channel::kNotice) ++notices_sent_;
       else ++delivered_;
+      if (job.key.channel == storage::Channel::kAppliance) CountReceipt("received");
       Log(LogLevel::kInfo, "delivered", kv + " receipt=" + JsonString(r.second));
       break;
     case Outcome::kRefused:

@@ -72,6 +72,11 @@ Result<Exchange*> DocumentsService::Get() {
   return exchange_.get();
 }
 
+Exchange* DocumentsService::IfCreated() {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  return lock.owns_lock() ? exchange_.get() : nullptr;
+}
+
 DocumentsAnswer DocumentsService::Submit(Poco::Net::HTTPServerRequest& req,
                                          const std::string& spool_dir) {
   // Metadata first: a bad request is refused before the body is read.

@@ -107,6 +107,11 @@ class DocumentsService {
   // The Exchange, created on first success (also for the delivery worker
   // and the inbox). Unavailable while it cannot be.
   Result<Exchange*> Get();
+  // The Exchange if it was created already and is not being created now
+  // (never waits for the signer), else null. For metrics.
+  Exchange* IfCreated();
+  // The daemon's client of sealpost-signer (owned; lives as long as this).
+  signer::RemoteSigner* signer() { return signer_.get(); }
 
  private:
   const Config& config_;

@@ -18,6 +18,7 @@
 #include "crypto/cades_sign.h"
 #include "crypto/certs.h"
 #include "crypto/digest.h"
+#include "daemon/metrics.h"
 #include "policies/reference.h"
 #include "policies/verdict.h"
 #include "storage/entry.h"
@@ -226,6 +227,7 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                                               "Không đọc được chữ ký: " + der.error().message()));
     }
     auto report = o.verifier->VerifyFile(req.content_path, *der);
+    if (report) CountVerification("submission", report->indication, report->sub_indication);
     if (!report) {
       return std::unexpected(SignatureInvalid(report.error().message(),
                                               "Không kiểm tra được chữ ký: " +

@@ -20,6 +20,7 @@
 #include "crypto/certs.h"
 #include "crypto/digest.h"
 #include "crypto/report.h"
+#include "daemon/metrics.h"
 #include "policies/verdict.h"
 #include "storage/entry.h"
 #include "storage/reader.h"
@@ -407,6 +408,7 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   const Clock::time_point t_verify = Clock::now();
   auto report = crypto::VerifyBundle(*parsed, vo);
   const std::string verify_ms = MsSince(t_verify);
+  if (report) CountVerification("inbox", report->indication, report->sub_indication);
   if (!report) {
     return Refuse("bundle-signature-unreadable",
                   BundleInvalid("The bundle cannot be verified: " + report.error().message(),
@@ -660,6 +662,7 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
           " sender_tree_size=" + std::to_string(cp.size) + " read_ms=" + read_ms +
           " verify_ms=" + verify_ms + " append_ms=" + append_ms + " receipt_ms=" +
           MsSince(t_receipt) + " total_ms=" + MsSince(t0));
+  CountReceipt("issued");
   return InboxAccepted{std::move(*receipt), doc.id, appended->seq, false};
 }
 

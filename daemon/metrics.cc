@@ -1,6 +1,9 @@
 #include "daemon/metrics.h"
 
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <system_error>
 
 namespace sealpost::daemon {
 namespace {
@@ -83,6 +86,164 @@ std::string Metrics::Render(const std::vector<ListenerGauges>& gauges) const {
     }
   }
   return out;
+}
+
+namespace {
+
+// Event counters: family -> labels text -> count.
+struct Events {
+  std::mutex mu;
+  std::map<std::string, std::map<std::string, uint64_t>, std::less<>> families;  // guarded by mu
+};
+
+Events& TheEvents() {
+  static Events* e = [] {
+    auto* ev = new Events;
+    for (const char* o : {"accepted", "invalid", "refused", "unavailable", "error"}) {
+      ev->families["sealpost_submissions_total"][std::string("outcome=\"") + o + "\""] = 0;
+    }
+    for (const char* d : {"issued", "received"}) {
+      ev->families["sealpost_receipts_total"][std::string("direction=\"") + d + "\""] = 0;
+    }
+    ev->families["sealpost_verifications_total"];
+    return ev;
+  }();
+  return *e;
+}
+
+void Add(std::string_view family, const std::string& labels) {
+  Events& e = TheEvents();
+  std::lock_guard lock(e.mu);
+  auto it = e.families.find(family);
+  if (it == e.families.end()) return;  // undeclared: a programming error, not counted
+  ++it->second[labels];
+}
+
+struct Family {
+  const char* name;
+  const char* help;
+};
+constexpr Family kFamilies[] = {
+    {"sealpost_submissions_total", "Document submissions (POST /api/v1/documents), by outcome."},
+    {"sealpost_verifications_total",
+     "Signature and bundle verifications, by context, indication and ETSI sub-indication."},
+    {"sealpost_receipts_total",
+     "Delivery receipts: issued by our inbox for new documents, received for our deliveries."},
+};
+
+}  // namespace
+
+std::string LabelValue(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void CountSubmission(int status) {
+  const char* outcome = "error";
+  if (status >= 200 && status < 300) outcome = "accepted";
+  else if (status == 400 || status == 411 || status == 413 || status == 415) outcome = "invalid";
+  else if (status == 403 || status == 409 || status == 422) outcome = "refused";
+  else if (status == 503) outcome = "unavailable";
+  Add("sealpost_submissions_total", std::string("outcome=\"") + outcome + "\"");
+}
+
+void CountVerification(std::string_view context, crypto::Indication indication,
+                       crypto::SubIndication sub_indication) {
+  std::string_view sub = crypto::SubIndicationName(sub_indication);
+  Add("sealpost_verifications_total",
+      "context=\"" + LabelValue(context) + "\",indication=\"" +
+          std::string(crypto::IndicationName(indication)) + "\",sub_indication=\"" +
+          (sub.empty() ? std::string("NONE") : std::string(sub)) + "\"");
+}
+
+void CountReceipt(std::string_view direction) {
+  Add("sealpost_receipts_total", "direction=\"" + LabelValue(direction) + "\"");
+}
+
+std::string EventMetricsText() {
+  Events& e = TheEvents();
+  std::map<std::string, std::map<std::string, uint64_t>, std::less<>> copy;
+  {
+    std::lock_guard lock(e.mu);
+    copy = e.families;
+  }
+  std::string out;
+  for (const Family& f : kFamilies) {
+    out += std::string("# HELP ") + f.name + " " + f.help + "\n";
+    out += std::string("# TYPE ") + f.name + " counter\n";
+    for (const auto& [labels, n] : copy[f.name]) {
+      out += std::string(f.name) + "{" + labels + "} " + std::to_string(n) + "\n";
+    }
+  }
+  return out;
+}
+
+std::string SignerMetricsText(const SignerView& v) {
+  std::string out;
+  out += "# HELP sealpost_token_state State of the seal token as sealpost-signer reports it (1 for the current state).\n";
+  out += "# TYPE sealpost_token_state gauge\n";
+  for (std::string_view s : kTokenStates) {
+    out += "sealpost_token_state{state=\"" + std::string(s) + "\"} " +
+           (s == v.token_state ? "1" : "0") + "\n";
+  }
+  out += "# HELP sealpost_signer_restarts_total Times the daemon found a new sealpost-signer process behind the socket.\n";
+  out += "# TYPE sealpost_signer_restarts_total counter\n";
+  out += "sealpost_signer_restarts_total " + std::to_string(v.restarts) + "\n";
+  out += "# HELP sealpost_signer_certificate_not_after_seconds Expiry of each signer key's certificate (Unix time).\n";
+  out += "# TYPE sealpost_signer_certificate_not_after_seconds gauge\n";
+  for (const auto& [key, t] : v.certificate_not_after) {
+    out += "sealpost_signer_certificate_not_after_seconds{key=\"" + LabelValue(key) + "\"} " +
+           std::to_string(t) + "\n";
+  }
+  return out;
+}
+
+std::string ArchiveMetricsText(std::optional<uint64_t> entries, std::optional<uint64_t> bytes) {
+  std::string out;
+  out += "# HELP sealpost_archive_entries Entries in the archive's log.\n";
+  out += "# TYPE sealpost_archive_entries gauge\n";
+  if (entries) out += "sealpost_archive_entries " + std::to_string(*entries) + "\n";
+  out += "# HELP sealpost_archive_bytes Bytes on disk of the archive repository (refreshed at most once a minute).\n";
+  out += "# TYPE sealpost_archive_bytes gauge\n";
+  if (bytes) out += "sealpost_archive_bytes " + std::to_string(*bytes) + "\n";
+  return out;
+}
+
+std::optional<uint64_t> ArchiveBytesCached(const std::string& dir, int max_age_seconds) {
+  using Clock = std::chrono::steady_clock;
+  static std::mutex mu;
+  static std::map<std::string, std::pair<Clock::time_point, std::optional<uint64_t>>> cache;
+  std::lock_guard lock(mu);
+  auto it = cache.find(dir);
+  if (it != cache.end() && Clock::now() - it->second.first < std::chrono::seconds(max_age_seconds)) {
+    return it->second.second;
+  }
+  namespace fs = std::filesystem;
+  std::optional<uint64_t> total;
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) {
+    uint64_t sum = 0;
+    for (fs::recursive_directory_iterator i(dir, ec), end; !ec && i != end; i.increment(ec)) {
+      std::error_code fec;
+      if (i->is_regular_file(fec)) {
+        auto n = i->file_size(fec);
+        if (!fec) sum += n;
+      }
+    }
+    if (!ec) total = sum;
+  }
+  cache[dir] = {Clock::now(), total};
+  return total;
 }
 
 }  // namespace sealpost::daemon

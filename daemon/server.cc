@@ -49,6 +49,7 @@
 #include "daemon/metrics.h"
 #include "daemon/peer_identity.h"
 #include "daemon/problem.h"
+#include "daemon/signer/remote_signer.h"
 #include "daemon/upload.h"
 #include "policies/holder.h"
 #include "storage/api_tokens.h"
@@ -234,9 +235,34 @@ std::vector<ListenerGauges> Gauges(Server::State& st) {
   return out;
 }
 
+// The signer and its token as seen through the daemon's own RemoteSigner
+// (2 s bound: a scrape must not hang on a hung token).
+SignerView SignerViewOf(Server::State& st) {
+  SignerView v;
+  signer::RemoteSigner* s = st.documents->signer();
+  v.restarts = s->restarts_seen();
+  auto status = s->QueryStatus(std::chrono::seconds(2));
+  if (!status) {
+    v.token_state = "signer_unreachable";
+    v.restarts = s->restarts_seen();
+    return v;
+  }
+  v.restarts = s->restarts_seen();
+  v.token_state = !status->token_present ? "absent" : !status->logged_in ? "not_logged_in" : "ready";
+  for (const auto& k : status->keys) {
+    if (k.certificate) v.certificate_not_after.emplace_back(k.key, k.not_after);
+  }
+  return v;
+}
+
 void HandleMetrics(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
   std::string text = st.metrics.Render(Gauges(st)) + DeliveryMetricsText(st.delivery->Snapshot());
   if (Inbox* inbox = CurrentInbox(st)) text += inbox->MetricsText();
+  text += EventMetricsText();
+  text += SignerMetricsText(SignerViewOf(st));
+  std::optional<uint64_t> entries;
+  if (Exchange* ex = st.documents->IfCreated()) entries = ex->archive().size();
+  text += ArchiveMetricsText(entries, ArchiveBytesCached(st.config.state_dir + "/archive"));
   SendBody(resp, rc, 200, "text/plain; version=0.0.4", text);
 }
 
@@ -286,6 +312,7 @@ void HandleVerify(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
     }
     return;
   }
+  CountVerification("desk", report->indication, report->sub_indication);
   if (WantsText(req)) {
     resp.set("Content-Language", rc.lang == Lang::kVi ? "vi" : "en");
     SendBody(resp, rc, 200, "text/plain; charset=utf-8", crypto::ReportToText(*report, rc.lang));
@@ -344,6 +371,7 @@ void SendDocumentsAnswer(HTTPServerResponse& resp, RequestCtx& rc, DocumentsAnsw
 void HandleSubmit(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
                   HTTPServerResponse& resp) {
   DocumentsAnswer a = st.documents->Submit(req, st.spool_dir);
+  CountSubmission(a.status);
   bool queued = a.status == 201 && !a.problem;
   SendDocumentsAnswer(resp, rc, std::move(a));
   if (queued) st.delivery->Wake();  // deliver now, not at the next poll

@@ -20,10 +20,24 @@ Status FromError(const ErrorAnswer& e) { return Status(e.code, "sealpost-signer:
 
 }  // namespace
 
-Result<Answer> RemoteSigner::Call(const Request& request) {
+void RemoteSigner::NotePeer(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (last_peer_pid_ != 0 && cred.pid != last_peer_pid_) ++restarts_;
+  last_peer_pid_ = cred.pid;
+}
+
+uint64_t RemoteSigner::restarts_seen() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return restarts_;
+}
+
+Result<Answer> RemoteSigner::Call(const Request& request, std::chrono::milliseconds timeout) {
   auto payload = EncodeRequest(request);
   if (!payload) return Err(payload.error());
-  Deadline deadline = std::chrono::steady_clock::now() + opts_.timeout;
+  Deadline deadline = std::chrono::steady_clock::now() + timeout;
   UniqueFd conn;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -37,6 +51,7 @@ Result<Answer> RemoteSigner::Call(const Request& request) {
     auto fd = ConnectUnix(opts_.socket_path, deadline);
     if (!fd) return Err(fd.error());
     conn = std::move(*fd);
+    NotePeer(conn.get());
   }
   Status w = WriteFrame(conn.get(), *payload, deadline);
   if (!w.ok()) {
@@ -68,7 +83,7 @@ Result<Answer> RemoteSigner::Call(const Request& request) {
 }
 
 Result<X509Ptr> RemoteSigner::Certificate(const crypto::KeyRef& key) {
-  auto a = Call(CertificateRequest{key.id});
+  auto a = Call(CertificateRequest{key.id}, opts_.timeout);
   if (!a) return Err(a.error());
   if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
   const auto* c = std::get_if<CertificateAnswer>(&*a);
@@ -83,7 +98,7 @@ Result<X509Ptr> RemoteSigner::Certificate(const crypto::KeyRef& key) {
 
 Result<std::string> RemoteSigner::Sign(const crypto::KeyRef& key, crypto::DigestAlg alg,
                                        std::string_view digest) {
-  auto a = Call(SignRequest{key.id, alg, std::string(digest), /*attributes=*/false});
+  auto a = Call(SignRequest{key.id, alg, std::string(digest), /*attributes=*/false}, opts_.timeout);
   if (!a) return Err(a.error());
   if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
   const auto* s = std::get_if<SignatureAnswer>(&*a);
@@ -93,7 +108,7 @@ Result<std::string> RemoteSigner::Sign(const crypto::KeyRef& key, crypto::Digest
 
 Result<std::string> RemoteSigner::SignSignedAttributes(const crypto::KeyRef& key, crypto::DigestAlg alg,
                                                        std::string_view der) {
-  auto a = Call(SignRequest{key.id, alg, std::string(der), /*attributes=*/true});
+  auto a = Call(SignRequest{key.id, alg, std::string(der), /*attributes=*/true}, opts_.timeout);
   if (!a) return Err(a.error());
   if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
   const auto* s = std::get_if<SignatureAnswer>(&*a);
@@ -101,8 +116,10 @@ Result<std::string> RemoteSigner::SignSignedAttributes(const crypto::KeyRef& key
   return s->signature;
 }
 
-Result<StatusAnswer> RemoteSigner::QueryStatus() {
-  auto a = Call(StatusRequest{});
+Result<StatusAnswer> RemoteSigner::QueryStatus() { return QueryStatus(opts_.timeout); }
+
+Result<StatusAnswer> RemoteSigner::QueryStatus(std::chrono::milliseconds timeout) {
+  auto a = Call(StatusRequest{}, timeout);
   if (!a) return Err(a.error());
   if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
   auto* s = std::get_if<StatusAnswer>(&*a);

@@ -59,15 +59,25 @@ class RemoteSigner final : public crypto::Signer {
                                            std::string_view der) override;
   // StatusRequest: token present, logged in, certificate expiry per key.
   Result<StatusAnswer> QueryStatus();
+  // The same within `timeout` (health and metrics must not wait 30 s).
+  Result<StatusAnswer> QueryStatus(std::chrono::milliseconds timeout);
+
+  // How many times a new connection found another signer process (peer pid,
+  // SO_PEERCRED) than the previous connection did: signer restarts seen by
+  // this client. A restart is noticed at the next connection made after it.
+  uint64_t restarts_seen() const;
 
  private:
-  Result<Answer> Call(const Request& request);
+  Result<Answer> Call(const Request& request, std::chrono::milliseconds timeout);
+  void NotePeer(int fd);
 
   static constexpr size_t kMaxIdleConnections = 16;
 
   const RemoteSignerOptions opts_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<UniqueFd> idle_;  // guarded by mu_
+  int last_peer_pid_ = 0;       // guarded by mu_
+  uint64_t restarts_ = 0;       // guarded by mu_
 };
 
 }  // namespace sealpost::signer
