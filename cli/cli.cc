@@ -21,6 +21,7 @@ constexpr const char* kUsage =
     "  archive init|append|list|show|checkpoint|prove|verify-proof|mirror|reindex ... "
     "(sealpost archive --help)\n"
     "  audit DIR --trust ROOTS [--checkpoint TRUSTED] [--json] [--jobs N]\n"
+    "  doctor --config FILE [--json] [--full-audit] [--no-save]   (docs/doctor.md)\n"
     "  admin token create --role R --name N | list | revoke ID|NAME [--state DIR]\n"
     "  submit FILE [FILE.p7s] --type T --to U[,U...] [--subject S]   (API client commands:\n"
     "  status ID | list [filters] | fetch ID [--content|--signature|--bundle] -o OUT | inbox\n"
@@ -91,6 +92,7 @@ int Main(int argc, char** argv) {
   if (cmd == "admin") return RunAdmin(ctx, cmd_args);
   if (cmd == "audit") return RunAudit(ctx, cmd_args);
   if (cmd == "archive") return RunArchive(ctx, cmd_args);
+  if (cmd == "doctor") return RunDoctor(ctx, cmd_args);
   if (cmd == "submit" || cmd == "status" || cmd == "list" || cmd == "fetch" || cmd == "inbox") {
     return RunClient(ctx, cmd, cmd_args);
   }

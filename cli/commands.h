@@ -33,6 +33,7 @@ int RunPolicy(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_p
 int RunAdmin(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_admin.cc
 int RunAudit(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_audit.cc
 int RunArchive(Context& ctx, const std::vector<std::string>& args);  // cli/cmd_archive.cc
+int RunDoctor(Context& ctx, const std::vector<std::string>& args);   // cli/cmd_doctor.cc
 // submit, status, list, fetch, inbox: the API client commands (cli/cmd_client.cc).
 int RunClient(Context& ctx, const std::string& command, const std::vector<std::string>& args);
 
