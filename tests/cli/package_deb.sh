@@ -35,7 +35,7 @@ for f in usr/bin/sealpost usr/sbin/sealpostd usr/libexec/sealpost/sealpost-signe
          usr/lib/sysusers.d/sealpost.conf usr/lib/tmpfiles.d/sealpost.conf \
          etc/sealpost/sealpostd.yaml etc/sealpost/signer.env \
          usr/share/man/man1/sealpost.1.gz usr/share/man/man8/sealpostd.8.gz \
-         usr/share/doc/sealpost/copyright; do
+         usr/share/doc/sealpost/copyright usr/share/doc/sealpost/operator-guide.md; do
   [ -f "$root/$f" ] || fail "/$f is not in the package"
 done
 [ -d "$root/var/lib/sealpost" ] || fail "/var/lib/sealpost is not in the package"
