@@ -182,6 +182,19 @@ void CheckSigner(Doctor& d, const daemon::Config& c) {
           d.T("check the PIN credential (sealpost-token-pin) and the PIN flags; do not retry a "
               "wrong PIN",
               "kiểm tra PIN (sealpost-token-pin) và trạng thái PIN; đừng thử lại PIN sai"));
+  } else if (st->detail.find("CKF_USER_PIN_LOCKED") != std::string::npos ||
+             st->detail.find("CKF_USER_PIN_FINAL_TRY") != std::string::npos) {
+    // Logged in now, but the signer will refuse to log in again after a
+    // restart (docs/tokens.md): it stops working at the next restart.
+    d.Add("signer", Level::kFail,
+          d.T("token logged in, but: " + st->detail + "; the signer will not log in again after a "
+              "restart",
+              "khóa USB đang đăng nhập, nhưng: " + st->detail +
+                  "; sau khi khởi động lại, signer sẽ không đăng nhập nữa"),
+          d.T("unblock or reset the user PIN with the token's SO PIN (vendor tool or pkcs11-tool "
+              "--init-pin), update the sealpost-token-pin credential, then restart the signer",
+              "mở khóa hoặc đặt lại PIN người dùng bằng SO PIN (công cụ của hãng hoặc pkcs11-tool "
+              "--init-pin), cập nhật sealpost-token-pin, rồi khởi động lại signer"));
   } else if (!st->detail.empty()) {
     d.Add("signer", Level::kWarn,
           d.T("token ready, but: " + st->detail, "khóa USB sẵn sàng, nhưng: " + st->detail),
@@ -419,6 +432,14 @@ void CheckHealth(Doctor& d, const std::string& name, const std::string& host, in
 }  // namespace
 
 int RunDoctor(Context& ctx, const std::vector<std::string>& argv) {
+  if (argv.size() == 1 && (argv[0] == "--help" || argv[0] == "-h")) {
+    std::fprintf(ctx.out,
+                 "%s\nChecks: config, policy, signer, certificate, trust, archive, daemon, peer <id>; "
+                 "one OK/WARN/FAIL line each.\nExit status: 0 all OK, 1 warnings only, 2 a failure, "
+                 "64 usage. See docs/doctor.md.\n",
+                 kDoctorUsage);
+    return 0;
+  }
   FlagSpec spec;
   spec.with_value = {"--config"};
   spec.boolean = {"--json", "--full-audit", "--no-save"};

@@ -462,6 +462,33 @@ TEST_F(SignerProcessTest, TokenRemovedIsUnavailableThenSigningResumes) {
   EXPECT_EQ(Lines(Journal()), 2u);
 }
 
+TEST_F(SignerProcessTest, StatusReportsThePinFlagsTheTokenSetsNow) {
+  if (!FaultModule::Available()) GTEST_SKIP() << "built without tests/fault_pkcs11";
+  UseFaultModule();
+  auto proc = Start();
+  auto remote = Client();
+  auto st = remote.QueryStatus();
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_TRUE(st->detail.empty()) << st->detail;
+  fault_->Set("flags.add=CKF_USER_PIN_COUNT_LOW\n");
+  st = remote.QueryStatus();
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_TRUE(st->token_present && st->logged_in);
+  EXPECT_EQ(st->detail, "user PIN count low (CKF_USER_PIN_COUNT_LOW)");
+  fault_->Set("flags.add=CKF_USER_PIN_COUNT_LOW,CKF_USER_PIN_FINAL_TRY\n");
+  st = remote.QueryStatus();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->detail, "user PIN final try (CKF_USER_PIN_FINAL_TRY)");
+  fault_->Set("flags.add=CKF_USER_PIN_LOCKED\n");
+  st = remote.QueryStatus();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->detail, "user PIN locked (CKF_USER_PIN_LOCKED)");
+  fault_->Set("");
+  st = remote.QueryStatus();
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st->detail.empty()) << st->detail;
+}
+
 TEST_F(SignerProcessTest, TokenAbsentAtStartIsOpenedOnceInserted) {
   if (!FaultModule::Available()) GTEST_SKIP() << "built without tests/fault_pkcs11";
   UseFaultModule();

@@ -41,6 +41,9 @@ namespace sealpost::signer {
 namespace {
 
 constexpr unsigned long kCkfTokenInitialized = 0x00000400UL;  // CKF_TOKEN_INITIALIZED
+constexpr unsigned long kCkfUserPinCountLow = 0x00010000UL;    // CKF_USER_PIN_COUNT_LOW
+constexpr unsigned long kCkfUserPinFinalTry = 0x00020000UL;    // CKF_USER_PIN_FINAL_TRY
+constexpr unsigned long kCkfUserPinLocked = 0x00040000UL;      // CKF_USER_PIN_LOCKED
 constexpr size_t kMaxConnections = 64;
 // A connection may stay idle this long between requests; once a frame has
 // started it must be complete within the same bound.
@@ -226,6 +229,12 @@ class TokenHolder {
             if (slot.token_present && slot.token.label == token_->label() &&
                 (slot.token.flags & kCkfTokenInitialized)) {
               a.token_present = true;
+              // The PIN flags as the module reports them now (sealpost
+              // doctor warns on them; the PIN itself is never involved).
+              const unsigned long f = slot.token.flags;
+              if (f & kCkfUserPinLocked) a.detail = "user PIN locked (CKF_USER_PIN_LOCKED)";
+              else if (f & kCkfUserPinFinalTry) a.detail = "user PIN final try (CKF_USER_PIN_FINAL_TRY)";
+              else if (f & kCkfUserPinCountLow) a.detail = "user PIN count low (CKF_USER_PIN_COUNT_LOW)";
             }
           }
           if (!a.token_present) a.detail = "token '" + token_->label() + "' is not present";
