@@ -189,6 +189,10 @@ std::string CanonicalJson(const Policy& p) {
     });
     top.List("unions", p.unions, [&](const Union& u) {
       Obj o(&out);
+      // Only channels that differ from the default are part of the hash:
+      // policies without `channels` keep their hash, and writing out the
+      // default list changes nothing.
+      if (u.channels != DefaultChannels(u)) EnumList(o, "channels", u.channels, kChannelNames);
       o.Str("code", u.code);
       o.Str("email", u.email);
       o.Str("endpoint", u.endpoint);

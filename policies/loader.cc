@@ -41,6 +41,7 @@ struct CrlDraft {
 struct UnionDraft {
   Union u;
   Loc loc;
+  bool explicit_channels = false;
   Loc parent_loc;
   std::optional<IdentityDraft> seal;
   std::optional<IdentityDraft> tls;
@@ -245,7 +246,7 @@ class Loader {
 
   void ReadUnion(const Reporter& r, const YamlNode& n) {
     MapView m(r, n, "union", {"id", "name", "code", "level", "parent", "endpoint", "tls_identity",
-                              "seal", "email", "webhook"});
+                              "seal", "email", "webhook", "channels"});
     if (!m.ok()) return;
     UnionDraft d;
     const YamlNode* idn = m.Require("id");
@@ -270,10 +271,33 @@ class Loader {
     if (auto v = m.Get("email")) d.u.email = internal::ReadEmail(r, *v, "union email").value_or("");
     if (auto v = m.Get("seal")) d.seal = ReadIdentity(r, *v, "union seal");
     if (auto v = m.Get("tls_identity")) d.tls = ReadIdentity(r, *v, "union tls_identity");
+    if (auto v = m.Get("channels")) {
+      d.explicit_channels = true;
+      for (ListItem& it : internal::ReadList(r, *v, "union channels", false,
+                                             [&](const YamlNode& x) -> std::optional<std::string> {
+             auto i = internal::ReadEnum(r, x, "union channel", kChannelNames);
+             if (!i) return std::nullopt;
+             return std::string(kChannelNames[*i]);
+           })) {
+        // Each listed channel needs its address; a key that is present but
+        // invalid was reported already.
+        static constexpr const char* kAddressKey[] = {"endpoint", "email", "webhook"};
+        size_t c = 0;
+        while (kChannelNames[c] != it.key) ++c;
+        if (m.Get(kAddressKey[c]) == nullptr) {
+          r.Error(it.mark, "union channel '" + it.key + "' needs the union's '" +
+                               kAddressKey[c] + "'");
+          continue;
+        }
+        d.u.channels.push_back(static_cast<Channel>(c));
+      }
+      std::sort(d.u.channels.begin(), d.u.channels.end());
+    }
     if (!id) return;
     d.u.id = *id;
     d.loc = r.At(idn->mark);
     if (d.u.code.empty()) d.u.code = d.u.id;
+    if (!d.explicit_channels) d.u.channels = DefaultChannels(d.u);
     unions_.push_back(std::move(d));
   }
 
@@ -667,6 +691,14 @@ std::shared_ptr<Policy> Loader::Build() {
 }
 
 }  // namespace
+
+std::vector<Channel> DefaultChannels(const Union& u) {
+  std::vector<Channel> out;
+  if (!u.endpoint.empty()) out.push_back(Channel::kAppliance);
+  else if (!u.email.empty()) out.push_back(Channel::kEmail);
+  if (!u.webhook.empty()) out.push_back(Channel::kWebhook);
+  return out;
+}
 
 std::string NormalizeName(std::string_view name) {
   std::vector<std::string> rdns;

@@ -65,6 +65,12 @@ struct CrlSource {
   std::string url;
 };
 
+// How a union receives documents (docs/policy.md, "Channels"): its
+// appliance (`endpoint`), S/MIME mail (`email`), a signed notification
+// (`webhook`).
+enum class Channel { kAppliance, kEmail, kWebhook };
+inline constexpr std::string_view kChannelNames[] = {"appliance", "email", "webhook"};
+
 struct Union {
   std::string id;
   std::string name;     // Vietnamese, UTF-8
@@ -78,7 +84,15 @@ struct Union {
   CertIdentity seal;
   std::string email;
   std::string webhook;
+  // The channels documents to this union go through: sorted, unique, each
+  // with its address set. `channels` in the policy, else DefaultChannels().
+  std::vector<Channel> channels;
 };
+
+// The channels of a union whose policy entry lists none: appliance if it
+// has an endpoint, else email if it has an address; plus webhook if it has
+// a webhook URL. Empty when it has none of these.
+std::vector<Channel> DefaultChannels(const Union& u);
 
 struct Group {
   std::string id;
