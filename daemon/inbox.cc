@@ -229,6 +229,12 @@ Status Inbox::Rebuild() {
   for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
     auto m = (*reader)->ReadManifest(seq);
     if (!m) return m.error().WithContext("inbox rebuild");
+    if (m->kind == storage::EntryKind::kDeliveryReceipt &&
+        m->Field("receipt_type") == "delivery-receipt" &&
+        m->Field("recipient") == options_.union_id && !m->Field("sender").empty()) {
+      receipt_entries_.emplace(m->Field("id"), seq);  // a receipt we issued
+      continue;
+    }
     if (m->kind != storage::EntryKind::kDocumentReceived) continue;
     ReceivedDocument d;
     d.id = m->Field("id");
@@ -341,6 +347,9 @@ std::expected<crypto::SignedReceipt, Problem> Inbox::ReceiptFor(const ReceivedDo
     want.recipient = options_.union_id;
     auto again = crypto::IssueDeliveryReceipt(*options_.signer, options_.seal_key, want, stored);
     if (!again) return std::unexpected(Internal(again.error().message()));
+    // Stored but not archived: the process ended in between, and the sender,
+    // who got no answer, delivers again.
+    if (auto a = ArchiveReceipt(doc, *again); !a) return std::unexpected(a.error());
     return *again;
   }
   // A new receipt over our checkpoint now (it includes the entry).
@@ -363,7 +372,32 @@ std::expected<crypto::SignedReceipt, Problem> Inbox::ReceiptFor(const ReceivedDo
   if (Status s = WriteFileAtomic(path + ".json", issued->json, 0640); !s.ok()) {
     return std::unexpected(Internal("storing the receipt: " + s.message()));
   }
+  if (auto a = ArchiveReceipt(doc, *issued); !a) return std::unexpected(a.error());
   return *issued;
+}
+
+std::expected<void, Problem> Inbox::ArchiveReceipt(const ReceivedDocument& doc,
+                                                   const crypto::SignedReceipt& receipt) {
+  if (receipt_entries_.count(doc.id)) return {};
+  auto r = crypto::ParseDeliveryReceipt(receipt.json, "receipt of " + doc.id);
+  if (!r) return std::unexpected(Internal(r.error().message()));
+  storage::EntryInput e;
+  e.kind = storage::EntryKind::kDeliveryReceipt;
+  e.refers_to = doc.seq;
+  // Both sides archive the receipt (DESIGN.md, Exchange): here the one we
+  // issued, with `sender` naming the union it answers.
+  e.fields = {{"id", doc.id},
+              {"receipt_type", "delivery-receipt"},
+              {"recipient", options_.union_id},
+              {"sender", doc.peer},
+              {"received_at", storage::Rfc3339Utc(r->received_at)}};
+  e.files = {{"receipt.json", receipt.json}, {"receipt.json.p7s", receipt.signature}};
+  auto appended = options_.archive->Append(std::move(e));
+  // Not archived: no receipt is given (503); the sender delivers again and
+  // gets the stored one, archived then.
+  if (!appended) return std::unexpected(StoreProblem(appended.error(), "archive"));
+  receipt_entries_.emplace(doc.id, appended->seq);
+  return {};
 }
 
 std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {

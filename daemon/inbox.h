@@ -171,8 +171,13 @@ class Inbox {
   [[nodiscard]] Status Rebuild();
   std::expected<InboxAccepted, Problem> Refuse(const std::string& reason, Problem p,
                                                const Delivery& d, const std::string& id);
-  // Signs (or returns the stored) receipt for entry `seq` and stores it.
+  // Signs (or returns the stored) receipt for entry `seq`, stores it, and
+  // archives it (a delivery-receipt entry referring to the document's entry,
+  // once per document) before it is given to the sender.
+  // REQUIRES: mu_ held.
   std::expected<crypto::SignedReceipt, Problem> ReceiptFor(const ReceivedDocument& doc);
+  std::expected<void, Problem> ArchiveReceipt(const ReceivedDocument& doc,
+                                              const crypto::SignedReceipt& receipt);
   void RaiseAlarm(const std::string& peer, const std::string& id, const std::string& detail);
   std::string ReceiptPath(const std::string& id) const;
   std::time_t Now() const;
@@ -185,6 +190,8 @@ class Inbox {
   mutable std::mutex mu_;  // guards everything below; held from step 4 to 7
   std::map<std::string, ReceivedDocument> received_;  // by document id
   std::vector<std::string> order_;                    // ids in archive order
+  // Receipts we issued and archived: document id -> entry seq.
+  std::map<std::string, uint64_t> receipt_entries_;
   struct PeerState {
     crypto::Checkpoint checkpoint;
     uint64_t seq = 0;  // the entry that brought it

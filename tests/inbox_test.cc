@@ -255,7 +255,8 @@ TEST_F(InboxTest, DirectiveAcceptedArchivedOnceAndReceiptVerifiesHereAndWithOpen
   EXPECT_FALSE(r->redelivery);
   EXPECT_EQ(r->document_id, sent.id);
   EXPECT_EQ(r->seq, before + 1);
-  EXPECT_EQ(receiver_->archive().size(), before + 1);
+  // The document, then the receipt we gave for it (both sides archive it).
+  EXPECT_EQ(receiver_->archive().size(), before + 2);
 
   // The entry: kind, fields, files.
   auto reader = storage::ArchiveReader::Open(receiver_->archive_dir());
@@ -303,6 +304,25 @@ TEST_F(InboxTest, DirectiveAcceptedArchivedOnceAndReceiptVerifiesHereAndWithOpen
                           ShellQuote(tmp_.file("ca.pem")) + " -purpose any -cades -out /dev/null",
                       &out);
   EXPECT_EQ(rc, 0) << out;
+  // ... and archived here, right after the document, before it was given.
+  auto rm = (*reader)->ReadManifest(r->seq + 1);
+  if (!rm) {  // the reader was opened before; reopen at the new head
+    reader = storage::ArchiveReader::Open(receiver_->archive_dir());
+    ASSERT_TRUE(reader.has_value());
+    rm = (*reader)->ReadManifest(r->seq + 1);
+  }
+  ASSERT_TRUE(rm.has_value()) << rm.error().message();
+  EXPECT_EQ(rm->kind, storage::EntryKind::kDeliveryReceipt);
+  EXPECT_EQ(rm->refers_to, r->seq);
+  EXPECT_EQ(rm->Field("id"), sent.id);
+  EXPECT_EQ(rm->Field("receipt_type"), "delivery-receipt");
+  EXPECT_EQ(rm->Field("recipient"), "cd-a");
+  EXPECT_EQ(rm->Field("sender"), "ldld-thu");
+  auto archived_json = (*reader)->ReadEntryFile(r->seq + 1, "receipt.json");
+  auto archived_sig = (*reader)->ReadEntryFile(r->seq + 1, "receipt.json.p7s");
+  ASSERT_TRUE(archived_json.has_value() && archived_sig.has_value());
+  EXPECT_EQ(*archived_json, r->receipt.json);
+  EXPECT_EQ(*archived_sig, r->receipt.signature);
 
   auto known = inbox_->Received(sent.id);
   ASSERT_TRUE(known.has_value());
@@ -470,11 +490,11 @@ TEST_F(InboxTest, OlderOrNewerCheckpointNeedsAProof409ThenRightProofAcceptedWron
   EXPECT_EQ(inbox_->PeerCheckpoint("ldld-thu")->size, 3u);  // the larger one is kept
 
   // A newer checkpoint: prove 3 -> 4.
-  ExpectRefused(Deliver(d3.bundle_path), 409, "consistency-proof-required", size + 1);
+  ExpectRefused(Deliver(d3.bundle_path), 409, "consistency-proof-required", size + 2);
   auto ok3 = Deliver(d3.bundle_path, "ldld-thu", ProofOf(*sender_, 3, 4));
   ASSERT_TRUE(ok3.has_value()) << ok3.error().detail_en;
   EXPECT_EQ(inbox_->PeerCheckpoint("ldld-thu")->size, 4u);
-  EXPECT_EQ(receiver_->archive().size(), size + 2);
+  EXPECT_EQ(receiver_->archive().size(), size + 4);  // two documents, two receipts
 
   // The alarm survives a restart.
   OpenInbox({});
