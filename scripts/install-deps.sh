@@ -20,6 +20,8 @@ PACKAGES=(
   libpoco-dev zlib1g-dev libpcre3-dev libexpat1-dev libsystemd-dev
   # HTTP client used by tests and the demo
   curl
+  # the SMTP server the e-mail tests send to (tests/support/smtp_sink.py)
+  python3-aiosmtpd
   # the demo: JSON answers, bundles (zip), free ports
   jq unzip python3
   # systemd/: systemd-analyze verify|security, systemd-sysusers, systemd-tmpfiles
