@@ -5,6 +5,7 @@
 #include <map>
 
 #include "base/file.h"
+#include "crypto/smime.h"
 #include "policies/yaml_tree.h"
 #include "storage/api_tokens.h"
 
@@ -236,6 +237,40 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
                       }}});
               if (d.certificate.empty() != d.key.empty()) {
                 w.Error(v.mark, "delivery: certificate and key go together");
+              }
+            }},
+           {"email",
+            [&](const YamlNode& v) {
+              EmailConfig& e = c.email;
+              e.enabled = true;
+              auto flag = [&](const YamlNode& x, std::string_view what, bool* out) {
+                if (x.IsScalar() && x.style == policies::ScalarStyle::kPlain &&
+                    (x.value == "true" || x.value == "false")) {
+                  *out = x.value == "true";
+                } else {
+                  w.Error(x.mark, std::string(what) + " must be true or false");
+                }
+              };
+              w.Map(v, "email",
+                    {{"smtp_host", [&](const YamlNode& x) { w.String(x, "smtp_host", &e.smtp_host); }},
+                     {"smtp_port",
+                      [&](const YamlNode& x) { w.Integer(x, "smtp_port", 1, 65535, &e.smtp_port); }},
+                     {"from",
+                      [&](const YamlNode& x) {
+                        if (w.String(x, "from", &e.from) && !crypto::IsMailAddress(e.from)) {
+                          w.Error(x.mark, "email.from is not a mail address: " + e.from);
+                        }
+                      }},
+                     {"starttls", [&](const YamlNode& x) { flag(x, "email.starttls", &e.starttls); }},
+                     {"ca", [&](const YamlNode& x) { w.Path(x, "ca", &e.ca); }},
+                     {"verify_url", [&](const YamlNode& x) { w.String(x, "verify_url", &e.verify_url); }},
+                     {"timeout_seconds",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "timeout_seconds", 1, 600, &e.timeout_seconds);
+                      }}},
+                    {"smtp_host", "from"});
+              if (!e.ca.empty() && !e.starttls) {
+                w.Error(v.mark, "email: ca is only used with starttls: true");
               }
             }},
            {"limits",

@@ -58,6 +58,19 @@ struct DeliveryConfig {
   int attempts_flush_seconds = 60;   // archive finished attempts at least this often
 };
 
+// Mail delivery (channel email, docs/email.md). Absent section: no mail
+// is sent (email jobs wait and are retried).
+struct EmailConfig {
+  bool enabled = false;    // the section is present
+  std::string smtp_host;   // the relay (required)
+  int smtp_port = 25;
+  std::string from;        // the union's address: the seal's rfc822Name (required)
+  bool starttls = false;   // STARTTLS required before MAIL
+  std::string ca;          // PEM bundle for the relay's certificate; empty: the system's
+  std::string verify_url;  // the verification desk named in the mail's text; optional
+  int timeout_seconds = 30;
+};
+
 struct Config {
   std::string file;       // the configuration file as given
   std::string union_id;   // this appliance's union (an id of the policy registry)
@@ -75,6 +88,7 @@ struct Config {
   std::vector<std::string> crls;
   Limits limits;
   DeliveryConfig delivery;
+  EmailConfig email;
 };
 
 // Parses the YAML text of a configuration named `file` (for positions and

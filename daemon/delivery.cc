@@ -15,11 +15,14 @@
 #include <Poco/URI.h>
 
 #include "base/encoding.h"
+#include "base/file.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "crypto/cades_sign.h"
 #include "crypto/certs.h"
+#include "crypto/digest.h"
 #include "crypto/receipt.h"
+#include "crypto/smime.h"
 #include "daemon/metrics.h"
 #include "policies/verdict.h"
 #include "storage/entry.h"
@@ -360,6 +363,9 @@ void DeliveryWorker::Handle(Exchange& ex, const storage::Job& job) {
     case storage::Channel::kNotice:
       r = SendNotice(ex, job);
       break;
+    case storage::Channel::kEmail:
+      r = SendMail(ex, job);
+      break;
     default:
       r = {Outcome::kRefused, "channel " + std::string(storage::ChannelName(job.key.channel)) +
                                   " is not delivered by this appliance"};
@@ -569,6 +575,73 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
   if (!appended) return {Outcome::kRetry, "archive: " + appended.error().message()};
   index_->receipts.emplace(pair, appended->seq);
   return {Outcome::kDelivered, std::to_string(appended->seq)};
+}
+
+std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::SendMail(Exchange& ex,
+                                                                        const storage::Job& job) {
+  const std::string& doc = job.key.document_id;
+  const std::string& rcpt = job.key.recipient;
+  if (!options_.email) {
+    return {Outcome::kRetry, "no email section in the configuration: mail cannot be sent"};
+  }
+  const EmailDeliveryOptions& mo = *options_.email;
+  auto sent = ex.SentSeq(doc);
+  if (!sent) return {Outcome::kRefused, "document " + doc + " was not sent from this appliance"};
+  auto mtext = ex.archive().ReadEntryFile(*sent, "manifest.json");
+  if (!mtext) return {Outcome::kRetry, "archive: " + mtext.error().message()};
+  auto manifest = storage::ParseManifest(*mtext, "entry " + std::to_string(*sent));
+  if (!manifest) return {Outcome::kRetry, "archive: " + manifest.error().message()};
+
+  auto policy = options_.policy->Current();
+  std::string to;
+  if (const policies::Union* u = policy->FindUnion(rcpt)) {
+    if (u->email.empty()) return {Outcome::kRetry, "the registry names no email for union " + rcpt};
+    to = u->email;
+  } else if (crypto::IsMailAddress(rcpt)) {
+    to = rcpt;
+  } else {
+    return {Outcome::kRefused, "union " + rcpt + " is not in the registry"};
+  }
+  if (!crypto::IsMailAddress(to)) {
+    return {Outcome::kRefused, "the email address of " + rcpt + " is not valid: " + to};
+  }
+
+  crypto::DocumentMail mail;
+  mail.from = mo.from;
+  mail.to = {to};
+  mail.document_id = doc;
+  const std::string issuer = manifest->Field("issuer");
+  const policies::Union* self = policy->FindUnion(issuer);
+  mail.from_name = self != nullptr ? self->name : "";
+  mail.issuer = self != nullptr ? self->name + " (" + issuer + ")" : issuer;
+  const std::string type = manifest->Field("type");
+  const policies::DocumentType* t = policy->FindType(type);
+  mail.type = t != nullptr ? t->name : type;
+  mail.subject = manifest->Field("subject");
+  mail.reference = manifest->Field("reference");
+  mail.issued_at = manifest->Field("issued_at");
+  mail.verify_url = mo.verify_url;
+  auto bundle = ReadFile(job.payload, 1ull << 31);
+  if (!bundle) return {Outcome::kRetry, "bundle " + job.payload + ": " + bundle.error().message()};
+  mail.bundle = std::move(*bundle);
+  // One Message-ID per (document, recipient): a resent mail is the same
+  // message to the recipient's client.
+  auto rh = crypto::DigestBytes(EVP_sha256(), rcpt);
+  mail.message_id = doc + "." + (rh ? HexEncode(*rh).substr(0, 12) : std::string("0")) + "@" +
+                    mo.from.substr(mo.from.rfind('@') + 1);
+
+  const ExchangeOptions& eo = ex.options();
+  auto built = crypto::BuildDocumentMail(*eo.signer, eo.seal_key, mail);
+  if (!built) return {Outcome::kRetry, "mail: " + built.error().message()};
+  auto accepted = client::SendMail(mo.smtp, mo.from, mail.to, built->message);
+  if (!accepted) {
+    if (accepted.error().code() == Code::kPermissionDenied) {
+      return {Outcome::kRefused, accepted.error().message()};
+    }
+    return {Outcome::kRetry, accepted.error().message()};
+  }
+  return {Outcome::kDelivered,
+          "smtp:" + (accepted->queue_id.empty() ? built->message_id : accepted->queue_id)};
 }
 
 std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::SendNotice(

@@ -17,6 +17,16 @@
 //     4xx  a final refusal: the job is refused with the problem's detail;
 //     5xx, network errors, a receipt that does not verify: retried with
 //          backoff.
+// Channel `email` (payload = path of the bundle; recipient = a union id of
+//   the registry, whose `email` is the address, or a bare address):
+//   an S/MIME signed mail (crypto/smime.h, signed by our seal through the
+//   Exchange's Signer) sent over SMTP (client/smtp_client.h) ->
+//     2xx  delivered, receipt "smtp:<queue id>" (or "smtp:<Message-ID>");
+//     5xx  a final refusal;
+//     4xx, network errors, the signer unavailable, no email configuration
+//          or no address yet: retried with backoff.
+//   No receipt comes back; a retry after a lost completion sends the mail
+//   again (same Message-ID).
 // Channel `notice` (payload = the JSON body to send):
 //   POST <sender endpoint>/api/v1/notices; 200 -> done, 4xx -> refused,
 //   else retried.
@@ -47,6 +57,7 @@
 
 #include "base/status.h"
 #include "client/https_client.h"
+#include "client/smtp_client.h"
 #include "daemon/exchange.h"
 #include "daemon/problem.h"
 #include "policies/holder.h"
@@ -88,6 +99,13 @@ std::unique_ptr<PeerTransport> MakeHttpsTransport(PeerTlsFiles files);
 // Entries per delivery-attempts entry of the archive.
 inline constexpr size_t kAttemptsPerEntry = 64;
 
+// Channel email: how mail leaves the appliance (docs/email.md).
+struct EmailDeliveryOptions {
+  client::SmtpOptions smtp;
+  std::string from;        // our union's address, the seal's rfc822Name
+  std::string verify_url;  // named in the mail's text; may be empty
+};
+
 struct DeliveryOptions {
   std::string union_id;                     // this union
   policies::PolicyHolder* policy = nullptr;  // borrowed; the registry
@@ -98,6 +116,8 @@ struct DeliveryOptions {
   int poll_millis = 250;           // idle wait between looks at the outbox
   int64_t attempts_flush_millis = 60'000;
   std::string worker_name = "delivery";
+  // Unset: email jobs are retried (with the reason) until configured.
+  std::optional<EmailDeliveryOptions> email;
 };
 
 // For health and metrics.
@@ -172,6 +192,7 @@ class DeliveryWorker {
   void Handle(Exchange& ex, const storage::Job& job);
   std::pair<Outcome, std::string> DeliverBundle(Exchange& ex, const storage::Job& job);
   std::pair<Outcome, std::string> SendNotice(Exchange& ex, const storage::Job& job);
+  std::pair<Outcome, std::string> SendMail(Exchange& ex, const storage::Job& job);
   // Reads archive entries not yet seen into the index. REQUIRES: index_mu_.
   Status RefreshLocked(Exchange& ex);
   // Writes delivery-attempts entries for the finished attempts waiting

@@ -975,6 +975,18 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     d.threads = config.delivery.threads;
     d.poll_millis = config.delivery.poll_millis;
     d.attempts_flush_millis = static_cast<int64_t>(config.delivery.attempts_flush_seconds) * 1000;
+    if (config.email.enabled) {
+      EmailDeliveryOptions e;
+      e.smtp.host = config.email.smtp_host;
+      e.smtp.port = config.email.smtp_port;
+      e.smtp.starttls = config.email.starttls;
+      e.smtp.ca = config.email.ca;
+      e.smtp.timeout_seconds = config.email.timeout_seconds;
+      e.from = config.email.from;
+      e.smtp.helo = e.from.substr(e.from.rfind('@') + 1);  // IsMailAddress checked it has one
+      e.verify_url = config.email.verify_url;
+      d.email = std::move(e);
+    }
     PeerTlsFiles f;
     f.certificate = config.delivery.certificate;
     f.key = config.delivery.key;

@@ -43,10 +43,14 @@ say "Part 2: the federation — an appliance seal token per union, keys made on 
 # commit seals yet), and a distribution point without a CRL at hand would
 # make every commit INDETERMINATE. The officers' certificates keep theirs:
 # the CRL the district checked them with is archived with each document.
+# The seal also signs the union's S/MIME mail (docs/email.md): its address
+# as an rfc822Name and the emailProtection extended key usage.
 cat > seal.cnf <<'CNF'
 [ v3_appliance_seal ]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,nonRepudiation
+extendedKeyUsage = emailProtection
+subjectAltName = email:$ENV::SEAL_EMAIL
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 CNF
@@ -60,8 +64,8 @@ for u in "${UNIONS[@]}"; do
   SEALKEY[$u]="pkcs11:token=seal-$u;object=seal;type=private?module-path=$MODULE"
   "$SEALPOST" token csr "${SEALKEY[$u]}&pin-source=file:$WORK/$u/seal.pin" \
     --subject "/CN=${NAME[$u]}/O=${NAME[$u]}/C=VN" -o "$u/seal.csr"
-  openssl x509 -req -in "$u/seal.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 365 \
-    -extfile seal.cnf -extensions v3_appliance_seal -out "$u/seal.pem" 2>/dev/null
+  SEAL_EMAIL="$u@demo.example" openssl x509 -req -in "$u/seal.csr" -CA ca.pem -CAkey ca.key \
+    -CAcreateserial -days 365 -extfile seal.cnf -extensions v3_appliance_seal -out "$u/seal.pem" 2>/dev/null
   "$SEALPOST" token import-cert "${SEALKEY[$u]}&pin-source=file:$WORK/$u/seal.pin" "$u/seal.pem"
   ok "$u: $(openssl x509 -in "$u/seal.pem" -noout -subject -nameopt utf8,sep_comma_plus_space | sed 's/^subject=//')"
 done
@@ -124,6 +128,7 @@ YAML
     endpoint: "https://127.0.0.1:${PPORT[$u]}"
     tls_identity: {spki_sha256: "$(spki "$u/tls.pem")"}
     seal: {spki_sha256: "$(spki "$u/seal.pem")"}
+    email: "$u@demo.example"
 YAML
   done
   cat <<YAML

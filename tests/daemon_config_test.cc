@@ -92,6 +92,40 @@ TEST(DaemonConfigTest, ParseDeliveryDefaultsToPeerListenerFilesAndIsStrict) {
   EXPECT_NE(m.find("certificate and key go together"), std::string::npos) << m;
 }
 
+TEST(DaemonConfigTest, ParseEmailSectionIsStrict) {
+  auto none = ParseConfig(kGood, "/etc/sealpost/sealpostd.yaml");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_FALSE(none->email.enabled);
+
+  auto c = ParseConfig(std::string(kGood) +
+                           "email: {smtp_host: mail.congdoan.example, smtp_port: 587,\n"
+                           "  from: ldld-ha-long@congdoan.example, starttls: true, ca: smtp-ca.pem,\n"
+                           "  verify_url: \"https://xacminh.example/\", timeout_seconds: 20}\n",
+                       "/etc/sealpost/sealpostd.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().message();
+  EXPECT_TRUE(c->email.enabled);
+  EXPECT_EQ(c->email.smtp_host, "mail.congdoan.example");
+  EXPECT_EQ(c->email.smtp_port, 587);
+  EXPECT_EQ(c->email.from, "ldld-ha-long@congdoan.example");
+  EXPECT_TRUE(c->email.starttls);
+  EXPECT_EQ(c->email.ca, "/etc/sealpost/smtp-ca.pem");
+  EXPECT_EQ(c->email.verify_url, "https://xacminh.example/");
+  EXPECT_EQ(c->email.timeout_seconds, 20);
+
+  auto bad = ParseConfig(std::string(kGood) +
+                             "email: {smtp_port: 0, from: \"not an address\", starttls: yes,\n"
+                             "  ca: x.pem, relay: y}\n",
+                         "e.yaml");
+  ASSERT_FALSE(bad.has_value());
+  const std::string& m = bad.error().message();
+  EXPECT_NE(m.find("email needs 'smtp_host'"), std::string::npos) << m;
+  EXPECT_NE(m.find("smtp_port must be"), std::string::npos) << m;
+  EXPECT_NE(m.find("email.from is not a mail address"), std::string::npos) << m;
+  EXPECT_NE(m.find("email.starttls must be true or false"), std::string::npos) << m;
+  EXPECT_NE(m.find("unknown key 'relay' in email"), std::string::npos) << m;
+  EXPECT_NE(m.find("e.yaml:"), std::string::npos) << m;
+}
+
 TEST(DaemonConfigTest, ParseUnknownKeyReportsPosition) {
   std::string text = std::string(kGood) + "limitz: {}\n";
   auto c = ParseConfig(text, "d.yaml");
