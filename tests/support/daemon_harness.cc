@@ -90,6 +90,8 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
     if (!h->hsm_->InitToken(kToken, "97531975", kPin)) return nullptr;
     CertSpec seal_spec;
     seal_spec.subject = "/CN=Con dấu Liên đoàn Lao động thử nghiệm/O=Liên đoàn Lao động thử nghiệm/C=VN";
+    seal_spec.email = kSealEmail;
+    seal_spec.ext_key_usage = "emailProtection";
     auto seal = h->hsm_->AddKeyWithCert(kToken, kPin, sign_ca, KeyType::kP256, "01", "seal", seal_spec);
     if (!seal) return nullptr;
     WriteTestFile(t.file("seal.pem"), CertToPem(seal->cert.get()));

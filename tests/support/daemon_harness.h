@@ -61,6 +61,9 @@ struct DaemonOptions {
 class DaemonHarness {
  public:
   static constexpr const char* kPeerUnion = "cd-ban-thu";
+  // The address of this union's seal (rfc822Name, with emailProtection):
+  // the `from` of its S/MIME mail (docs/email.md).
+  static constexpr const char* kSealEmail = "van-thu@ldld-thu-nghiem.example";
 
   // Builds everything and starts sealpostd; waits (up to 30 s) for READY=1.
   // On failure records a test failure (with the daemon's log) and returns null.

@@ -17,7 +17,10 @@ from aiosmtpd.smtp import SMTP
 class Sink:
     def __init__(self, directory):
         self.dir = directory
+        # A sink restarted on the same directory numbers on.
         self.n = 0
+        while os.path.exists(os.path.join(directory, "%d.eml" % (self.n + 1))):
+            self.n += 1
 
     async def handle_DATA(self, server, session, envelope):
         reply_file = os.path.join(self.dir, "reply")
