@@ -84,7 +84,9 @@ HttpsClient::HttpsClient(ClientOptions options,
 HttpsClient::~HttpsClient() = default;
 
 Result<std::unique_ptr<HttpsClient>> HttpsClient::Create(const ClientOptions& options) {
-  if (options.ca_file.empty()) return Err(Status::InvalidArgument("a CA bundle is required"));
+  if (options.ca_file.empty() && !options.system_cas) {
+    return Err(Status::InvalidArgument("a CA bundle is required"));
+  }
   if (options.cert_file.empty() != options.key_file.empty()) {
     return Err(Status::InvalidArgument("a client certificate needs both its file and its key"));
   }
@@ -98,7 +100,7 @@ Result<std::unique_ptr<HttpsClient>> HttpsClient::Create(const ClientOptions& op
     p.caLocation = options.ca_file;
     p.certificateFile = options.cert_file;
     p.privateKeyFile = options.key_file;
-    p.loadDefaultCAs = false;
+    p.loadDefaultCAs = options.ca_file.empty() && options.system_cas;
     p.verificationMode = Poco::Net::Context::VERIFY_RELAXED;  // client: the server must verify
     p.verificationDepth = 9;
     p.cipherList = "HIGH:!aNULL:!eNULL:!MD5:!RC4:!3DES:!SHA1";

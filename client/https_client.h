@@ -32,7 +32,10 @@ namespace sealpost::client {
 struct ClientOptions {
   std::string host = "127.0.0.1";
   int port = 443;
-  std::string ca_file;      // PEM bundle the server's certificate must chain to (required)
+  std::string ca_file;      // PEM bundle the server's certificate must chain to
+  // Without ca_file: trust the system's CA store instead (opt-in; e.g. a
+  // webhook on the public internet). One of the two is required.
+  bool system_cas = false;
   std::string cert_file;    // client certificate (PEM), optional
   std::string key_file;     // its unencrypted private key (PEM), with cert_file
   bool verify_host = true;  // the server certificate must name `host` (CN or DNS SAN)
@@ -65,8 +68,8 @@ struct FormPart {
 class HttpsClient {
  public:
   // Builds the TLS context. NotFound/DataError naming the CA, certificate or
-  // key file that cannot be used; InvalidArgument when ca_file is empty or
-  // only one of cert_file/key_file is given.
+  // key file that cannot be used; InvalidArgument when ca_file is empty
+  // (and system_cas is not set) or only one of cert_file/key_file is given.
   [[nodiscard]] static Result<std::unique_ptr<HttpsClient>> Create(const ClientOptions& options);
   ~HttpsClient();
   HttpsClient(const HttpsClient&) = delete;

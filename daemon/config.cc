@@ -158,6 +158,43 @@ void Listener(Walker& w, const YamlNode& n, std::string_view what, bool peer, Li
   }
 }
 
+void Webhook(Walker& w, const YamlNode& n, WebhookConfig* c) {
+  w.Map(n, "webhook",
+        {{"public_base_url",
+          [&](const YamlNode& v) {
+            if (!w.String(v, "public_base_url", &c->public_base_url)) return;
+            const std::string& u = c->public_base_url;
+            if (u.rfind("https://", 0) != 0 || u.size() == 8 ||
+                u.find_first_of(" \t\r\n?#") != std::string::npos) {
+              w.Error(v.mark, "public_base_url must be an https:// URL without query or fragment");
+            }
+          }},
+         {"ca", [&](const YamlNode& v) { w.Path(v, "ca", &c->ca); }},
+         {"connect_timeout_seconds",
+          [&](const YamlNode& v) {
+            w.Integer(v, "connect_timeout_seconds", 1, 300, &c->connect_timeout_seconds);
+          }},
+         {"timeout_seconds",
+          [&](const YamlNode& v) { w.Integer(v, "timeout_seconds", 1, 300, &c->timeout_seconds); }},
+         {"secrets", [&](const YamlNode& v) {
+            if (!v.IsMap()) {
+              w.Error(v.mark, "webhook.secrets must be a mapping of union id to secret file");
+              return;
+            }
+            for (const YamlMapEntry& e : v.entries) {
+              if (e.key.empty() || e.key.size() > 64 ||
+                  e.key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._-") !=
+                      std::string::npos) {
+                w.Error(e.key_mark, "webhook.secrets: '" + e.key + "' is not a union id");
+                continue;
+              }
+              std::string path;
+              w.Path(e.value, "webhook.secrets." + e.key, &path);
+              if (!path.empty()) c->secrets[e.key] = path;
+            }
+          }}});
+}
+
 }  // namespace
 
 Result<Config> ParseConfig(std::string_view text, const std::string& file) {
@@ -273,6 +310,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
                 w.Error(v.mark, "email: ca is only used with starttls: true");
               }
             }},
+           {"webhook", [&](const YamlNode& v) { Webhook(w, v, &c.webhook); }},
            {"limits",
             [&](const YamlNode& v) {
               Limits& l = c.limits;

@@ -7,6 +7,7 @@
 #define SEALPOST_DAEMON_CONFIG_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,17 @@ struct EmailConfig {
   int timeout_seconds = 30;
 };
 
+// Channel webhook (daemon/webhook.h, docs/webhook.md).
+struct WebhookConfig {
+  // https URL of our user listener as recipients reach it: the links to the
+  // verification desk and the document in each notification. Empty: none.
+  std::string public_base_url;
+  std::string ca;  // CA bundle for the receivers' certificates; empty: the system store
+  int connect_timeout_seconds = 10;
+  int timeout_seconds = 30;
+  std::map<std::string, std::string> secrets;  // union id -> secret file (mode 0600)
+};
+
 struct Config {
   std::string file;       // the configuration file as given
   std::string union_id;   // this appliance's union (an id of the policy registry)
@@ -89,6 +101,7 @@ struct Config {
   Limits limits;
   DeliveryConfig delivery;
   EmailConfig email;
+  WebhookConfig webhook;
 };
 
 // Parses the YAML text of a configuration named `file` (for positions and

@@ -366,6 +366,18 @@ void DeliveryWorker::Handle(Exchange& ex, const storage::Job& job) {
     case storage::Channel::kEmail:
       r = SendMail(ex, job);
       break;
+    case storage::Channel::kWebhook: {
+      if (!options_.webhook) {
+        r = {Outcome::kRetry, "webhook notifications are not configured on this appliance"};
+        break;
+      }
+      WebhookResult w = options_.webhook->Deliver(*options_.policy->Current(), job, NowMillis() / 1000);
+      r = {w.outcome == WebhookOutcome::kDelivered ? Outcome::kDelivered
+           : w.outcome == WebhookOutcome::kRefused ? Outcome::kRefused
+                                                   : Outcome::kRetry,
+           std::move(w.detail)};
+      break;
+    }
     default:
       r = {Outcome::kRefused, "channel " + std::string(storage::ChannelName(job.key.channel)) +
                                   " is not delivered by this appliance"};

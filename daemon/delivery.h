@@ -30,6 +30,9 @@
 // Channel `notice` (payload = the JSON body to send):
 //   POST <sender endpoint>/api/v1/notices; 200 -> done, 4xx -> refused,
 //   else retried.
+// Channel `webhook` (payload = the document's facts): a signed notification
+//   through DeliveryOptions::webhook (daemon/webhook.h); 2xx -> delivered,
+//   408/429/5xx/network -> retried, else refused.
 // Every attempt is recorded by the outbox; finished attempts are archived in
 // batches as delivery-attempts entries (at most kAttemptsPerEntry per
 // entry, written when that many are waiting or the oldest has waited
@@ -60,6 +63,7 @@
 #include "client/smtp_client.h"
 #include "daemon/exchange.h"
 #include "daemon/problem.h"
+#include "daemon/webhook.h"
 #include "policies/holder.h"
 #include "storage/outbox.h"
 
@@ -118,6 +122,8 @@ struct DeliveryOptions {
   std::string worker_name = "delivery";
   // Unset: email jobs are retried (with the reason) until configured.
   std::optional<EmailDeliveryOptions> email;
+  // Channel webhook (daemon/webhook.h); null: webhook jobs are retried.
+  std::shared_ptr<WebhookSender> webhook;
 };
 
 // For health and metrics.

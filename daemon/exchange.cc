@@ -19,6 +19,7 @@
 #include "crypto/certs.h"
 #include "crypto/digest.h"
 #include "daemon/metrics.h"
+#include "daemon/webhook.h"
 #include "policies/reference.h"
 #include "policies/verdict.h"
 #include "storage/entry.h"
@@ -444,12 +445,42 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
     return std::unexpected(Internal("bundle: " + b.message()));
   }
 
-  // 11. One delivery job per recipient.
+  // 11. One delivery job per recipient and channel (the union's `channels`
+  // in the policy), all in one transaction. A recipient with no channel at
+  // all gets an appliance job: it waits (retried) until the registry names
+  // an endpoint, visibly, instead of being dropped.
+  WebhookDocument note;
+  note.id = info.id;
+  note.type = info.type;
+  note.type_name = type != nullptr ? type->name : info.type;
+  note.subject = info.subject;
+  note.issuer = info.issuer;
+  note.issuer_name = self != nullptr ? self->name : info.issuer;
+  note.reference = info.reference;
+  note.issued_at = info.issued_at;
+  const std::string note_payload = WebhookPayload(note);
+  std::vector<storage::Outbox::NewJob> jobs;
   for (const std::string& r : req.recipients) {
-    auto q = outbox_->Enqueue(storage::JobKey{info.id, r, storage::Channel::kAppliance},
-                              bundle_path);
-    if (!q) return std::unexpected(Internal("outbox: " + q.error().message()));
+    const policies::Union* u = policy->FindUnion(r);
+    std::vector<policies::Channel> channels;
+    if (u != nullptr) channels = u->channels;
+    if (channels.empty()) channels.push_back(policies::Channel::kAppliance);
+    for (policies::Channel c : channels) {
+      switch (c) {
+        case policies::Channel::kAppliance:
+          jobs.push_back({storage::JobKey{info.id, r, storage::Channel::kAppliance}, bundle_path});
+          break;
+        case policies::Channel::kEmail:
+          jobs.push_back({storage::JobKey{info.id, r, storage::Channel::kEmail}, bundle_path});
+          break;
+        case policies::Channel::kWebhook:
+          jobs.push_back({storage::JobKey{info.id, r, storage::Channel::kWebhook}, note_payload});
+          break;
+      }
+    }
   }
+  auto q = outbox_->EnqueueBatch(jobs);
+  if (!q) return std::unexpected(Internal("outbox: " + q.error().message()));
 
   Submitted out;
   out.id = info.id;

@@ -8,7 +8,9 @@
 //   document-sent entry (conventions: content, content.p7s, certs.pem,
 //   document.json, document.json.p7s) -> the bundle built from the spooled
 //   content with the archive's checkpoint and the entry's inclusion proof ->
-//   one outbox job per recipient (channel appliance, payload = bundle path).
+//   one outbox job per recipient and channel of that recipient in the
+//   policy (appliance and email: payload = bundle path; webhook: payload =
+//   the document's facts, daemon/webhook.h), queued in one EnqueueBatch.
 //
 // Failures before the archive append change nothing (no entry, no reference
 // number used, no job). A signer that is down or a token that is out is

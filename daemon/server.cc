@@ -987,6 +987,14 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
       e.verify_url = config.email.verify_url;
       d.email = std::move(e);
     }
+    WebhookOptions wo;
+    wo.public_base_url = config.webhook.public_base_url;
+    wo.secret_files = config.webhook.secrets;
+    auto hook = WebhookSender::Create(
+        wo, MakeWebhookHttpsTransport(config.webhook.ca, config.webhook.connect_timeout_seconds,
+                                      config.webhook.timeout_seconds));
+    if (!hook) return Err(hook.error().WithContext(config.file + ": webhook"));
+    d.webhook = std::move(*hook);
     PeerTlsFiles f;
     f.certificate = config.delivery.certificate;
     f.key = config.delivery.key;

@@ -132,7 +132,7 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
       our_seal + "}\n"
       "  - {id: " + std::string(kPeerUnion) + ", name: \"Công đoàn Bàn Thử\", level: grassroots, parent: " +
       o.union_id + ",\n     tls_identity: {spki_sha256: \"" + SpkiSha256(peer.cert.get()) +
-      "\"}" + peer_seal + "}\n" + officers +
+      "\"}" + peer_seal + o.peer_union_extra + "}\n" + officers +
       "document_types:\n"
       "  - {id: report, name: \"Báo cáo\", issuers: {levels: [grassroots]},\n"
       "     recipients: {relations: [parent]}, signatures: {seal: true},\n"
@@ -165,7 +165,7 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
       "  read_timeout_seconds: " + std::to_string(o.read_timeout_seconds) + "\n"
       "  keepalive_timeout_seconds: " + std::to_string(o.keepalive_timeout_seconds) + "\n"
       "  max_connections: " + std::to_string(o.max_connections) + "\n"
-      "  max_queued: " + std::to_string(o.max_queued) + "\n";
+      "  max_queued: " + std::to_string(o.max_queued) + "\n" + o.config_extra;
   WriteTestFile(t.file("sealpostd.yaml"), config);
   if (!h->Launch(o)) return nullptr;
   return h;

@@ -56,6 +56,12 @@ struct DaemonOptions {
   bool seal = false;
   // > 0: WATCHDOG_USEC for sealpostd, as systemd sets it for WatchdogSec=.
   uint64_t watchdog_usec = 0;
+  // Text added inside the peer union's flow mapping in policy.yaml, e.g.
+  // ", webhook: \"https://127.0.0.1:1/h\", channels: [webhook]".
+  std::string peer_union_extra;
+  // Top-level YAML appended to sealpostd.yaml (e.g. a `webhook:` or
+  // `delivery:` section).
+  std::string config_extra;
 };
 
 class DaemonHarness {
