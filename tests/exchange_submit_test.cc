@@ -20,6 +20,7 @@
 #include "crypto/software_signer.h"
 #include "crypto/verify.h"
 #include "daemon/exchange.h"
+#include "daemon/webhook.h"
 #include "policies/holder.h"
 #include "policies/verdict.h"
 #include "storage/reader.h"
@@ -109,7 +110,9 @@ class ExchangeTest : public ::testing::Test {
         "  - {id: ldld-thu, name: \"Liên đoàn Lao động Thử\", code: \"LĐLĐ-T\", level: district,\n"
         "     seal: {spki_sha256: \"" + seal_spki + "\"}}\n"
         "  - {id: cd-a, name: \"Công đoàn A\", level: grassroots, parent: ldld-thu}\n"
-        "  - {id: cd-b, name: \"Công đoàn B\", level: grassroots, parent: ldld-thu}\n"
+        "  - {id: cd-b, name: \"Công đoàn B\", level: grassroots, parent: ldld-thu,\n"
+        "     email: vanthu@cd-b.example.vn, webhook: \"https://bridge.example.vn/cd-b\",\n"
+        "     channels: [webhook, email]}\n"
         "officers:\n"
         "  - {id: chair, name: \"Nguyễn Văn Chủ Tịch\", role: chair, union: ldld-thu,\n"
         "     certificate: {spki_sha256: \"" + chair_spki + "\"}, mandate: {from: 2020-01-01}}\n"
@@ -227,13 +230,38 @@ TEST_F(ExchangeTest, SubmitDirectiveSignedByChairArchivesBundlesAndQueues) {
   ASSERT_TRUE(br.has_value()) << br.error().message();
   EXPECT_EQ(br->indication, crypto::Indication::kPassed) << crypto::BundleReportToText(*br, Lang::kEn);
 
-  // One queued job per recipient, payload = the bundle.
+  // One queued job per recipient and channel: cd-a has none in the policy
+  // (appliance, waiting for an endpoint), cd-b lists email and webhook.
   auto states = exchange_->outbox().States(sub->id);
   ASSERT_TRUE(states.has_value());
-  ASSERT_EQ(states->size(), 2u);
+  ASSERT_EQ(states->size(), 3u);
   EXPECT_EQ((*states)[0].key.recipient, "cd-a");
+  EXPECT_EQ((*states)[0].key.channel, storage::Channel::kAppliance);
   EXPECT_EQ((*states)[1].key.recipient, "cd-b");
+  EXPECT_EQ((*states)[1].key.channel, storage::Channel::kEmail);
+  EXPECT_EQ((*states)[2].key.recipient, "cd-b");
+  EXPECT_EQ((*states)[2].key.channel, storage::Channel::kWebhook);
   for (const auto& s : *states) EXPECT_EQ(s.state, storage::JobState::kQueued);
+  // Payloads: the bundle for appliance and email, the document's facts for
+  // the webhook.
+  auto jobs = exchange_->outbox().Lease(10, "test");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 3u);
+  for (const storage::Job& j : *jobs) {
+    if (j.key.channel != storage::Channel::kWebhook) {
+      EXPECT_EQ(j.payload, sub->bundle_path);
+      continue;
+    }
+    auto note = daemon::ParseWebhookPayload(j.payload);
+    ASSERT_TRUE(note.has_value()) << note.error().message();
+    EXPECT_EQ(note->id, sub->id);
+    EXPECT_EQ(note->type, "directive");
+    EXPECT_EQ(note->type_name, "Chỉ thị");
+    EXPECT_EQ(note->issuer, "ldld-thu");
+    EXPECT_EQ(note->issuer_name, "Liên đoàn Lao động Thử");
+    EXPECT_EQ(note->reference, sub->reference);
+    EXPECT_EQ(note->issued_at, sub->issued_at);
+  }
 }
 
 TEST_F(ExchangeTest, SubmitArchivesTheConfiguredCrlsWithTheEntryAndTheBundle) {
