@@ -212,7 +212,7 @@ Result<std::string> EntryKindArg(const std::string& k) {
     return Err(Status::InvalidArgument(
         "--kind \"" + k +
         "\": one of sent, received, document-sent, document-received, delivery-receipt, "
-        "policy-version, checkpoint, key-change, withdrawal"));
+        "policy-version, checkpoint, key-change, withdrawal, delivery-attempts, crl"));
   }
   return std::string(storage::EntryKindName(*kind));
 }

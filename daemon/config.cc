@@ -311,6 +311,23 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
               }
             }},
            {"webhook", [&](const YamlNode& v) { Webhook(w, v, &c.webhook); }},
+           {"crl_fetch",
+            [&](const YamlNode& v) {
+              CrlFetchConfig& f = c.crl_fetch;
+              w.Map(v, "crl_fetch",
+                    {{"interval_seconds",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "interval_seconds", 1, 7 * 86400, &f.interval_seconds);
+                      }},
+                     {"retry_seconds",
+                      [&](const YamlNode& x) { w.Integer(x, "retry_seconds", 1, 86400, &f.retry_seconds); }},
+                     {"timeout_seconds",
+                      [&](const YamlNode& x) { w.Integer(x, "timeout_seconds", 1, 300, &f.timeout_seconds); }},
+                     {"max_bytes",
+                      [&](const YamlNode& x) {
+                        w.Integer<uint64_t>(x, "max_bytes", 1024, 256ull << 20, &f.max_bytes);
+                      }}});
+            }},
            {"limits",
             [&](const YamlNode& v) {
               Limits& l = c.limits;

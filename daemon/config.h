@@ -83,6 +83,14 @@ struct WebhookConfig {
   std::map<std::string, std::string> secrets;  // union id -> secret file (mode 0600)
 };
 
+// Fetching the CRLs of the policy's CRL sources (daemon/crls.h).
+struct CrlFetchConfig {
+  int interval_seconds = 3600;  // every source at least this often (and before nextUpdate)
+  int retry_seconds = 300;      // after a failure, or past nextUpdate
+  int timeout_seconds = 15;     // connect and each read
+  uint64_t max_bytes = 16u << 20;
+};
+
 struct Config {
   std::string file;       // the configuration file as given
   std::string union_id;   // this appliance's union (an id of the policy registry)
@@ -102,6 +110,7 @@ struct Config {
   DeliveryConfig delivery;
   EmailConfig email;
   WebhookConfig webhook;
+  CrlFetchConfig crl_fetch;
 };
 
 // Parses the YAML text of a configuration named `file` (for positions and

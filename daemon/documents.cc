@@ -34,8 +34,8 @@ Problem BadRequest(std::string en, std::string vi) {
 }  // namespace
 
 DocumentsService::DocumentsService(const Config& config, policies::PolicyHolder* policy,
-                                   const crypto::Verifier* verifier)
-    : config_(config), policy_(policy), verifier_(verifier) {
+                                   const SharedTrust* trust)
+    : config_(config), policy_(policy), trust_(trust) {
   signer::RemoteSignerOptions so;
   so.socket_path = config.signer_socket;
   signer_ = std::make_unique<signer::RemoteSigner>(so);
@@ -55,14 +55,13 @@ Result<Exchange*> DocumentsService::Get() {
   o.signer = signer_.get();
   o.seal_key = crypto::KeyRef{config_.seal_key};
   o.policy = policy_;
-  o.verifier = verifier_;
+  o.trust = trust_;
   const DeliveryConfig& d = config_.delivery;
   o.outbox.max_in_flight_per_recipient = d.max_in_flight_per_recipient;
   o.outbox.lease_millis = d.lease_millis;
   o.outbox.backoff_base_millis = d.backoff_base_millis;
   o.outbox.backoff_cap_millis = d.backoff_cap_millis;
   o.outbox.max_attempts = d.max_attempts;
-  o.crl_files = config_.crls;
   // Only Server::Create makes this service, after it locked the state
   // directory: no other process uses this outbox.
   o.owns_state_dir = true;

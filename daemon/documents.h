@@ -40,6 +40,7 @@
 #include "crypto/verify.h"
 #include "daemon/config.h"
 #include "daemon/exchange.h"
+#include "daemon/trust.h"
 #include "daemon/problem.h"
 #include "policies/holder.h"
 #include "storage/outbox.h"
@@ -80,7 +81,7 @@ class DocumentsService {
  public:
   // Borrowed pointers must outlive the service.
   DocumentsService(const Config& config, policies::PolicyHolder* policy,
-                   const crypto::Verifier* verifier);
+                   const SharedTrust* trust);
   ~DocumentsService();
   DocumentsService(const DocumentsService&) = delete;
   DocumentsService& operator=(const DocumentsService&) = delete;
@@ -116,7 +117,7 @@ class DocumentsService {
  private:
   const Config& config_;
   policies::PolicyHolder* policy_;
-  const crypto::Verifier* verifier_;
+  const SharedTrust* trust_;
   std::unique_ptr<signer::RemoteSigner> signer_;
   std::mutex mu_;
   std::unique_ptr<Exchange> exchange_;  // guarded by mu_ until set

@@ -20,6 +20,7 @@
 #include "crypto/digest.h"
 #include "daemon/metrics.h"
 #include "daemon/webhook.h"
+#include "daemon/policy_update.h"
 #include "policies/reference.h"
 #include "policies/verdict.h"
 #include "storage/entry.h"
@@ -128,10 +129,12 @@ Result<std::string> CrlsPem(const std::vector<std::string>& files) {
 Exchange::~Exchange() = default;
 
 Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
-  if (options.signer == nullptr || options.policy == nullptr || options.verifier == nullptr ||
+  if (options.signer == nullptr || options.policy == nullptr ||
+      (options.verifier == nullptr && options.trust == nullptr) ||
       options.union_id.empty() || options.state_dir.empty() || options.seal_key.id.empty()) {
     return Err(Status::InvalidArgument(
-        "exchange: union_id, state_dir, signer, seal_key, policy and verifier are required"));
+        "exchange: union_id, state_dir, signer, seal_key, policy and trust (or verifier) are "
+        "required"));
   }
   if (options.origin.empty()) options.origin = options.union_id + "/archive";
   std::unique_ptr<Exchange> ex(new Exchange());
@@ -207,6 +210,9 @@ Result<uint64_t> Exchange::SentSeq(const std::string& id) const {
 std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   const ExchangeOptions& o = options_;
   auto policy = o.policy->Current();
+  // One trust for the whole submission (CRLs fetched meanwhile apply to the next).
+  std::shared_ptr<const TrustSnapshot> trust = o.trust ? o.trust->Current() : nullptr;
+  const crypto::Verifier* verifier = trust ? &*trust->verifier : o.verifier;
 
   // 1. The content: size and SHA-256 (one pass).
   auto sha = crypto::DigestFile(req.content_path, {EVP_sha256()});
@@ -227,7 +233,7 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
       return std::unexpected(SignatureInvalid(der.error().message(),
                                               "Không đọc được chữ ký: " + der.error().message()));
     }
-    auto report = o.verifier->VerifyFile(req.content_path, *der);
+    auto report = verifier->VerifyFile(req.content_path, *der);
     if (report) CountVerification("submission", report->indication, report->sub_indication);
     if (!report) {
       return std::unexpected(SignatureInvalid(report.error().message(),
@@ -288,6 +294,14 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                                    "Chính sách của liên đoàn không cho phép",
                                    f != nullptr ? f->en : "denied",
                                    f != nullptr ? f->vi : "bị từ chối"});
+  }
+  // 4b. A policy update (daemon/policy_update.h): checked before anything
+  // is sealed or archived; applied here once the document is archived.
+  std::shared_ptr<const policies::Policy> policy_update;
+  if (req.type == kPolicyDocumentType) {
+    auto next = CheckPolicyUpdate(*policy, o.union_id, req.content_path, o.union_id);
+    if (!next) return std::unexpected(next.error());
+    policy_update = std::move(*next);
   }
   const policies::DocumentType* type = policy->FindType(req.type);
   const policies::Union* self = policy->FindUnion(o.union_id);
@@ -365,7 +379,7 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
 
   // The CRLs the officers' signatures were checked with (the evidence an
   // audit needs for certificates that name a distribution point).
-  auto crls_pem = CrlsPem(o.crl_files);
+  auto crls_pem = trust ? Result<std::string>(trust->crls_pem) : CrlsPem(o.crl_files);
   if (!crls_pem) return std::unexpected(Internal(crls_pem.error().message()));
 
   // 9. The archive entry (the archive takes entry files in memory).
@@ -481,6 +495,18 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   }
   auto q = outbox_->EnqueueBatch(jobs);
   if (!q) return std::unexpected(Internal("outbox: " + q.error().message()));
+
+  if (policy_update) {
+    auto applied = ApplyPolicyUpdate(o.policy, policy_update, req.content_path, o.state_dir,
+                                     archive_.get(), info.id, appended->seq);
+    if (!applied) {
+      Log(LogLevel::kError, "policy document sent but not applied here",
+          "id=" + info.id + " error=" + JsonString(applied.error().message()));
+      return std::unexpected(Internal("the policy document " + info.id +
+                                      " was archived and queued, but the new policy could not be "
+                                      "put in force here: " + applied.error().message()));
+    }
+  }
 
   Submitted out;
   out.id = info.id;

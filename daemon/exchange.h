@@ -40,6 +40,7 @@
 #include "crypto/signer.h"
 #include "crypto/verify.h"
 #include "daemon/problem.h"
+#include "daemon/trust.h"
 #include "policies/holder.h"
 #include "storage/archive.h"
 #include "storage/outbox.h"
@@ -55,7 +56,11 @@ struct ExchangeOptions {
   crypto::Signer* signer = nullptr;
   crypto::KeyRef seal_key;
   policies::PolicyHolder* policy = nullptr;
-  // Verifies officers' signatures (trust anchors + CRLs of the daemon).
+  // The daemon's shared trust (daemon/trust.h): when set, its snapshot
+  // verifies the officers' signatures and its CRLs are archived with the
+  // entry; `verifier` and `crl_files` are then not used.
+  const SharedTrust* trust = nullptr;
+  // Verifies officers' signatures (trust anchors + CRLs) when `trust` is unset.
   const crypto::Verifier* verifier = nullptr;
   // The CRL files that verifier uses (DER or PEM; the daemon's verify.crls),
   // read again at each submission and archived as the entry's crls.pem (and

@@ -21,6 +21,7 @@
 #include "crypto/digest.h"
 #include "crypto/report.h"
 #include "daemon/metrics.h"
+#include "daemon/policy_update.h"
 #include "policies/verdict.h"
 #include "storage/entry.h"
 #include "storage/reader.h"
@@ -175,7 +176,7 @@ std::time_t Inbox::Now() const { return options_.now.value_or(std::time(nullptr)
 Result<std::unique_ptr<Inbox>> Inbox::Create(InboxOptions options) {
   if (options.archive == nullptr || options.signer == nullptr || options.policy == nullptr ||
       options.union_id.empty() || options.state_dir.empty() || options.seal_key.id.empty() ||
-      options.trust_anchors.empty()) {
+      (options.trust == nullptr && options.trust_anchors.empty())) {
     return Err(Status::InvalidArgument(
         "inbox: union_id, state_dir, archive, signer, seal_key, policy and trust anchors are "
         "required"));
@@ -197,7 +198,9 @@ Result<std::unique_ptr<Inbox>> Inbox::Create(InboxOptions options) {
   in->anchors_.reset(sk_X509_new_null());
   in->crls_.reset(sk_X509_CRL_new_null());
   if (!in->anchors_ || !in->crls_) return Err(OpenSslStatus(Code::kInternal, "stack"));
-  for (const std::string& f : in->options_.trust_anchors) {
+  const std::vector<std::string> no_files;
+  const bool own = in->options_.trust == nullptr;
+  for (const std::string& f : own ? in->options_.trust_anchors : no_files) {
     auto certs = crypto::LoadCertificates(f);
     if (!certs) return Err(certs.error().WithContext("inbox trust anchors"));
     while (sk_X509_num(certs->get()) > 0) {
@@ -208,7 +211,7 @@ Result<std::unique_ptr<Inbox>> Inbox::Create(InboxOptions options) {
       }
     }
   }
-  for (const std::string& f : in->options_.crls) {
+  for (const std::string& f : own ? in->options_.crls : no_files) {
     auto crls = crypto::LoadCrls(f);
     if (!crls) return Err(crls.error().WithContext("inbox CRLs"));
     while (sk_X509_CRL_num(crls->get()) > 0) {
@@ -434,8 +437,10 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   // 3. Every signature, chain, CRL, the archive entry, the checkpoint and
   // the inclusion proof; then the seal must be P's registered seal.
   crypto::BundleVerifyOptions vo;
-  vo.anchors = anchors_.get();
-  vo.crls = crls_.get();
+  std::shared_ptr<const TrustSnapshot> trust =
+      options_.trust ? options_.trust->Current() : nullptr;
+  vo.anchors = trust ? trust->anchors.get() : anchors_.get();
+  vo.crls = trust ? trust->crls.get() : crls_.get();
   vo.at = now;
   vo.expected_origin = d.peer + "/archive";
   const std::string read_ms = MsSince(t0);
@@ -544,6 +549,14 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
                   PolicyRefused("Rule '" + rname + "': " + (rule ? rule->en : std::string()),
                                 "Quy tắc '" + rname + "': " + (rule ? rule->vi : std::string())),
                   d, doc.id);
+  }
+
+  // 5b. A policy update (daemon/policy_update.h): checked before archiving.
+  std::shared_ptr<const policies::Policy> policy_update;
+  if (doc.type == kPolicyDocumentType) {
+    auto next = CheckPolicyUpdate(*policy, d.peer, parsed->content_path(), options_.union_id);
+    if (!next) return Refuse(next.error().slug, next.error(), d, doc.id);
+    policy_update = std::move(*next);
   }
 
   lock.lock();
@@ -685,6 +698,17 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   {
     std::lock_guard<std::mutex> s(stats_mu_);
     ++accepted_;
+  }
+  if (policy_update) {
+    // The document is archived: the update takes effect now (a failure is
+    // logged; the document stays received and receipted).
+    auto applied = ApplyPolicyUpdate(options_.policy, policy_update, parsed->content_path(),
+                                     options_.state_dir, options_.archive, doc.id, appended->seq);
+    if (!applied) {
+      Log(LogLevel::kError, "policy document received but not applied",
+          "peer=" + JsonString(d.peer) + " document_id=" + JsonString(doc.id) +
+              " error=" + JsonString(applied.error().message()));
+    }
   }
   const std::string append_ms = MsSince(t_append);
   const Clock::time_point t_receipt = Clock::now();

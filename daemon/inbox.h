@@ -62,6 +62,7 @@
 #include "crypto/receipt.h"
 #include "crypto/signer.h"
 #include "daemon/problem.h"
+#include "daemon/trust.h"
 #include "policies/holder.h"
 #include "storage/archive.h"
 
@@ -97,7 +98,11 @@ struct InboxOptions {
   crypto::Signer* signer = nullptr;
   crypto::KeyRef seal_key;
   policies::PolicyHolder* policy = nullptr;
-  // Trust for bundles: anchors (at least one file) and CRLs (files).
+  // Trust for bundles: the daemon's shared trust (daemon/trust.h; a
+  // snapshot per delivery, CRLs fetched meanwhile included). When null, the
+  // files below are loaded once at Create (tests of the inbox alone).
+  const SharedTrust* trust = nullptr;
+  // Anchors (at least one file when `trust` is null) and CRLs (files).
   std::vector<std::string> trust_anchors;
   std::vector<std::string> crls;
   crypto::BundleLimits limits;

@@ -43,13 +43,16 @@
 #include "base/log.h"
 #include "crypto/report.h"
 #include "crypto/verify.h"
+#include "daemon/crls.h"
 #include "daemon/delivery.h"
 #include "daemon/documents.h"
 #include "daemon/inbox.h"
 #include "daemon/metrics.h"
 #include "daemon/peer_identity.h"
+#include "daemon/policy_update.h"
 #include "daemon/problem.h"
 #include "daemon/signer/remote_signer.h"
+#include "daemon/trust.h"
 #include "daemon/upload.h"
 #include "policies/holder.h"
 #include "storage/api_tokens.h"
@@ -62,7 +65,8 @@ using Poco::Net::HTTPServerResponse;
 struct Server::State {
   Config config;
   std::unique_ptr<policies::PolicyHolder> policy;
-  std::optional<crypto::Verifier> verifier;
+  std::unique_ptr<SharedTrust> trust;  // daemon/trust.h: one for submit, inbox and desk
+  std::unique_ptr<CrlManager> crls;    // daemon/crls.h
   std::unique_ptr<storage::ApiTokenStore> tokens;
   std::optional<PeerIdentifier> peers;
   Metrics metrics;
@@ -190,8 +194,7 @@ Result<Inbox*> GetInbox(Server::State& st) {
   o.signer = (*ex)->options().signer;
   o.seal_key = (*ex)->options().seal_key;
   o.policy = st.policy.get();
-  o.trust_anchors = st.config.trust_anchors;
-  o.crls = st.config.crls;
+  o.trust = st.trust.get();
   auto inbox = Inbox::Create(std::move(o));
   if (!inbox) return Err(inbox.error());
   st.inbox = std::move(*inbox);
@@ -202,7 +205,7 @@ void HandleHealth(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPSer
   auto policy = st.policy->Current();
   std::string archive = ArchiveState(st.config.state_dir + "/archive");
   bool signer = SignerReachable(st.config.signer_socket);
-  bool ok = archive == "present" && signer;
+  bool ok = archive == "present" && signer && !st.crls->Degraded();
   std::string body = "{\"status\":" + JsonString(ok ? "ok" : "degraded");
   body += ",\"union\":" + JsonString(st.config.union_id);
   body += ",\"archive\":" + JsonString(archive);
@@ -210,6 +213,7 @@ void HandleHealth(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPSer
   body += ",\"policy\":{\"loaded\":true,\"sha256\":" + JsonString(policy->sha256) +
           ",\"generation\":" + std::to_string(st.policy->generation()) + "}";
   body += ",\"delivery\":" + DeliveryHealthJson(st.delivery->Snapshot());
+  body += ",\"crls\":" + st.crls->HealthJson();
   if (Inbox* inbox = CurrentInbox(st)) {
     body += ",\"inbox\":{\"checkpoint_alarms\":" + std::to_string(inbox->Alarms().size()) + "}";
   }
@@ -256,7 +260,8 @@ SignerView SignerViewOf(Server::State& st) {
 }
 
 void HandleMetrics(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
-  std::string text = st.metrics.Render(Gauges(st)) + DeliveryMetricsText(st.delivery->Snapshot());
+  std::string text = st.metrics.Render(Gauges(st)) + DeliveryMetricsText(st.delivery->Snapshot()) +
+                     st.crls->MetricsText();
   if (Inbox* inbox = CurrentInbox(st)) text += inbox->MetricsText();
   text += EventMetricsText();
   text += SignerMetricsText(SignerViewOf(st));
@@ -293,7 +298,8 @@ void HandleVerify(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
   }
   rc.body_consumed = up->body_consumed;
   auto der = crypto::DecodeSignature(up->signature, "signature");
-  Result<crypto::Report> report = der ? st.verifier->VerifyFile(up->file->path(), *der)
+  auto trust = st.trust->Current();
+  Result<crypto::Report> report = der ? trust->verifier->VerifyFile(up->file->path(), *der)
                                       : Result<crypto::Report>(Err(der.error()));
   if (!report) {
     const Status& s = report.error();
@@ -927,14 +933,18 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     return Err(Status::DataError(config.file + ": union '" + config.union_id +
                                  "' is not in the policy's registry"));
   }
-  crypto::TrustFiles tf;
-  tf.anchors = config.trust_anchors;
-  tf.crls = config.crls;
-  auto trust = crypto::LoadTrustStore(tf, crypto::TrustOptions{});
-  if (!trust) return Err(trust.error().WithContext("verification desk trust"));
-  auto verifier = crypto::Verifier::Create(std::move(*trust));
-  if (!verifier) return Err(verifier.error());
-  st->verifier.emplace(std::move(*verifier));
+  // A policy installed by a policy document (daemon/policy_update.h) wins
+  // over the configured files when it is newer.
+  if (auto installed = LoadInstalledPolicy(st->policy.get(), config.state_dir); !installed) {
+    return Err(installed.error());
+  }
+  if (st->policy->Current()->FindUnion(config.union_id) == nullptr) {
+    return Err(Status::DataError("union '" + config.union_id +
+                                 "' is not in the installed policy's registry"));
+  }
+  auto trust = SharedTrust::Create(config.trust_anchors, config.crls);
+  if (!trust) return Err(trust.error().WithContext("verification trust"));
+  st->trust = std::move(*trust);
   auto peers = PeerIdentifier::Create(config.peer.client_ca);
   if (!peers) return Err(peers.error().WithContext("peer client CA"));
   st->peers.emplace(std::move(*peers));
@@ -966,7 +976,27 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     return Err(Status::IoError("cannot create spool directory " + st->spool_dir + ": " +
                                std::strerror(errno)));
   }
-  st->documents = std::make_unique<DocumentsService>(st->config, st->policy.get(), &*st->verifier);
+  st->documents = std::make_unique<DocumentsService>(st->config, st->policy.get(), st->trust.get());
+  {
+    // The CRLs of the policy's sources: the cached ones now, fetched by Start().
+    CrlManagerOptions co;
+    co.state_dir = config.state_dir;
+    co.policy = st->policy.get();
+    co.trust = st->trust.get();
+    DocumentsService* docs = st->documents.get();
+    co.archive = [docs]() -> Result<storage::Archive*> {
+      auto ex = docs->Get();
+      if (!ex) return Err(ex.error());
+      return &(*ex)->archive();
+    };
+    co.interval_seconds = config.crl_fetch.interval_seconds;
+    co.retry_seconds = config.crl_fetch.retry_seconds;
+    co.timeout_seconds = config.crl_fetch.timeout_seconds;
+    co.max_bytes = config.crl_fetch.max_bytes;
+    auto crls = CrlManager::Create(std::move(co));
+    if (!crls) return Err(crls.error());
+    st->crls = std::move(*crls);
+  }
   {
     DeliveryOptions d;
     d.union_id = config.union_id;
@@ -1051,6 +1081,7 @@ Status Server::Start() {
     return Status::Internal("cannot start listeners: " + e.displayText());
   }
   state_->delivery->Start();
+  state_->crls->Start();
   Log(LogLevel::kInfo, "listening",
       "union=" + state_->config.union_id + " peer_port=" + std::to_string(peer_port()) +
           " user_port=" + std::to_string(user_port()));
@@ -1066,6 +1097,7 @@ void Server::Stop() {
     // Deliveries in progress finish and the attempts are archived first,
     // while the signer and the archive are still there.
     state_->delivery->Stop();
+    state_->crls->Stop();
     // stopAll(false): stop accepting, close idle connections, let requests
     // in progress finish; then wait for every worker.
     state_->peer_server->stopAll(false);

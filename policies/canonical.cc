@@ -166,6 +166,8 @@ std::string CanonicalJson(const Policy& p) {
       Obj f(top.Key("federation"));
       f.Str("id", p.federation_id);
       f.Str("name", p.federation_name);
+      // Only when set: policies without a version keep their hash.
+      if (p.version != 0) f.Num("version", p.version);
     }
     top.Str("format", "sealpost-policy/1");
     top.List("groups", p.groups, [&](const Group& g) {

@@ -32,4 +32,16 @@ Status PolicyHolder::Reload(const std::vector<std::string>& paths) {
   return Status::Ok();
 }
 
+Status PolicyHolder::Upgrade(std::shared_ptr<const Policy> next) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (next->version <= current_->version) {
+    return Status::FailedPrecondition("policy version " + std::to_string(next->version) +
+                                      " is not greater than " + std::to_string(current_->version) +
+                                      " in force");
+  }
+  current_ = std::move(next);
+  ++generation_;
+  return Status::Ok();
+}
+
 }  // namespace sealpost::policies

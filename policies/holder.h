@@ -40,6 +40,11 @@ class PolicyHolder {
   // differs from the previous one.
   [[nodiscard]] Status Reload(const std::vector<std::string>& paths);
 
+  // Swaps in `next` (loaded and checked by the caller) if its version is
+  // strictly greater than the one in force, atomically with that check;
+  // otherwise FailedPrecondition and nothing changes. `next` must not be null.
+  [[nodiscard]] Status Upgrade(std::shared_ptr<const Policy> next);
+
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const Policy> current_;  // guarded by mu_

@@ -146,9 +146,12 @@ class Loader {
 
   void ReadFederation(const Reporter& r, const YamlMapEntry& e) {
     if (!Once(r, e, &federation_loc_)) return;
-    MapView m(r, e.value, "federation", {"id", "name"});
+    MapView m(r, e.value, "federation", {"id", "name", "version"});
     if (auto n = m.Require("id")) federation_id_ = internal::ReadId(r, *n, "federation.id").value_or("");
     if (auto n = m.Require("name")) federation_name_ = internal::ReadNonEmptyString(r, *n, "federation.name").value_or("");
+    if (auto n = m.Get("version")) {
+      federation_version_ = internal::ReadUint(r, *n, "federation.version", 0, uint64_t{1} << 53).value_or(0);
+    }
   }
 
   void ReadTrust(const Reporter& r, const YamlMapEntry& e) {
@@ -183,7 +186,7 @@ class Loader {
           d.anchor_loc = r.At(v->mark);
         }
         if (auto v = c.Require("url")) {
-          d.c.url = internal::ReadUrl(r, *v, "CRL source url", {"http://", "https://"}).value_or("");
+          d.c.url = internal::ReadUrl(r, *v, "CRL source url", {"http://", "https://", "file:///"}).value_or("");
         }
         if (!d.c.anchor.empty()) crls_.push_back(std::move(d));
       });
@@ -472,6 +475,7 @@ class Loader {
   const std::vector<PolicySource>& sources_;
   std::optional<Loc> federation_loc_, trust_loc_;
   std::string federation_id_, federation_name_;
+  uint64_t federation_version_ = 0;
   std::vector<AnchorDraft> anchors_;
   std::vector<CrlDraft> crls_;
   std::vector<UnionDraft> unions_;
@@ -623,6 +627,7 @@ std::shared_ptr<Policy> Loader::Build() {
   auto p = std::make_shared<Policy>();
   p->federation_id = federation_id_;
   p->federation_name = federation_name_;
+  p->version = federation_version_;
   for (AnchorDraft& d : anchors_) p->anchors.push_back(std::move(d.a));
   for (CrlDraft& d : crls_) p->crl_sources.push_back(std::move(d.c));
   p->unions.reserve(unions_.size());

@@ -38,6 +38,9 @@ using IdIndex = std::unordered_map<std::string, size_t, StringHash, std::equal_t
 struct Policy {
   std::string federation_id;
   std::string federation_name;
+  // federation.version (0 when absent): a policy update (a `policy`
+  // document, docs/policy.md "Policy updates") must carry a greater one.
+  uint64_t version = 0;
   std::vector<TrustAnchor> anchors;
   std::vector<CrlSource> crl_sources;
   std::vector<Union> unions;               // sorted by id

@@ -14,6 +14,7 @@
 #include <set>
 
 #include <openssl/cms.h>
+#include <openssl/x509.h>
 
 #include "base/encoding.h"
 #include "crypto/certs.h"
@@ -307,6 +308,21 @@ Result<EntryOutcome> CheckEntry(const Repo& repo, const EntryTask& task, const s
     if (content == blobs.end() || std::to_string(content->second.size()) != *sz) {
       Add(problems, "content-field-mismatch", task.seq, task.commit,
           "content_size does not match content");
+    }
+  }
+
+  // A crl entry (daemon/crls.h): crl.der is one DER CRL and crl_sha256 its digest.
+  if (manifest->kind == EntryKind::kCrl) {
+    auto crl = blobs.find("crl.der");
+    const std::string* h = field("crl_sha256");
+    const unsigned char* p = crl == blobs.end()
+                                 ? nullptr
+                                 : reinterpret_cast<const unsigned char*>(crl->second.data());
+    X509CrlPtr parsed(p ? d2i_X509_CRL(nullptr, &p, static_cast<long>(crl->second.size())) : nullptr);
+    if (crl == blobs.end() || h == nullptr || digests["crl.der"] != *h || !parsed ||
+        p != reinterpret_cast<const unsigned char*>(crl->second.data()) + crl->second.size()) {
+      Add(problems, "crl-entry-invalid", task.seq, task.commit,
+          "crl.der is missing, is not one DER CRL, or does not match crl_sha256");
     }
   }
 

@@ -23,6 +23,7 @@ constexpr struct {
     {EntryKind::kKeyChange, "key-change"},
     {EntryKind::kWithdrawal, "withdrawal"},
     {EntryKind::kDeliveryAttempts, "delivery-attempts"},
+    {EntryKind::kCrl, "crl"},
 };
 
 

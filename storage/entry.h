@@ -30,6 +30,7 @@ enum class EntryKind {
   kKeyChange,         // "key-change" (the seal certificate announced or replaced)
   kWithdrawal,        // "withdrawal" (a document withdrawn or superseded)
   kDeliveryAttempts,  // "delivery-attempts" (a batch of the outbox's finished attempts)
+  kCrl,               // "crl" (a CRL fetched from a policy CRL source that changed; docs/archive.md)
 };
 
 std::string_view EntryKindName(EntryKind kind);

@@ -557,7 +557,9 @@ bool Federation::Build(const FederationOptions& o) {
   hsm_ = std::make_unique<SoftHsm>();
   // sealpost-signer and the CLI take SoftHSM2 from the default allowlist.
   ::unsetenv(kAllowlistEnv);
-  TestCa ca = TestCa::CreateRoot("/CN=CA Liên đoàn Lao động Thử nghiệm/O=Liên đoàn Lao động tỉnh Thử nghiệm/C=VN");
+  ca_ = std::make_unique<TestCa>(
+      TestCa::CreateRoot("/CN=CA Liên đoàn Lao động Thử nghiệm/O=Liên đoàn Lao động tỉnh Thử nghiệm/C=VN"));
+  TestCa& ca = *ca_;
   WriteTestFile(ca_pem(), CertToPem(ca.cert()));
 
   const int n = o.grassroots;
@@ -636,7 +638,7 @@ bool Federation::Build(const FederationOptions& o) {
     std::string p = "# written by tests/support/federation.cc\n"
                     "federation: {id: " + std::string(kDistrict) + ", name: " + Quote(district().name()) + "}\n"
                     "trust:\n  anchors:\n    - {id: test-ca, name: \"CA Thử nghiệm\", sha256: \"" +
-                    Sha256Hex(ca.cert()) + "\"}\n"
+                    Sha256Hex(ca.cert()) + "\"}\n" + o.policy_trust_extra +
                     "unions:\n";
     for (auto& a : appliances_) {
       p += "  - id: " + a->id_ + "\n    name: " + Quote(a->name_) + "\n    level: " + a->level_ + "\n";
@@ -672,6 +674,7 @@ bool Federation::Build(const FederationOptions& o) {
              "    retention_years: 10\n";
       }
     }
+    p += o.policy_types_extra;
     return p;
   };
   WriteTestFile(file("policy.yaml"), policy(false));

@@ -62,6 +62,12 @@ struct FederationOptions {
   // Unions whose appliance runs policy-lenient.yaml (see the file comment).
   std::set<std::string> lenient;
   std::string language = "en";
+  // YAML lines appended inside the policies' `trust:` mapping (indented by
+  // two spaces), e.g. "  crl_sources:\n    - {anchor: test-ca, url: ...}\n".
+  std::string policy_trust_extra;
+  // YAML list items appended to the policies' `document_types` (e.g. a
+  // `policy` type for policy updates, docs/policy.md "Policy updates").
+  std::string policy_types_extra;
 };
 
 // An HTTP answer as curl saw it. status 0: no HTTP answer (curl_exit says why:
@@ -173,6 +179,8 @@ class Federation {
   const std::string& dir() const { return tmp_.path(); }
   std::string file(const std::string& name) const { return tmp_.file(name); }
   std::string ca_pem() const { return file("ca.pem"); }
+  // The federation's throwaway CA (e.g. to issue CRLs; anchor id "test-ca").
+  TestCa& ca() { return *ca_; }
 
   Appliance& district() { return *appliances_[0]; }
   Appliance& grassroots(size_t i) { return *appliances_.at(i + 1); }
@@ -217,6 +225,7 @@ class Federation {
 
   TempDir tmp_;
   std::unique_ptr<SoftHsm> hsm_;
+  std::unique_ptr<TestCa> ca_;
   std::vector<std::unique_ptr<Appliance>> appliances_;
   std::string chair_key_;
   std::string language_ = "en";

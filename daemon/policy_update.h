@@ -1,0 +1,65 @@
+// Policy updates carried as documents (docs/policy.md "Policy updates"): a
+// document of type `policy` whose content is the whole new policy as one
+// YAML file, issued by the federation's root union and signed as the policy
+// in force requires for that type. It is verified like any document (the
+// Exchange on the root's own appliance, the Inbox elsewhere); then:
+//
+//   CheckPolicyUpdate   before anything is archived: the issuer is the root
+//                       (the union whose id is the federation id, else the one
+//                       union without a parent), the content loads strictly,
+//                       same federation id, version strictly greater, the
+//                       root and this appliance's union still in the registry.
+//                       403 policy-update-not-root / 422 policy-update-invalid.
+//   ApplyPolicyUpdate   after the document is archived: the YAML written
+//                       atomically to <state_dir>/policy/current.yaml, a
+//                       `policy-version` entry archived (policy.yaml and the
+//                       canonical policy.json; refers_to the document's entry),
+//                       then swapped into the PolicyHolder (atomically with
+//                       the version check), in force for the next request.
+//   LoadInstalledPolicy at start: <state_dir>/policy/current.yaml, when it loads
+//                       and is a newer version of the same federation than the
+//                       configured policy files, is put in force.
+#ifndef SEALPOST_DAEMON_POLICY_UPDATE_H_
+#define SEALPOST_DAEMON_POLICY_UPDATE_H_
+
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "daemon/problem.h"
+#include "policies/holder.h"
+#include "storage/archive.h"
+
+namespace sealpost::daemon {
+
+inline constexpr std::string_view kPolicyDocumentType = "policy";
+
+// The root union of `p`, or "" when it cannot be told.
+std::string PolicyRoot(const policies::Policy& p);
+
+// See the file comment. `content_path`: the document's content (at most 16 MiB).
+std::expected<std::shared_ptr<const policies::Policy>, Problem> CheckPolicyUpdate(
+    const policies::Policy& current, const std::string& issuer, const std::string& content_path,
+    const std::string& own_union);
+
+struct AppliedPolicy {
+  uint64_t seq = 0;  // the policy-version entry
+};
+
+// See the file comment. `document_id`/`document_seq`: the policy document and
+// its entry in `archive`. FailedPrecondition when a newer or equal version
+// came in force meanwhile (nothing written then).
+[[nodiscard]] Result<AppliedPolicy> ApplyPolicyUpdate(
+    policies::PolicyHolder* holder, std::shared_ptr<const policies::Policy> next,
+    const std::string& content_path, const std::string& state_dir, storage::Archive* archive,
+    const std::string& document_id, uint64_t document_seq);
+
+// See the file comment. True when the installed policy was put in force.
+[[nodiscard]] Result<bool> LoadInstalledPolicy(policies::PolicyHolder* holder,
+                                               const std::string& state_dir);
+
+}  // namespace sealpost::daemon
+
+#endif  // SEALPOST_DAEMON_POLICY_UPDATE_H_
