@@ -219,8 +219,14 @@ std::string DocumentMailText(const DocumentMail& m) {
   auto line = [](std::string_view label, std::string_view value) {
     return std::string(label) + std::string(value.empty() ? "-" : value) + "\n";
   };
-  std::string verify =
-      m.verify_url.empty() ? std::string("sealpost verify ") + AttachmentName(m.document_id)
+  const std::string desk_vi =
+      m.verify_url.empty() ? std::string("bàn kiểm tra của Liên đoàn, hoặc lệnh: sealpost verify "
+                                         "<tệp văn bản> META-INF/signature.p7s --trust <CA>")
+                           : m.verify_url;
+  const std::string desk_en =
+      m.verify_url.empty() ? std::string("the federation's verification desk, or the command: "
+                                         "sealpost verify <document> META-INF/signature.p7s "
+                                         "--trust <CA>")
                            : m.verify_url;
   std::string t;
   t += "Kính gửi,\n\n";
@@ -234,7 +240,8 @@ std::string DocumentMailText(const DocumentMail& m) {
   t += line("Mã văn bản: ", m.document_id);
   t += "\nVăn bản gốc cùng các chữ ký nằm trong tệp đính kèm " + AttachmentName(m.document_id) +
        " (ASiC-S). Thư được ký bằng con dấu của đơn vị (S/MIME): trình đọc thư hiển thị chữ ký.\n";
-  t += "Để kiểm tra văn bản, hãy đưa tệp đính kèm vào bàn kiểm tra: " + verify + "\n";
+  t += "Để kiểm tra: giải nén tệp đính kèm (ZIP), rồi đưa văn bản cùng tệp "
+       "META-INF/signature.p7s vào bàn kiểm tra: " + desk_vi + "\n";
   t += "\n----\n\n";
   t += "Dear recipient,\n\n";
   t += "This message carries a document with digital signatures and the electronic seal of " +
@@ -249,7 +256,8 @@ std::string DocumentMailText(const DocumentMail& m) {
        AttachmentName(m.document_id) +
        " (ASiC-S). This message is signed with the union's seal (S/MIME): your mail program "
        "shows the signature.\n";
-  t += "To verify the document, give the attachment to the verification desk: " + verify + "\n";
+  t += "To verify: unzip the attachment (ZIP), then give the document and "
+       "META-INF/signature.p7s to the verification desk: " + desk_en + "\n";
   return t;
 }
 

@@ -211,7 +211,9 @@ TEST_F(SmimeTest, MessageStructureIsCanonicalWithEncodedHeaders) {
   EXPECT_NE(text.find("Số, ký hiệu: 12/2026/CT-LĐLĐ\r\n"), std::string::npos) << text;
   EXPECT_NE(text.find("Reference number: 12/2026/CT-LĐLĐ\r\n"), std::string::npos) << text;
   EXPECT_NE(text.find("Issuer: LĐLĐ Thử\r\n"), std::string::npos);
-  EXPECT_NE(text.find("verification desk: https://127.0.0.1:8443/verify"), std::string::npos);
+  EXPECT_NE(text.find("to the verification desk: https://127.0.0.1:8443/verify"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("vào bàn kiểm tra: https://127.0.0.1:8443/verify"), std::string::npos);
   EXPECT_EQ(text.find("\r\r"), std::string::npos);
   EXPECT_NE(msg.find("Content-Disposition: attachment;\r\n filename=\"" + mail_.document_id +
                      ".asics\""),
