@@ -39,6 +39,7 @@
 #include <Poco/URI.h>
 
 #include "base/encoding.h"
+#include "base/file.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "crypto/report.h"
@@ -201,15 +202,57 @@ Result<Inbox*> GetInbox(Server::State& st) {
   return st.inbox.get();
 }
 
+// The token as the signer sees it ("token" in health): present, logged in,
+// why not. False in *ok when a seal is configured and cannot be used.
+std::string TokenJson(signer::RemoteSigner* probe, bool* ok) {
+  auto st = probe->QueryStatus(std::chrono::seconds(3));
+  if (!st) {
+    *ok = false;
+    return "{\"present\":false,\"logged_in\":false,\"detail\":" + JsonString(st.error().message()) + "}";
+  }
+  *ok = st->token_present && st->logged_in;
+  std::string out = "{\"present\":" + std::string(st->token_present ? "true" : "false") +
+                    ",\"logged_in\":" + (st->logged_in ? "true" : "false");
+  if (!st->detail.empty()) out += ",\"detail\":" + JsonString(st->detail);
+  return out + "}";
+}
+
+// Why the signer stopped, from <signer_socket>.stopped (left by a signer
+// that exited on a fatal condition: PIN refused, hung token, ...), or "".
+std::string SignerStopJson(const std::string& socket) {
+  auto text = ReadFile(socket + ".stopped", 4096);
+  if (!text) return "";
+  std::string exit_code, time, error;
+  for (std::string_view rest = *text; !rest.empty();) {
+    size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.starts_with("exit=")) exit_code = line.substr(5);
+    if (line.starts_with("time=")) time = line.substr(5);
+    if (line.starts_with("error=")) error = line.substr(6);
+  }
+  if (exit_code.empty() || exit_code.size() > 3 ||
+      !std::all_of(exit_code.begin(), exit_code.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return "";
+  }
+  return "{\"exit\":" + exit_code + ",\"time\":" + JsonString(time) + ",\"error\":" + JsonString(error) + "}";
+}
+
 void HandleHealth(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPServerResponse& resp) {
   auto policy = st.policy->Current();
   std::string archive = ArchiveState(st.config.state_dir + "/archive");
   bool signer = SignerReachable(st.config.signer_socket);
-  bool ok = archive == "present" && signer && !st.crls->Degraded();
+  bool token_ok = true;
+  std::string token, stopped;
+  if (signer && !st.config.seal_key.empty()) token = TokenJson(st.documents->signer(), &token_ok);
+  if (!signer) stopped = SignerStopJson(st.config.signer_socket);
+  bool ok = archive == "present" && signer && token_ok && !st.crls->Degraded();
   std::string body = "{\"status\":" + JsonString(ok ? "ok" : "degraded");
   body += ",\"union\":" + JsonString(st.config.union_id);
   body += ",\"archive\":" + JsonString(archive);
   body += ",\"signer\":" + JsonString(signer ? "reachable" : "unreachable");
+  if (!token.empty()) body += ",\"token\":" + token;
+  if (!stopped.empty()) body += ",\"signer_stopped\":" + stopped;
   body += ",\"policy\":{\"loaded\":true,\"sha256\":" + JsonString(policy->sha256) +
           ",\"generation\":" + std::to_string(st.policy->generation()) + "}";
   body += ",\"delivery\":" + DeliveryHealthJson(st.delivery->Snapshot());

@@ -53,12 +53,36 @@ constexpr std::chrono::seconds kReopenInterval{2};
 
 std::string Q(std::string_view s) { return JsonString(s); }
 
+// Where the reason of a fatal stop is left for sealpostd's health
+// (<socket>.stopped, set by RunServer): "exit=N" and "error=..." lines.
+// Removed once a signer listens again. The PIN never appears in it.
+std::string g_stop_report;
+
+void WriteStopReport(int code, const std::string& why) {
+  if (g_stop_report.empty()) return;
+  char when[32] = "";
+  std::time_t now = std::time(nullptr);
+  struct tm tm {};
+  gmtime_r(&now, &tm);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::string text = "exit=" + std::to_string(code) + "\ntime=" + when + "\nerror=";
+  for (char c : why.substr(0, 512)) text += (c == '\n' || c == '\r') ? ' ' : c;
+  text += "\n";
+  std::string tmp = g_stop_report + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (fd < 0) return;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), g_stop_report.c_str()) != 0) ::unlink(tmp.c_str());
+}
+
 // A token call was abandoned (hung module): its thread cannot be joined and
 // the module cannot be used again in this process. Leave at once, so the
 // supervisor starts a fresh signer.
 [[noreturn]] void ExitHung(const std::string& why) {
   Log(LogLevel::kError, "a token call did not answer in time; exiting so that the supervisor restarts the signer",
       "error=" + Q(why) + " exit=" + std::to_string(kExitHung));
+  WriteStopReport(kExitHung, why);
   sd_notify(0, "STOPPING=1");
   std::fflush(stderr);
   _exit(kExitHung);
@@ -67,6 +91,7 @@ std::string Q(std::string_view s) { return JsonString(s); }
 [[noreturn]] void ExitRefused(const std::string& why) {
   Log(LogLevel::kError, "refused (PIN incorrect or locked, or module not allowed); not retrying, exiting",
       "error=" + Q(why) + " exit=" + std::to_string(kExitRefused));
+  WriteStopReport(kExitRefused, why);
   sd_notify(0, "STOPPING=1");
   std::fflush(stderr);
   _exit(kExitRefused);
@@ -485,9 +510,11 @@ int RunServer(const ServerOptions& opts) {
     return 70;
   }
 
+  g_stop_report = opts.socket_path + ".stopped";
   auto journal = Journal::Open(opts.journal);
   if (!journal) {
     Log(LogLevel::kError, "cannot start", "error=" + Q(journal.error().message()));
+    WriteStopReport(ExitCodeFor(journal.error()), journal.error().message());
     return ExitCodeFor(journal.error());
   }
 
@@ -496,6 +523,7 @@ int RunServer(const ServerOptions& opts) {
   if (!opened.ok()) {
     if (opened.code() != Code::kUnavailable) {
       Log(LogLevel::kError, "cannot open the token", "error=" + Q(opened.message()));
+      WriteStopReport(ExitCodeFor(opened), opened.message());
       return ExitCodeFor(opened);
     }
     // Not plugged in (yet): serve status, answer "unavailable", and open it
@@ -506,8 +534,10 @@ int RunServer(const ServerOptions& opts) {
   auto listener = Listen(opts.socket_path);
   if (!listener) {
     Log(LogLevel::kError, "cannot listen", "error=" + Q(listener.error().message()));
+    WriteStopReport(ExitCodeFor(listener.error()), listener.error().message());
     return ExitCodeFor(listener.error());
   }
+  ::unlink(g_stop_report.c_str());  // serving again: an earlier stop is over
 
   std::set<uid_t> allowed(opts.allowed_uids.begin(), opts.allowed_uids.end());
   if (allowed.empty()) allowed.insert(::geteuid());

@@ -3,14 +3,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <spawn.h>
-
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -26,6 +26,12 @@
 #include "policies/verdict.h"
 
 extern char** environ;
+
+#ifdef SEALPOST_SIGNER_PATH
+#define SEALPOST_SIGNER_PATH_OR_EMPTY SEALPOST_SIGNER_PATH
+#else
+#define SEALPOST_SIGNER_PATH_OR_EMPTY ""
+#endif
 
 namespace sealpost::testing {
 namespace {
@@ -55,6 +61,52 @@ CertSpec TlsSpec(const std::string& subject, bool server) {
   s.ext_key_usage = server ? "serverAuth" : "clientAuth";
   if (server) s.subject_alt_name = "IP:127.0.0.1,DNS:localhost";
   return s;
+}
+
+// fork + exec `argv` with stdin from /dev/null, stderr (and stdout when
+// `also_stdout`) appended to `log`, `notify_socket` (if set) as
+// NOTIFY_SOCKET, and `extra_env` ("NAME=value") added to the environment. The child asks to be SIGKILLed when the test process dies
+// (PR_SET_PDEATHSIG: an aborted test must not leave sealpostd or the signer
+// running). Only async-signal-safe calls between fork and exec. -1 on failure.
+pid_t SpawnChild(const std::vector<std::string>& argv, const std::string& log, bool also_stdout,
+                 const std::string& notify_socket, const std::vector<std::string>& extra_env = {}) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "NOTIFY_SOCKET=", 14) == 0 || std::strncmp(*e, "WATCHDOG_USEC=", 14) == 0) continue;
+    env.emplace_back(*e);
+  }
+  if (!notify_socket.empty()) env.push_back("NOTIFY_SOCKET=" + notify_socket);
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  std::vector<std::string> args = argv;
+  std::vector<char*> cargv, cenv;
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  for (auto& e : env) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int in = ::open("/dev/null", O_RDONLY);
+    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (in < 0 || out < 0) _exit(127);
+    ::dup2(in, 0);
+    if (also_stdout) ::dup2(out, 1);
+    ::dup2(out, 2);
+    ::execve(cargv[0], cargv.data(), cenv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int ExitCode(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
 }
 
 }  // namespace
@@ -99,7 +151,17 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
     peer_spec.subject = "/CN=Con dấu Công đoàn Bàn Thử/O=Công đoàn Bàn Thử/C=VN";
     Issued peer_seal_cert = sign_ca.Issue(peer_spec);
     WritePair(t, "peer-seal", peer_seal_cert);
-    seal_key = h->hsm_->KeyUri(kToken, "seal");
+    if (o.fault_module) {
+      if (!FaultModule::Available()) {
+        ADD_FAILURE() << "built without tests/fault_pkcs11";
+        return nullptr;
+      }
+      h->fault_ = std::make_unique<FaultModule>(*h->hsm_);
+      h->fault_->Set(o.fault_control);
+      h->fault_->ResetCounts();
+    }
+    seal_key = h->hsm_->KeyUri(kToken, "seal",
+                               h->fault_ ? h->fault_->module_path() : std::string(kSoftHsmModule));
     our_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256(seal->cert.get()) + "\"}";
     peer_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256(peer_seal_cert.cert.get()) + "\"}";
     // For submissions from this union: its chair (signer.pem) and two types
@@ -117,9 +179,15 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
         "     retention_years: 20, reference: \"{seq}/{year}/CT-{union}\"}\n"
         "  - {id: notice, name: \"Thông báo\", issuers: {levels: [district]},\n"
         "     recipients: {relations: [children]}, signatures: {seal: true},\n"
-        "     max_size_bytes: 1048576, media_types: [text/plain, application/octet-stream],\n"
+        "     max_size_bytes: " + std::to_string(o.max_notice_bytes) +
+        ", media_types: [text/plain, application/octet-stream],\n"
         "     retention_years: 10}\n";
-    if (!h->LaunchSigner(seal_key, h->hsm_->WritePinFile(std::string(kPin) + "\n"))) return nullptr;
+    h->signer_argv_ = {SEALPOST_SIGNER_PATH_OR_EMPTY, "--key", seal_key, "--socket", t.file("signer.sock"),
+                       "--pin-file", h->hsm_->WritePinFile(std::string(kPin) + "\n"),
+                       "--journal", t.file("signer-journal.jsonl"),
+                       "--call-timeout", std::to_string(o.signer_call_timeout_seconds)};
+    h->signer_restart_ms_ = o.signer_restart_ms;
+    if (!h->LaunchSigner(o.wait_for_signer)) return nullptr;
   }
 
   std::string policy =
@@ -191,21 +259,12 @@ bool DaemonHarness::Launch(const DaemonOptions& options) {
   }
   std::string log = tmp_.file("sealpostd.log");
   std::string cfg = tmp_.file("sealpostd.yaml");
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 2);
-      ::dup2(fd, 1);
-    }
-    ::setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
-    if (options.watchdog_usec > 0) ::setenv("WATCHDOG_USEC", std::to_string(options.watchdog_usec).c_str(), 1);
-    ::execl(SEALPOSTD_PATH, "sealpostd", "--config", cfg.c_str(), "--log-level", "info",
-            static_cast<char*>(nullptr));
-    _exit(127);
+  std::vector<std::string> env;
+  if (options.watchdog_usec > 0) env.push_back("WATCHDOG_USEC=" + std::to_string(options.watchdog_usec));
+  pid_ = SpawnChild({SEALPOSTD_PATH, "--config", cfg, "--log-level", "info"}, log, true, sock_path, env);
+  if (pid_ <= 0) {
+    ADD_FAILURE() << "cannot start sealpostd";
+    return false;
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -234,50 +293,111 @@ bool DaemonHarness::Launch(const DaemonOptions& options) {
 #endif
 }
 
-bool DaemonHarness::LaunchSigner(const std::string& key_uri, const std::string& pin_file) {
-#ifndef SEALPOST_SIGNER_PATH
-  ADD_FAILURE() << "sealpost-signer was not built";
-  return false;
-#else
+pid_t DaemonHarness::SpawnSignerLocked() {
+  pid_t pid = SpawnChild(signer_argv_, tmp_.file("signer.log"), false, "");
+  if (pid > 0) {
+    signer_pid_ = pid;
+    ++signer_starts_;
+  }
+  return pid;
+}
+
+bool DaemonHarness::LaunchSigner(bool wait) {
+  if (signer_argv_.empty() || signer_argv_[0].empty()) {
+    ADD_FAILURE() << "sealpost-signer was not built";
+    return false;
+  }
   std::string socket = tmp_.file("signer.sock");
   std::string log = tmp_.file("signer.log");
-  std::vector<std::string> argv{SEALPOST_SIGNER_PATH, "--key",      key_uri,
-                                "--socket",           socket,       "--pin-file",
-                                pin_file,             "--journal",  tmp_.file("signer-journal.jsonl")};
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  if (posix_spawn(&signer_pid_, cargv[0], &fa, nullptr, cargv.data(), environ) != 0) signer_pid_ = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  if (signer_pid_ <= 0) {
+  pid_t pid;
+  {
+    std::lock_guard<std::mutex> lock(signer_mu_);
+    pid = SpawnSignerLocked();
+  }
+  if (pid <= 0) {
     ADD_FAILURE() << "cannot start sealpost-signer";
     return false;
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
+  while (wait && std::chrono::steady_clock::now() < deadline) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, socket.data(), std::min(socket.size(), sizeof addr.sun_path - 1));
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     if (fd >= 0) ::close(fd);
-    if (ok) return true;
+    if (ok) break;
     int status = 0;
-    if (::waitpid(signer_pid_, &status, WNOHANG) == signer_pid_) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      std::lock_guard<std::mutex> lock(signer_mu_);
       signer_pid_ = -1;
-      ADD_FAILURE() << "sealpost-signer exited (status " << status << "):\n" << ReadTestFile(log);
+      signer_exits_.push_back(ExitCode(status));
+      ADD_FAILURE() << "sealpost-signer exited (status " << ExitCode(status) << "):\n" << ReadTestFile(log);
       return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  ADD_FAILURE() << "sealpost-signer not listening within 20 s:\n" << ReadTestFile(log);
-  return false;
-#endif
+  if (wait && std::chrono::steady_clock::now() >= deadline) {
+    ADD_FAILURE() << "sealpost-signer not listening within 20 s:\n" << ReadTestFile(log);
+    return false;
+  }
+  supervisor_ = std::thread([this] { Supervise(); });
+  return true;
 }
+
+// Reaps the signer and restarts it the way systemd would (see
+// DaemonOptions::signer_restart_ms).
+void DaemonHarness::Supervise() {
+  bool restart_due = false;
+  auto restart_at = std::chrono::steady_clock::now();
+  while (!stop_supervisor_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::lock_guard<std::mutex> lock(signer_mu_);
+    if (signer_pid_ > 0) {
+      int status = 0;
+      if (::waitpid(signer_pid_, &status, WNOHANG) != signer_pid_) continue;
+      signer_pid_ = -1;
+      int code = ExitCode(status);
+      signer_exits_.push_back(code);
+      bool prevent = code == 0 || code == 64 || code == 66 || code == 74 || code == 77;
+      if (!prevent) {
+        restart_due = true;
+        restart_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(signer_restart_ms_);
+      }
+    } else if (restart_due && std::chrono::steady_clock::now() >= restart_at) {
+      restart_due = false;
+      SpawnSignerLocked();
+    }
+  }
+}
+
+void DaemonHarness::StopSigner() {
+  stop_supervisor_ = true;
+  if (supervisor_.joinable()) supervisor_.join();
+  std::lock_guard<std::mutex> lock(signer_mu_);
+  if (signer_pid_ > 0) {
+    ::kill(signer_pid_, SIGKILL);
+    ::waitpid(signer_pid_, nullptr, 0);
+    signer_pid_ = -1;
+  }
+}
+
+pid_t DaemonHarness::signer_pid() const {
+  std::lock_guard<std::mutex> lock(signer_mu_);
+  return signer_pid_;
+}
+
+int DaemonHarness::signer_starts() const {
+  std::lock_guard<std::mutex> lock(signer_mu_);
+  return signer_starts_;
+}
+
+std::vector<int> DaemonHarness::signer_exits() const {
+  std::lock_guard<std::mutex> lock(signer_mu_);
+  return signer_exits_;
+}
+
+std::string DaemonHarness::SignerLog() const { return ReadTestFile(tmp_.file("signer.log")); }
 
 DaemonHarness::~DaemonHarness() {
   if (pid_ > 0) {
@@ -285,10 +405,7 @@ DaemonHarness::~DaemonHarness() {
     int status = 0;
     ::waitpid(pid_, &status, 0);
   }
-  if (signer_pid_ > 0) {
-    ::kill(signer_pid_, SIGKILL);
-    ::waitpid(signer_pid_, nullptr, 0);
-  }
+  StopSigner();
   if (notify_fd_ >= 0) ::close(notify_fd_);
 }
 

@@ -31,9 +31,13 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/support/softhsm.h"
 #include "tests/support/test_pki.h"
@@ -62,6 +66,22 @@ struct DaemonOptions {
   // Top-level YAML appended to sealpostd.yaml (e.g. a `webhook:` or
   // `delivery:` section).
   std::string config_extra;
+  // With seal: max_size_bytes of the `notice` type (large-upload benches).
+  uint64_t max_notice_bytes = 1u << 20;
+  // With seal: the signer reaches the token through the fault-injecting
+  // module (tests/fault_pkcs11; DaemonHarness::fault() controls it), whose
+  // control file holds `fault_control` before the signer starts.
+  bool fault_module = false;
+  std::string fault_control;
+  // sealpost-signer --call-timeout, seconds.
+  int signer_call_timeout_seconds = 10;
+  // The harness supervises the signer like its systemd unit (docs/signer.md:
+  // Restart=on-failure, RestartPreventExitStatus=64 66 74 77): restarted
+  // this long after it exits with any other status.
+  int signer_restart_ms = 200;
+  // Start() waits until the signer listens (and fails if it exits first);
+  // false: it does not wait (a signer expected to stop, e.g. wrong PIN).
+  bool wait_for_signer = true;
 };
 
 class DaemonHarness {
@@ -83,6 +103,15 @@ class DaemonHarness {
   int user_port() const { return user_port_; }
   pid_t pid() const { return pid_; }
   std::string Log() const;
+  // With fault_module: the fault-injecting module's control and counters.
+  FaultModule* fault() const { return fault_.get(); }
+  // The signer under supervision: its pid (-1 while not running), how many
+  // times it was started, its exit statuses so far (128+signal when killed),
+  // its log.
+  pid_t signer_pid() const;
+  int signer_starts() const;
+  std::vector<int> signer_exits() const;
+  std::string SignerLog() const;
 
   // "curl -sS --cacert tls-ca.pem [extra] https://127.0.0.1:<user port><path>"
   // (or the peer port with `peer`), ready for RunCommand.
@@ -106,10 +135,21 @@ class DaemonHarness {
  private:
   DaemonHarness() = default;
   bool Launch(const DaemonOptions& o);
-  bool LaunchSigner(const std::string& key_uri, const std::string& pin_file);
+  bool LaunchSigner(bool wait);
+  pid_t SpawnSignerLocked();
+  void Supervise();
+  void StopSigner();
   TempDir tmp_;
   std::unique_ptr<SoftHsm> hsm_;  // with options.seal
-  pid_t signer_pid_ = -1;
+  std::unique_ptr<FaultModule> fault_;  // with options.fault_module
+  std::vector<std::string> signer_argv_;
+  int signer_restart_ms_ = 200;
+  mutable std::mutex signer_mu_;
+  pid_t signer_pid_ = -1;        // guarded by signer_mu_
+  int signer_starts_ = 0;        // guarded by signer_mu_
+  std::vector<int> signer_exits_;  // guarded by signer_mu_
+  std::atomic<bool> stop_supervisor_{false};
+  std::thread supervisor_;
   pid_t pid_ = -1;
   int notify_fd_ = -1;
   int peer_port_ = 0;
