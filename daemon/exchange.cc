@@ -382,9 +382,10 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   auto crls_pem = trust ? Result<std::string>(trust->crls_pem) : CrlsPem(o.crl_files);
   if (!crls_pem) return std::unexpected(Internal(crls_pem.error().message()));
 
-  // 9. The archive entry (the archive takes entry files in memory).
-  auto content = ReadFile(req.content_path, storage::kMaxEntryBytes);
-  if (!content) return std::unexpected(Internal("content: " + content.error().message()));
+  // 9. The archive entry; the content goes from the spooled file into the
+  // pack in pieces (never whole in memory).
+  auto content_sha256_raw = HexDecode(content_sha256);
+  if (!content_sha256_raw) return std::unexpected(Internal("content sha256: " + content_sha256_raw.error().message()));
   storage::EntryInput entry;
   entry.kind = storage::EntryKind::kDocumentSent;
   entry.fields = {{"id", info.id},
@@ -400,7 +401,8 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                   {"content_sha256", info.content_sha256},
                   {"policy_sha256", info.policy_sha256}};
   entry.files = {{"certs.pem", certs_pem},
-                 {"content", std::move(*content)},
+                 storage::EntryFile::FromPath("content", req.content_path, content_size,
+                                              std::move(*content_sha256_raw)),
                  {"content.p7s", *content_p7s},
                  {"document.json", *doc_json},
                  {"document.json.p7s", *doc_p7s}};

@@ -629,8 +629,10 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
 
   // 7. One document-received entry, durable before anything is answered.
   const Clock::time_point t_append = Clock::now();
-  auto content = ReadFile(parsed->content_path(), storage::kMaxEntryBytes);
-  if (!content) return std::unexpected(Internal("content: " + content.error().message()));
+  // The content goes from the received bundle's file into the pack in
+  // pieces (the bundle was verified: its document.json names this SHA-256).
+  auto content_sha256_raw = HexDecode(doc.content_sha256);
+  if (!content_sha256_raw) return std::unexpected(Internal("content sha256: " + content_sha256_raw.error().message()));
   storage::EntryInput entry;
   entry.kind = storage::EntryKind::kDocumentReceived;
   entry.fields = {{"id", doc.id},
@@ -651,7 +653,8 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
                   {"sender_tree_size", std::to_string(cp.size)},
                   {"sender_root", crypto::merkle::ToHex(cp.root)}};
   entry.files = {{"certs.pem", parsed->certs_pem},
-                 {"content", std::move(*content)},
+                 storage::EntryFile::FromPath("content", parsed->content_path(), doc.content_size,
+                                              std::move(*content_sha256_raw)),
                  {"content.p7s", parsed->content_p7s},
                  {"document.json", parsed->document_json},
                  {"document.json.p7s", parsed->document_json_p7s},

@@ -776,6 +776,18 @@ Archive::Stats Archive::stats() const {
 
 Result<Appended> Archive::Append(EntryInput entry) {
   SP_RETURN_IF_ERROR(ValidateEntry(entry));
+  // Files given as paths: there, regular, of the declared size (the writer
+  // checks their content; a wrong one would fail the whole commit).
+  for (const EntryFile& f : entry.files) {
+    if (f.path.empty()) continue;
+    struct stat st {};
+    if (::stat(f.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<uint64_t>(st.st_size) != f.size) {
+      return Err(Status::InvalidArgument("entry file \"" + f.name + "\": " + f.path +
+                                         " is not a regular file of " + std::to_string(f.size) +
+                                         " bytes"));
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     if (!broken_.ok()) return Err(broken_);
@@ -1145,6 +1157,19 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
     std::string manifest = BuildManifest(*entry, options_.origin, seq, now);
     std::map<std::string, TreeItem> files;
     for (const EntryFile& f : entry->files) {
+      if (!f.path.empty()) {
+        // Streamed from disk in pieces (a document of any size).
+        auto fo = pw.AddFileObject(GIT_OBJECT_BLOB, f.path);
+        if (!fo.has_value()) return Err(fo.error());
+        if (fo->size != f.size || fo->sha256 != f.sha256) {
+          return Err(Status::DataError("entry file \"" + f.name + "\" (" + f.path +
+                                       "): the file is not the declared content (size " +
+                                       std::to_string(fo->size) + ", declared " +
+                                       std::to_string(f.size) + ")"));
+        }
+        put(&files, f.name, fo->id, false);
+        continue;
+      }
       auto id = add(GIT_OBJECT_BLOB, f.data);
       if (!id.has_value()) return Err(id.error());
       put(&files, f.name, *id, false);

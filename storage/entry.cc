@@ -82,7 +82,11 @@ Status ValidateEntry(const EntryInput& entry) {
       return Status::InvalidArgument("entry file name \"" + f.name + "\" appears twice");
     }
     names.push_back(f.name);
-    total += f.data.size();
+    if (!f.path.empty() && (!f.data.empty() || f.sha256.size() != 32)) {
+      return Status::InvalidArgument("entry file \"" + f.name +
+                                     "\" given as a path needs no data and a 32-byte SHA-256");
+    }
+    total += f.content_size();
   }
   if (total > kMaxEntryBytes) {
     return Status::InvalidArgument("entry files total " + std::to_string(total) +
@@ -129,9 +133,9 @@ std::string BuildManifest(const EntryInput& entry, std::string_view origin, uint
   for (const EntryFile* f : files) {
     if (!first) out.push_back(',');
     first = false;
-    std::string digest = *crypto::DigestBytes(EVP_sha256(), f->data);
+    std::string digest = f->path.empty() ? *crypto::DigestBytes(EVP_sha256(), f->data) : f->sha256;
     out += "{\"name\":" + JsonString(f->name) + ",\"sha256\":\"" + HexEncode(digest) +
-           "\",\"size\":" + std::to_string(f->data.size()) + "}";
+           "\",\"size\":" + std::to_string(f->content_size()) + "}";
   }
   out += "],\"format\":" + std::to_string(kFormatVersion) +
          ",\"kind\":" + JsonString(EntryKindName(entry.kind)) + ",\"origin\":" + JsonString(origin) +

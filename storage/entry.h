@@ -46,8 +46,29 @@ inline constexpr size_t kMaxFields = 64;
 inline constexpr size_t kMaxEntryBytes = 256u << 20;
 
 struct EntryFile {
+  EntryFile() = default;
+  EntryFile(std::string n, std::string d) : name(std::move(n)), data(std::move(d)) {}
+  // A file that stays on disk: the archive's writer reads it in pieces and
+  // deflates it into the pack (content of any size is never held whole in
+  // memory). `size` and `sha256` (32 raw bytes) must describe it: Append()
+  // checks the size at once, the writer checks both while reading and fails
+  // the commit (DataError) if the file differs. The file must stay in place,
+  // unchanged, until Append() returns.
+  static EntryFile FromPath(std::string name, std::string path, uint64_t size, std::string sha256) {
+    EntryFile f(std::move(name), std::string());
+    f.path = std::move(path);
+    f.size = size;
+    f.sha256 = std::move(sha256);
+    return f;
+  }
+
   std::string name;  // [A-Za-z0-9][A-Za-z0-9._-]*, not "manifest.json"
   std::string data;
+  std::string path;     // when not empty: the content is this file, `data` is empty
+  uint64_t size = 0;    // with path: its size
+  std::string sha256;   // with path: its SHA-256, raw
+
+  uint64_t content_size() const { return path.empty() ? data.size() : size; }
 };
 
 // What a caller appends. The archive adds seq, time and origin.

@@ -5,10 +5,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -286,6 +289,132 @@ Result<git_oid> PackWriter::AddObject(git_object_t type, std::string_view data) 
   entries_.push_back({id, offset_, crc});
   SP_RETURN_IF_ERROR(Write(entry));
   return id;
+}
+
+Result<PackWriter::FileObject> PackWriter::AddFileObject(git_object_t type, const std::string& path) {
+  // Two passes over the file: the first computes the object id (a second
+  // copy of an object already in this pack is not written) and its SHA-256;
+  // the second deflates it into the pack in pieces and checks that the file
+  // did not change in between. Memory: a few fixed buffers, whatever the size.
+  constexpr size_t kChunk = 1u << 20;
+  struct Fd {
+    int v;
+    ~Fd() { if (v >= 0) ::close(v); }
+    int get() const { return v; }
+  } fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (fd.get() < 0) return Err(Status::IoError(path + ": cannot open: " + std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Err(Status::IoError(path + ": not a regular file"));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  std::unique_ptr<char[]> in(new char[kChunk]);
+  std::string object_header = std::string(git_object_type2string(type)) + " " + std::to_string(size);
+  object_header.push_back('\0');
+  using Ctx = std::unique_ptr<EVP_MD_CTX, CDeleter<EVP_MD_CTX_free>>;
+  auto hash_pass = [&](std::string* sha256_out, const std::function<Status(std::string_view)>& each)
+      -> Result<git_oid> {
+    Ctx sha1(EVP_MD_CTX_new()), sha256(EVP_MD_CTX_new());
+    if (!sha1 || !sha256 || EVP_DigestInit_ex(sha1.get(), EVP_sha1(), nullptr) != 1 ||
+        EVP_DigestInit_ex(sha256.get(), EVP_sha256(), nullptr) != 1) {
+      return Err(OpenSslStatus(Code::kInternal, "SHA-1/SHA-256 for an object"));
+    }
+    EVP_DigestUpdate(sha1.get(), object_header.data(), object_header.size());
+    uint64_t pos = 0;
+    while (pos < size) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, size - pos));
+      ssize_t n = ::pread(fd.get(), in.get(), want, static_cast<off_t>(pos));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Err(Status::DataError(path + ": changed or unreadable while archived"));
+      std::string_view piece(in.get(), static_cast<size_t>(n));
+      EVP_DigestUpdate(sha1.get(), piece.data(), piece.size());
+      EVP_DigestUpdate(sha256.get(), piece.data(), piece.size());
+      if (each) SP_RETURN_IF_ERROR(each(piece));
+      pos += static_cast<uint64_t>(n);
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    git_oid id{};
+    if (EVP_DigestFinal_ex(sha1.get(), md, &len) != 1 || len != GIT_OID_RAWSZ) {
+      return Err(OpenSslStatus(Code::kInternal, "SHA-1 for an object"));
+    }
+    std::memcpy(id.id, md, GIT_OID_RAWSZ);
+    if (EVP_DigestFinal_ex(sha256.get(), md, &len) != 1) {
+      return Err(OpenSslStatus(Code::kInternal, "SHA-256 for an object"));
+    }
+    sha256_out->assign(reinterpret_cast<const char*>(md), len);
+    return id;
+  };
+
+  FileObject out;
+  out.size = size;
+  auto id = hash_pass(&out.sha256, nullptr);
+  if (!id) return Err(id.error());
+  out.id = *id;
+  if (!seen_.insert(RawId(out.id)).second) return out;
+
+  // Entry header: type and size, 7 bits at a time after the first 4.
+  std::string header;
+  uint64_t left = size;
+  unsigned char c = static_cast<unsigned char>((static_cast<unsigned>(type) << 4) | (left & 0x0f));
+  left >>= 4;
+  while (left != 0) {
+    header.push_back(static_cast<char>(c | 0x80));
+    c = static_cast<unsigned char>(left & 0x7f);
+    left >>= 7;
+  }
+  header.push_back(static_cast<char>(c));
+  // Level as AddObject would choose, judged on the first piece.
+  ssize_t first = ::pread(fd.get(), in.get(), static_cast<size_t>(std::min<uint64_t>(kChunk, size)), 0);
+  if (first < 0) return Err(Status::IoError(path + ": cannot read: " + std::strerror(errno)));
+  const int level = LooksIncompressible(std::string_view(in.get(), static_cast<size_t>(first))) ? 0 : 1;
+  z_stream& zs = zs_[level];
+  if (!zs_ready_[level]) {
+    if (deflateInit(&zs, level) != Z_OK) return Err(Status::Internal("zlib cannot start deflating"));
+    zs_ready_[level] = true;
+  } else if (deflateReset(&zs) != Z_OK) {
+    return Err(Status::Internal("zlib cannot reset its stream"));
+  }
+  // Everything buffered so far goes to the file first; from here on every
+  // deflated piece is written through (the buffer stays one piece long).
+  SP_RETURN_IF_ERROR(Flush());
+  const uint64_t entry_offset = offset_;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, reinterpret_cast<const Bytef*>(header.data()), static_cast<uInt>(header.size()));
+  SP_RETURN_IF_ERROR(Write(header));
+  std::unique_ptr<char[]> zout(new char[kChunk]);
+  auto pump = [&](std::string_view piece, int flush) -> Status {
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(piece.data()));
+    zs.avail_in = static_cast<uInt>(piece.size());
+    for (;;) {
+      zs.next_out = reinterpret_cast<Bytef*>(zout.get());
+      zs.avail_out = static_cast<uInt>(kChunk);
+      int rc = deflate(&zs, flush);
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+        return Status::Internal("zlib cannot deflate an object (" + std::to_string(rc) + ")");
+      }
+      size_t produced = kChunk - zs.avail_out;
+      if (produced > 0) {
+        crc = crc32(crc, reinterpret_cast<const Bytef*>(zout.get()), static_cast<uInt>(produced));
+        if (Status w = Write(std::string_view(zout.get(), produced)); !w.ok()) return w;
+        if (Status f = Flush(); !f.ok()) return f;
+      }
+      if (flush == Z_FINISH ? rc == Z_STREAM_END : (zs.avail_in == 0 && zs.avail_out != 0)) break;
+    }
+    return Status::Ok();
+  };
+  std::string again;
+  auto second = hash_pass(&again, [&](std::string_view piece) { return pump(piece, Z_NO_FLUSH); });
+  if (!second) return Err(second.error());
+  SP_RETURN_IF_ERROR(pump(std::string_view(), Z_FINISH));
+  if (git_oid_cmp(&*second, &out.id) != 0 || again != out.sha256) {
+    return Err(Status::DataError(path + ": changed while it was archived"));
+  }
+  entries_.push_back({out.id, entry_offset, static_cast<uint32_t>(crc)});
+  // Release the pieces' buffer capacity (the archive's commits otherwise
+  // keep it until Seal).
+  buf_.shrink_to_fit();
+  return out;
 }
 
 Status PackWriter::AddRawEntry(const git_oid& id, std::string_view entry, uint32_t crc) {

@@ -108,6 +108,17 @@ class PackWriter {
 
   // Adds a whole (non-delta) object; returns its id.
   Result<git_oid> AddObject(git_object_t type, std::string_view data);
+  // Adds a whole object whose data is the file at `path`, read in pieces
+  // and deflated into the pack as it is read (memory does not grow with
+  // the file's size). Returns its id, size and SHA-256 (raw). The file is
+  // read twice (ids first: an object already in this pack is not written
+  // again); DataError if it changed in between.
+  struct FileObject {
+    git_oid id{};
+    uint64_t size = 0;
+    std::string sha256;
+  };
+  Result<FileObject> AddFileObject(git_object_t type, const std::string& path);
   // Adds an entry copied verbatim from another pack: `entry` is the entry's
   // header and deflated body, `crc` its CRC-32 as listed in that pack's
   // index. REQUIRES: the entry is not an OFS_DELTA (its base offset would
