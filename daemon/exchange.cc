@@ -385,7 +385,9 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   // 9. The archive entry; the content goes from the spooled file into the
   // pack in pieces (never whole in memory).
   auto content_sha256_raw = HexDecode(content_sha256);
-  if (!content_sha256_raw) return std::unexpected(Internal("content sha256: " + content_sha256_raw.error().message()));
+  if (!content_sha256_raw) {
+    return std::unexpected(Internal("content sha256: " + content_sha256_raw.error().message()));
+  }
   storage::EntryInput entry;
   entry.kind = storage::EntryKind::kDocumentSent;
   entry.fields = {{"id", info.id},

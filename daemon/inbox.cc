@@ -632,7 +632,9 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   // The content goes from the received bundle's file into the pack in
   // pieces (the bundle was verified: its document.json names this SHA-256).
   auto content_sha256_raw = HexDecode(doc.content_sha256);
-  if (!content_sha256_raw) return std::unexpected(Internal("content sha256: " + content_sha256_raw.error().message()));
+  if (!content_sha256_raw) {
+    return std::unexpected(Internal("content sha256: " + content_sha256_raw.error().message()));
+  }
   storage::EntryInput entry;
   entry.kind = storage::EntryKind::kDocumentReceived;
   entry.fields = {{"id", doc.id},
