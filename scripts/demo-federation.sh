@@ -5,8 +5,6 @@
 # Uses from demo.sh: SEALPOST SEALPOSTD SIGNER MODULE WORK CHAIR SEAL PIDS,
 # say/ok/fail/spki, ca.pem ca.key ca.cnf ca.crl chair.pem seal.pem.
 
-NOTYET=()
-notyet() { printf '    not yet: %s\n' "$*"; NOTYET+=("$*"); }
 
 DISTRICT=ldld-huyen-demo
 GRASSROOTS=(cd-mam-non cd-than cd-benh-vien)
@@ -274,51 +272,31 @@ wait_states() {
 }
 
 say "Delivery: the district's outbox sends the bundle to each grassroots appliance (mutual TLS)"
-INBOX=$(peer_api "$DISTRICT" cd-mam-non /api/v1/inbox || true)
-if [ "$INBOX" = 404 ]; then
-  notyet "delivery to the grassroots appliances (the peer inbox POST /api/v1/inbox answers 404 in this build)"
-  DELIVERED=""
-else
-  rc=0; wait_states "$DISTRICT" "$DIRECTIVE" "delivered|read" 3 || rc=$?
-  if [ $rc -eq 1 ]; then
-    notyet "delivery states (GET /api/v1/documents/{id} is not in this build)"
-    DELIVERED=""
-  elif [ $rc -eq 2 ]; then
-    cat states.txt; fail "the directive was not delivered to all three unions within 30 s"
-  else
-    sed 's/^/    /' states.txt
-    DELIVERED=1
-    ok "three signed receipts came back, verified against each union's seal and archived by the district"
-  fi
-fi
+rc=0; wait_states "$DISTRICT" "$DIRECTIVE" "delivered|read" 3 || rc=$?
+[ $rc -eq 1 ] && fail "the district's delivery states could not be read: $(body)"
+[ $rc -eq 2 ] && { cat states.txt; fail "the directive was not delivered to all three unions within 30 s"; }
+sed 's/^/    /' states.txt
+ok "three signed receipts came back, verified against each union's seal and archived by the district"
 
 say "Each grassroots clerk opens the directive; a read notice signed by their seal goes back"
-if [ -z "$DELIVERED" ]; then
-  notyet "read notices (the directive was not delivered in this build)"
-else
-  for u in "${GRASSROOTS[@]}"; do
-    st=$(api "$u" "/api/v1/documents/$DIRECTIVE/content")
-    [ "$st" = 200 ] || fail "$u: opening the received directive answered $st: $(body)"
-    cmp -s "$WORK/http.body" chi-thi-02.txt || fail "$u: the received content differs from the original"
-    ok "$u: read it, the same bytes the chair signed"
-  done
-  rc=0; wait_states "$DISTRICT" "$DIRECTIVE" "read" 3 || rc=$?
-  if [ $rc -eq 0 ]; then
-    sed 's/^/    /' states.txt
-    ok "the district sees, per union: delivered, then read"
-  elif [ $rc -eq 2 ]; then
-    sed 's/^/    /' states.txt
-    notyet "read notices (the district's delivery states never turned to read within 30 s)"
-  fi
-  st=$(api "$DISTRICT" "/api/v1/documents/$DIRECTIVE/receipts")
-  if [ "$st" = 200 ]; then
-    body | jq -r '.receipts[] | "\(.fields.receipt_type) of \(.fields.recipient), archived \(.archived_at) as entry \(.seq)"' \
-      | sed 's/^/    /'
-    ok "the receipts and read notices are archived with the directive on the district's appliance"
-  else
-    notyet "listing the archived receipts (GET /api/v1/documents/{id}/receipts answered $st)"
-  fi
-fi
+for u in "${GRASSROOTS[@]}"; do
+  st=$(api "$u" "/api/v1/documents/$DIRECTIVE/content")
+  [ "$st" = 200 ] || fail "$u: opening the received directive answered $st: $(body)"
+  cmp -s "$WORK/http.body" chi-thi-02.txt || fail "$u: the received content differs from the original"
+  ok "$u: read it, the same bytes the chair signed"
+done
+rc=0; wait_states "$DISTRICT" "$DIRECTIVE" "read" 3 || rc=$?
+[ $rc -eq 1 ] && fail "the district's delivery states could not be read: $(body)"
+[ $rc -eq 2 ] && { sed 's/^/    /' states.txt; fail "the district's delivery states did not all turn to read within 30 s"; }
+sed 's/^/    /' states.txt
+ok "the district sees, per union: delivered, then read"
+st=$(api "$DISTRICT" "/api/v1/documents/$DIRECTIVE/receipts")
+[ "$st" = 200 ] || fail "listing the directive's archived receipts answered $st: $(body)"
+body | jq -r '.receipts[] | "\(.fields.receipt_type) of \(.fields.recipient), archived \(.archived_at) as entry \(.seq)"' \
+  | sed 's/^/    /'
+n=$(body | jq '[.receipts[] | select(.fields.receipt_type == "read-notice")] | length')
+[ "$n" -ge 3 ] || fail "the district archived $n read notices for the directive, not 3"
+ok "the receipts and read notices are archived with the directive on the district's appliance"
 
 say "A grassroots union reports upward: a financial report signed by its accountant, sealed by the union"
 cat > bao-cao-tai-chinh-q2.txt <<'DOC'
@@ -333,14 +311,11 @@ DOC
 REPORT=$(submit cd-mam-non financial-report "Báo cáo tài chính quý II/2027" "$DISTRICT" \
          bao-cao-tai-chinh-q2.txt bao-cao-tai-chinh-q2.txt.p7s)
 ok "accepted by cd-mam-non: $(body | jq -c '{reference, seal: .seal.subject, recipients}')"
-if [ -z "$DELIVERED" ]; then
-  notyet "delivery of the report to the district (see above)"
-else
-  rc=0; wait_states cd-mam-non "$REPORT" "delivered|read" 1 || rc=$?
-  [ $rc -eq 2 ] && { cat states.txt; fail "the report was not delivered to the district within 30 s"; }
-  sed 's/^/    /' states.txt
-  ok "the district's appliance verified it (accountant, seal, policy, checkpoint) and answered with its receipt"
-fi
+rc=0; wait_states cd-mam-non "$REPORT" "delivered|read" 1 || rc=$?
+[ $rc -eq 1 ] && fail "cd-mam-non's delivery states could not be read: $(body)"
+[ $rc -eq 2 ] && { cat states.txt; fail "the report was not delivered to the district within 30 s"; }
+sed 's/^/    /' states.txt
+ok "the district's appliance verified it (accountant, seal, policy, checkpoint) and answered with its receipt"
 
 say "A recipient without an appliance checks the directive's bundle"
 st=$(api "$DISTRICT" "/api/v1/documents/bundle?id=$DIRECTIVE")
