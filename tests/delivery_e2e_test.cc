@@ -88,7 +88,9 @@ class DeliveryE2eTest : public ::testing::Test {
     storage::OutboxOptions o;
     o.path = fed_->district().file("state/outbox.sqlite");
     auto box = storage::Outbox::Open(o);
-    EXPECT_TRUE(box.has_value()) << box.error().message();
+    // Polled beside the running daemon: a busy database (SQLITE_BUSY after
+    // the 10 s busy timeout, seen on a loaded 2-core machine under ASan) is
+    // "not known yet", and the caller polls again; it is not a test failure.
     if (!box) return {};
     auto s = (*box)->State({id, recipient, storage::Channel::kAppliance});
     return s.value_or(storage::DeliveryState{});
