@@ -28,20 +28,12 @@
 #include "base/openssl.h"
 #include "tests/support/federation.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/wait.h"
 
 namespace sealpost::testing {
 namespace {
 
 bool Contains(const std::string& h, const std::string& n) { return h.find(n) != std::string::npos; }
-
-bool WaitFor(const std::function<bool()>& cond, double seconds) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return cond();
-}
 
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

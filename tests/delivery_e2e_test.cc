@@ -19,6 +19,7 @@
 
 #include "storage/outbox.h"
 #include "tests/support/federation.h"
+#include "tests/support/wait.h"
 
 namespace sealpost::testing {
 namespace {
@@ -33,15 +34,6 @@ std::string IdOf(const std::string& body) {
   if (at == std::string::npos) return "";
   at += 6;
   return body.substr(at, body.find('"', at) - at);
-}
-
-bool WaitFor(const std::function<bool()>& done, double seconds) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < until) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return done();
 }
 
 class DeliveryE2eTest : public ::testing::Test {

@@ -14,18 +14,10 @@
 
 #include "tests/support/federation.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/wait.h"
 
 namespace sealpost::testing {
 namespace {
-
-bool WaitFor(const std::function<bool()>& done, double seconds) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < until) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return done();
-}
 
 class DocumentsE2eTest : public ::testing::Test {
  protected:

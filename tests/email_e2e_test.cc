@@ -23,20 +23,12 @@
 #include "tests/support/daemon_harness.h"
 #include "tests/support/smtp_sink.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/wait.h"
 
 namespace sealpost::testing {
 namespace {
 
 constexpr char kPeerAddress[] = "van-thu@cd-ban-thu.example.org";
-
-bool WaitFor(const std::function<bool()>& done, int seconds) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return done();
-}
 
 class EmailE2eTest : public ::testing::Test {
  protected:

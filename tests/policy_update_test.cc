@@ -14,20 +14,12 @@
 #include "policies/policy.h"
 #include "tests/support/federation.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/wait.h"
 
 namespace sealpost::testing {
 namespace {
 
 bool Contains(const std::string& h, const std::string& n) { return h.find(n) != std::string::npos; }
-
-bool WaitFor(const std::function<bool()>& cond, double seconds) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return cond();
-}
 
 std::string SmallPolicy(const std::string& version_part, const std::string& extra_union = "") {
   return "federation: {id: root-u, name: \"Gốc\"" + version_part + "}\n"

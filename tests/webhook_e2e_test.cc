@@ -35,20 +35,12 @@
 #include "storage/reader.h"
 #include "tests/support/daemon_harness.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/wait.h"
 
 namespace sealpost::testing {
 namespace {
 
 constexpr const char* kSecret = "4f1c0e9a7b2d6c3e8f5a1b0c9d2e7f60a1b2c3d4e5f60718293a4b5c6d7e8f90";
-
-bool WaitFor(const std::function<bool()>& f, int seconds) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return f();
-}
 
 struct Request {
   int status = 0;
