@@ -6,9 +6,12 @@
 // around the signer's certificate and public key, and the DER SET OF signed
 // attributes goes to Signer::SignSignedAttributes() (which digests it and
 // calls Signer::Sign() unless the signer checks the attributes itself).
-// Every SignerInfo built here is re-read from the encoded output and checked
-// with CMS_SignerInfo_verify before it is returned, so a broken Signer
-// (wrong key, wrong padding) is an error, never a file.
+// Every SignerInfo built here is re-read from the encoded output and its
+// signature verified with the certificate's key before it is returned, so a
+// broken Signer (wrong key, wrong padding) is an error, never a file. (A new
+// signature is re-read with the DER reader of this file, checking that the
+// signed attributes in the file are the bytes signed; a merged one with
+// OpenSSL's decoder and CMS_SignerInfo_verify.)
 //
 // Co-signing: AppendSignature() adds one SignerInfo to an existing detached
 // signature over the same content. The existing SignerInfos and certificates
