@@ -240,14 +240,13 @@ Result<std::unique_ptr<DeliveryWorker>> DeliveryWorker::Create(
         "poll_millis >= 1 are required"));
   }
   std::unique_ptr<DeliveryWorker> w(new DeliveryWorker());
-  w->anchors_.reset(X509_STORE_new());
-  if (!w->anchors_) return Err(OpenSslStatus(Code::kInternal, "X509_STORE_new"));
-  for (const std::string& f : options.trust_anchor_files) {
-    auto certs = crypto::LoadCertificates(f);
-    if (!certs) return Err(certs.error().WithContext("delivery trust anchors"));
-    for (int i = 0; i < sk_X509_num(certs->get()); ++i) {
-      X509_STORE_add_cert(w->anchors_.get(), sk_X509_value(certs->get(), i));
-    }
+  if (options.trust != nullptr) {
+    w->trust_ = options.trust;
+  } else {
+    auto own = SharedTrust::Create(options.trust_anchor_files, {});
+    if (!own) return Err(own.error().WithContext("delivery trust anchors"));
+    w->own_trust_ = std::move(*own);
+    w->trust_ = w->own_trust_.get();
   }
   ClearOpenSslErrors();
   w->options_ = std::move(options);
@@ -449,7 +448,8 @@ Status DeliveryWorker::RefreshLocked(Exchange& ex) {
   return Status::Ok();
 }
 
-Result<X509Ptr> DeliveryWorker::PeerSeal(const std::string& union_id, const std::string& cms_der) {
+Result<X509Ptr> DeliveryWorker::PeerSeal(const std::string& union_id, const std::string& cms_der,
+                                         std::time_t at) {
   auto policy = options_.policy->Current();
   const policies::Union* u = policy->FindUnion(union_id);
   if (u == nullptr) {
@@ -465,14 +465,43 @@ Result<X509Ptr> DeliveryWorker::PeerSeal(const std::string& union_id, const std:
                                  " must have one signer and carry its certificate"));
   }
   X509* cert = parsed->signers()[0].cert.get();
-  STACK_OF(X509)* chain = nullptr;
-  X509StoreCtxPtr ctx(X509_STORE_CTX_new());
-  if (ctx && X509_STORE_CTX_init(ctx.get(), anchors_.get(), cert, nullptr) == 1 &&
-      X509_verify_cert(ctx.get()) == 1) {
-    chain = X509_STORE_CTX_get0_chain(ctx.get());
+  // A receipt dated ahead of our clock is judged now, not at its claim.
+  const std::time_t now = std::time(nullptr);
+  if (at > now) at = now;
+  std::shared_ptr<const TrustSnapshot> snap = trust_->Current();
+  const crypto::TrustStore& store = snap->verifier->trust();
+  crypto::PathResult path = store.Validate(cert, nullptr, at, crypto::Usage::kDocumentSigning);
+  if (!path.ok() && path.reason == crypto::Reason::kCrlOutdated && at < now) {
+    // The CRL held may be newer than the receipt (a redelivered stored
+    // receipt): then revocation is judged with it now, and the seal's own
+    // validity period at the receipt's time.
+    crypto::PathResult later = store.Validate(cert, nullptr, now, crypto::Usage::kDocumentSigning);
+    if (later.ok()) {
+      if (X509_cmp_time(X509_get0_notBefore(cert), &at) > 0) {
+        path.sub_indication = crypto::SubIndication::kNotYetValid;
+        path.reason = crypto::Reason::kCertNotYetValid;
+        path.detail = "certificate is not yet valid at the receipt's time";
+      } else if (X509_cmp_time(X509_get0_notAfter(cert), &at) < 0) {
+        path.sub_indication = crypto::SubIndication::kOutOfBoundsNoPoe;
+        path.reason = crypto::Reason::kCertExpired;
+        path.detail = "certificate has expired at the receipt's time";
+      } else {
+        path = std::move(later);
+      }
+    }
   }
   ClearOpenSslErrors();
-  auto id = policies::IdentityFromCertificate(cert, chain);
+  if (!path.ok()) {
+    std::string why = "the seal certificate \"" + crypto::DisplayName(cert) + "\" of " +
+                      union_id + " is not valid at " + storage::Rfc3339Utc(at) + ": " +
+                      std::string(crypto::SubIndicationName(path.sub_indication)) + " (" +
+                      std::string(crypto::ReasonName(path.reason)) + ": " + path.detail + ")";
+    if (path.sub_indication == crypto::SubIndication::kTryLater) {
+      return Err(Status::Unavailable(why));
+    }
+    return Err(Status::PermissionDenied(why));
+  }
+  auto id = policies::IdentityFromCertificate(cert, path.chain.get());
   if (!id) return Err(id.error());
   if (!IdentityMatches(u->seal, *id, *policy)) {
     return Err(Status::FailedPrecondition("signed by \"" + id->display_name +
@@ -553,8 +582,15 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
     return {Outcome::kRetry, source + ": receipt or signature is not base64 within the limits"};
   }
   crypto::SignedReceipt signed_receipt{std::move(*json), std::move(*sig)};
-  auto seal = PeerSeal(rcpt, signed_receipt.signature);
-  if (!seal) return {Outcome::kRetry, source + ": " + seal.error().message()};
+  auto claimed = crypto::ParseDeliveryReceipt(signed_receipt.json, source);
+  if (!claimed) return {Outcome::kRetry, claimed.error().message()};
+  auto seal = PeerSeal(rcpt, signed_receipt.signature, claimed->received_at);
+  if (!seal) {
+    // A seal that is revoked, expired or without a path will not become
+    // valid by asking again (a redelivery answers with the stored receipt).
+    return {seal.error().code() == Code::kPermissionDenied ? Outcome::kRefused : Outcome::kRetry,
+            source + " refused: " + seal.error().message()};
+  }
   crypto::ReceiptExpectation expect{doc, sha, rcpt, seal->get()};
   auto receipt = crypto::VerifyDeliveryReceipt(signed_receipt, expect, source);
   if (!receipt) return {Outcome::kRetry, receipt.error().message()};
@@ -804,8 +840,19 @@ std::expected<std::string, Problem> DeliveryWorker::ReceiveNotice(const std::str
   crypto::SignedReceipt signed_notice{std::move(*json), std::move(*sig)};
   auto parsed = crypto::ParseReadNotice(signed_notice.json, source);
   if (!parsed) return std::unexpected(BadNotice(parsed.error().message()));
-  auto seal = PeerSeal(peer, signed_notice.signature);
-  if (!seal) return std::unexpected(BadNotice(source + ": " + seal.error().message()));
+  auto seal = PeerSeal(peer, signed_notice.signature, parsed->read_at);
+  if (!seal) {
+    Log(LogLevel::kWarn, "read notice refused",
+        "peer=" + JsonString(peer) + " document=" + JsonString(parsed->document_id) +
+            " reason=" + JsonString(seal.error().message()));
+    if (seal.error().code() == Code::kUnavailable) {
+      return std::unexpected(Problem{503, "unavailable", "Revocation cannot be checked now",
+                                     "Chưa kiểm tra được tình trạng thu hồi",
+                                     source + ": " + seal.error().message(),
+                                     source + ": " + seal.error().message()});
+    }
+    return std::unexpected(BadNotice(source + ": " + seal.error().message()));
+  }
   crypto::ReceiptExpectation expect{parsed->document_id, "", peer, seal->get()};
   auto notice = crypto::VerifyReadNotice(signed_notice, expect, source);
   if (!notice) return std::unexpected(BadNotice(notice.error().message()));

@@ -9,14 +9,17 @@
 //   through a PeerTransport) ->
 //     200  the receipt is verified (crypto::VerifyDeliveryReceipt: document
 //          id, content hash, recipient, signed by the recipient's seal as
-//          the policy registry names it), archived once as a
-//          delivery-receipt entry, and the job marked delivered with the
-//          receipt entry's seq;
+//          the policy registry names it; the seal's path validated with the
+//          daemon's trust, anchors + CRLs, at the receipt's time; see
+//          PeerSeal), archived once as a delivery-receipt entry, and the
+//          job marked delivered with the receipt entry's seq;
 //     409  consistency-proof-required: the proof between the two sizes of
 //          our archive is sent at once with the same bundle (once);
 //     4xx  a final refusal: the job is refused with the problem's detail;
 //     5xx, network errors, a receipt that does not verify: retried with
-//          backoff.
+//          backoff; but a receipt whose seal certificate is revoked,
+//          expired, not yet valid or chains to no anchor: refused (final;
+//          nothing archived; the reason in the job's last_error and the log).
 // Channel `email` (payload = path of the bundle; recipient = a union id of
 //   the registry, whose `email` is the address, or a bare address):
 //   an S/MIME signed mail (crypto/smime.h, signed by our seal through the
@@ -63,6 +66,7 @@
 #include "client/smtp_client.h"
 #include "daemon/exchange.h"
 #include "daemon/problem.h"
+#include "daemon/trust.h"
 #include "daemon/webhook.h"
 #include "policies/holder.h"
 #include "storage/outbox.h"
@@ -113,8 +117,11 @@ struct EmailDeliveryOptions {
 struct DeliveryOptions {
   std::string union_id;                     // this union
   policies::PolicyHolder* policy = nullptr;  // borrowed; the registry
-  // PEM files of trust anchors: used to build the chain of a peer's seal
-  // certificate when its registry identity is "subject under a CA".
+  // The daemon's trust (anchors + static and fetched CRLs), borrowed: every
+  // peer seal (receipts, read notices) is validated with its snapshot.
+  // Null: a trust is built from trust_anchor_files alone (no CRLs; tests).
+  const SharedTrust* trust = nullptr;
+  // PEM files of trust anchors, used only when `trust` is null.
   std::vector<std::string> trust_anchor_files;
   int threads = 4;                 // concurrent deliveries
   int poll_millis = 250;           // idle wait between looks at the outbox
@@ -204,15 +211,23 @@ class DeliveryWorker {
   // Writes delivery-attempts entries for the finished attempts waiting
   // (all of them when `force`, else only when a batch is full or old).
   Status FlushAttempts(Exchange& ex, bool force);
-  // The certificate of `union_id`'s seal embedded in `cms_der`, checked
-  // against the registry; FailedPrecondition naming what does not match.
-  Result<X509Ptr> PeerSeal(const std::string& union_id, const std::string& cms_der);
+  // The certificate of `union_id`'s seal embedded in `cms_der`: its path
+  // validated with the trust (anchors + CRLs) at `at` (the receipt's or
+  // notice's time, at most now), then checked against the registry.
+  // Errors name the union and the reason: PermissionDenied when the seal is
+  // revoked, expired or not yet valid at `at`, or has no valid path (final);
+  // Unavailable when revocation cannot be decided now (CRL missing or
+  // outdated: try later); FailedPrecondition when it is not the registry's
+  // seal of `union_id`; DataError for a malformed signature.
+  Result<X509Ptr> PeerSeal(const std::string& union_id, const std::string& cms_der,
+                           std::time_t at);
   void NoteError(const std::string& e);
 
   DeliveryOptions options_;
   ExchangeProvider provider_;
   std::unique_ptr<PeerTransport> transport_;
-  X509StorePtr anchors_;
+  std::unique_ptr<SharedTrust> own_trust_;  // when options_.trust is null
+  const SharedTrust* trust_ = nullptr;      // options_.trust or own_trust_
 
   std::mutex index_mu_;
   std::unique_ptr<Index> index_;  // guarded by index_mu_

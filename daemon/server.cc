@@ -1044,7 +1044,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     DeliveryOptions d;
     d.union_id = config.union_id;
     d.policy = st->policy.get();
-    d.trust_anchor_files = config.trust_anchors;
+    d.trust = st->trust.get();
     d.threads = config.delivery.threads;
     d.poll_millis = config.delivery.poll_millis;
     d.attempts_flush_millis = static_cast<int64_t>(config.delivery.attempts_flush_seconds) * 1000;

@@ -7,11 +7,13 @@
 // tests/delivery_e2e_test.cc.
 #include <gtest/gtest.h>
 
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <openssl/cms.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -35,6 +37,7 @@ namespace {
 
 using testing::CertSpec;
 using testing::CertToPem;
+using testing::CrlToPem;
 using testing::Issued;
 using testing::TempDir;
 using testing::TestCa;
@@ -104,6 +107,7 @@ client::Response ProblemResponse(int status, const std::string& slug, const std:
 struct Seal {
   std::unique_ptr<crypto::SoftwareKeySigner> signer;
   X509Ptr cert;
+  EvpPkeyPtr key;  // another reference to the signer's key
 };
 
 class DeliveryWorkerTest : public ::testing::Test {
@@ -171,6 +175,8 @@ class DeliveryWorkerTest : public ::testing::Test {
     Issued is = ca_->Issue(spec);
     Seal s;
     s.cert.reset(X509_dup(is.cert.get()));
+    EVP_PKEY_up_ref(is.key.get());
+    s.key.reset(is.key.get());
     auto signer = crypto::SoftwareKeySigner::CreateForTesting(label, std::move(is.key),
                                                               std::move(is.cert));
     EXPECT_TRUE(signer.has_value());
@@ -199,10 +205,12 @@ class DeliveryWorkerTest : public ::testing::Test {
 
   std::unique_ptr<DeliveryWorker> MakeWorker(const std::string& union_id, Exchange* ex,
                                              FakeTransport::Handler* handler,
-                                             std::vector<Call>* calls) {
+                                             std::vector<Call>* calls,
+                                             const SharedTrust* trust = nullptr) {
     DeliveryOptions d;
     d.union_id = union_id;
     d.policy = policy_.get();
+    d.trust = trust;
     d.trust_anchor_files = {tmp_.file("ca.pem")};
     auto w = DeliveryWorker::Create(d, [ex]() -> Result<Exchange*> { return ex; },
                                     std::make_unique<FakeTransport>(handler, calls));
@@ -544,6 +552,108 @@ TEST_F(DeliveryWorkerTest, ReadNoticeQueuedOnceByReaderAndRecordedBySender) {
   EXPECT_EQ(unknown.error().status, 404);
   EXPECT_EQ(count_notices(), 1u);
   ExpectAuditClean(*sender_);
+}
+
+// Issue 5: a receipt or read notice is judged with the daemon's trust
+// (anchors + CRLs) at its time; a revoked or expired seal is refused with
+// the reason, nothing archived.
+TEST_F(DeliveryWorkerTest, ReceiptOrNoticeByRevokedOrExpiredSealIsRefusedWithTheReason) {
+  const long serial_a = ASN1_INTEGER_get(X509_get0_serialNumber(seal_a_.cert.get()));
+  WriteTestFile(tmp_.file("revoked-a.crl.pem"), CrlToPem(ca_->MakeCrl({serial_a}).get()));
+  auto trust = SharedTrust::Create({tmp_.file("ca.pem")}, {tmp_.file("revoked-a.crl.pem")});
+  ASSERT_TRUE(trust.has_value()) << trust.error().message();
+  worker_ = MakeWorker("ldld-thu", sender_.get(), &handler_, &calls_, trust->get());
+  ASSERT_TRUE(worker_);
+
+  // cd-b answers with a receipt signed by its own key under a certificate
+  // (same SPKI as the registry names) that expired before the receipt's
+  // time. Our signers refuse an expired certificate: plain CMS_sign here.
+  CertSpec old_spec;
+  old_spec.subject = "/CN=Con dấu CĐ B/O=CĐ B/C=VN";
+  old_spec.not_before_offset = -7200;
+  old_spec.not_after_offset = -60;
+  X509Ptr old_b = ca_->IssueFor(old_spec, seal_b_.key.get());
+  ASSERT_NE(old_b, nullptr);
+  auto sign_expired = [&](const std::string& data) {
+    BioPtr in(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+    CmsPtr cms(CMS_sign(old_b.get(), seal_b_.key.get(), nullptr, in.get(),
+                        CMS_DETACHED | CMS_BINARY));
+    EXPECT_NE(cms, nullptr);
+    BioPtr out(BIO_new(BIO_s_mem()));
+    EXPECT_EQ(i2d_CMS_bio(out.get(), cms.get()), 1);
+    char* p = nullptr;
+    long n = BIO_get_mem_data(out.get(), &p);
+    return std::string(p, static_cast<size_t>(n));
+  };
+  auto expired_receipt = [&](const std::string& doc, const std::string& sha) {
+    crypto::Checkpoint cp;
+    cp.origin = "cd-b/archive";
+    cp.size = 7;
+    cp.root.fill(0x42);
+    auto body = crypto::SerializeCheckpoint(cp);
+    EXPECT_TRUE(body.has_value());
+    crypto::DeliveryReceipt r;
+    r.document_id = doc;
+    r.content_sha256 = sha;
+    r.recipient = "cd-b";
+    r.received_at = std::time(nullptr);
+    r.checkpoint = *body;
+    r.checkpoint_signature = sign_expired(*body);
+    auto json = crypto::SerializeDeliveryReceipt(r);
+    EXPECT_TRUE(json.has_value());
+    return Json(200, "{\"receipt\":\"" + Base64Encode(*json) + "\",\"signature\":\"" +
+                         Base64Encode(sign_expired(*json)) + "\"}");
+  };
+
+  Submitted sub = SubmitDirective();
+  handler_ = [&](const Call& c) -> Result<client::Response> {
+    if (c.endpoint == "https://127.0.0.1:7002") {
+      return ReceiptFrom("cd-a", seal_a_, "seal-a", sub.id, sub.content_sha256);
+    }
+    return expired_receipt(sub.id, sub.content_sha256);
+  };
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  storage::DeliveryState a = StateOf(sub.id, "cd-a");
+  EXPECT_EQ(a.state, storage::JobState::kRefused);
+  EXPECT_NE(a.last_error.find("REVOKED"), std::string::npos) << a.last_error;
+  EXPECT_NE(a.last_error.find("of cd-a"), std::string::npos) << a.last_error;
+  storage::DeliveryState b = StateOf(sub.id, "cd-b");
+  EXPECT_EQ(b.state, storage::JobState::kRefused);
+  EXPECT_NE(b.last_error.find("OUT_OF_BOUNDS_NO_POE"), std::string::npos) << b.last_error;
+  EXPECT_NE(b.last_error.find("expired"), std::string::npos) << b.last_error;
+  EXPECT_TRUE(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).empty());
+
+  // The same seals on read notices: 422 naming the reason; nothing archived.
+  auto notice_body = [](const std::string& json, const std::string& signature) {
+    return "{\"notice\":\"" + Base64Encode(json) + "\",\"signature\":\"" +
+           Base64Encode(signature) + "\"}";
+  };
+  crypto::ReadNotice na{sub.id, "cd-a", "clerk", std::time(nullptr)};
+  auto signed_a = crypto::SignReadNotice(*seal_a_.signer, crypto::KeyRef{"seal-a"}, na);
+  ASSERT_TRUE(signed_a.has_value());
+  auto revoked = worker_->ReceiveNotice("cd-a", notice_body(signed_a->json, signed_a->signature));
+  ASSERT_FALSE(revoked.has_value());
+  EXPECT_EQ(revoked.error().status, 422);
+  EXPECT_NE(revoked.error().detail_en.find("REVOKED"), std::string::npos)
+      << revoked.error().detail_en;
+  auto nb = crypto::SerializeReadNotice({sub.id, "cd-b", "clerk", std::time(nullptr)});
+  ASSERT_TRUE(nb.has_value());
+  auto expired = worker_->ReceiveNotice("cd-b", notice_body(*nb, sign_expired(*nb)));
+  ASSERT_FALSE(expired.has_value());
+  EXPECT_EQ(expired.error().status, 422);
+  EXPECT_NE(expired.error().detail_en.find("expired"), std::string::npos)
+      << expired.error().detail_en;
+  EXPECT_TRUE(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).empty());
+
+  // Without the CRL (the default trust of anchors alone) cd-a's receipt of
+  // a second document passes: the refusal above came from the CRL.
+  worker_ = MakeWorker("ldld-thu", sender_.get(), &handler_, &calls_);
+  Submitted sub2 = SubmitDirective();
+  handler_ = [&](const Call&) -> Result<client::Response> {
+    return ReceiptFrom("cd-a", seal_a_, "seal-a", sub2.id, sub2.content_sha256);
+  };
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(StateOf(sub2.id, "cd-a").state, storage::JobState::kDelivered);
 }
 
 }  // namespace
