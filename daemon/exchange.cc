@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <cstring>
 
 #include <openssl/pem.h>
@@ -126,7 +128,19 @@ Result<std::string> CrlsPem(const std::vector<std::string>& files) {
 
 }  // namespace
 
-Exchange::~Exchange() = default;
+Exchange::~Exchange() {
+  const StepTimes t = step_times();
+  if (t.submissions == 0) return;
+  auto avg = [&](uint64_t ns) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f", static_cast<double>(ns) / 1e6 / static_cast<double>(t.submissions));
+    return std::string(buf);
+  };
+  Log(LogLevel::kInfo, "submission step times (mean ms per submission)",
+      "submissions=" + std::to_string(t.submissions) + " verify_ms=" + avg(t.verify_ns) +
+          " seal_ms=" + avg(t.seal_ns) + " append_ms=" + avg(t.append_ns) +
+          " bundle_ms=" + avg(t.bundle_ns) + " outbox_ms=" + avg(t.outbox_ns));
+}
 
 Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
   if (options.signer == nullptr || options.policy == nullptr ||
@@ -176,12 +190,19 @@ Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
   }
   Status s = ex->LoadCounters();
   if (!s.ok()) return Err(s);
+  auto evidence = ArchiveEvidence::Create(ex->archive_dir_);
+  if (!evidence) return Err(evidence.error());
+  ex->evidence_ = std::move(*evidence);
   return ex;
 }
 
 Status Exchange::LoadCounters() {
   auto reader = storage::ArchiveReader::Open(archive_dir_);
   if (!reader) return reader.error().WithContext("reference counters");
+  // Entries written before reference_number existed were numbered in
+  // archive order without gaps (one submission at a time): 1..legacy.
+  std::map<CounterKey, uint64_t> legacy;
+  std::map<CounterKey, std::set<uint64_t>> numbered;
   for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
     auto m = (*reader)->ReadManifest(seq);
     if (!m) return m.error().WithContext("reference counters");
@@ -189,9 +210,99 @@ Status Exchange::LoadCounters() {
     if (m->Field("issuer") != options_.union_id) continue;
     sent_[m->Field("id")] = seq;
     if (m->Field("reference").empty()) continue;
-    ++counters_[{m->Field("type"), YearOf(m->Field("issued_at"))}];
+    CounterKey key{m->Field("type"), YearOf(m->Field("issued_at"))};
+    const std::string n = m->Field("reference_number");
+    if (n.empty()) {
+      ++legacy[key];
+      continue;
+    }
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), v);
+    if (ec != std::errc() || end != n.data() + n.size() || v == 0) {
+      return Status::DataError("reference counters: entry " + std::to_string(seq) +
+                               " has reference_number '" + n + "', not a positive number");
+    }
+    if (!numbered[key].insert(v).second) {
+      return Status::DataError("reference counters: entry " + std::to_string(seq) +
+                               " repeats reference number " + n + " of type " + key.first +
+                               " in " + std::to_string(key.second));
+    }
+  }
+  for (const auto& [key, count] : legacy) counters_[key].last = count;
+  for (const auto& [key, numbers] : numbered) {
+    Counter& c = counters_[key];
+    const uint64_t legacy_last = c.last;
+    c.last = std::max(c.last, *numbers.rbegin());
+    // Numbers taken by a process that ended before their entries were
+    // archived: handed out again first.
+    for (uint64_t v = legacy_last + 1; v < c.last; ++v) {
+      if (!numbers.count(v)) c.freed.insert(v);
+    }
+    if (!c.freed.empty()) {
+      Log(LogLevel::kInfo, "reference numbers not archived are handed out again",
+          "type=" + JsonString(key.first) + " year=" + std::to_string(key.second) +
+              " count=" + std::to_string(c.freed.size()) +
+              " first=" + std::to_string(*c.freed.begin()));
+    }
   }
   return Status::Ok();
+}
+
+uint64_t Exchange::TakeNumber(const CounterKey& key) {
+  std::lock_guard<std::mutex> lock(counters_mu_);
+  Counter& c = counters_[key];
+  if (!c.freed.empty()) {
+    uint64_t n = *c.freed.begin();
+    c.freed.erase(c.freed.begin());
+    return n;
+  }
+  return ++c.last;
+}
+
+void Exchange::ReturnNumber(const CounterKey& key, uint64_t number) {
+  std::lock_guard<std::mutex> lock(counters_mu_);
+  Counter& c = counters_[key];
+  if (number == c.last) {
+    // The newest number: simply not handed out (and any freed numbers
+    // just below it go with it, so `last` stays the largest one in use).
+    --c.last;
+    while (c.last > 0 && c.freed.count(c.last)) c.freed.erase(c.last--);
+  } else {
+    c.freed.insert(number);
+  }
+}
+
+// A number taken for one submission: returned unless Keep() was called
+// (its entry is durable).
+class Exchange::Reservation {
+ public:
+  Reservation(Exchange* ex, CounterKey key) : ex_(ex), key_(std::move(key)) {
+    number_ = ex_->TakeNumber(key_);
+  }
+  ~Reservation() {
+    if (!kept_) ex_->ReturnNumber(key_, number_);
+  }
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+  uint64_t number() const { return number_; }
+  void Keep() { kept_ = true; }
+
+ private:
+  Exchange* ex_;
+  CounterKey key_;
+  uint64_t number_ = 0;
+  bool kept_ = false;
+};
+
+Exchange::StepTimes Exchange::step_times() const {
+  StepTimes t;
+  t.submissions = t_count_.load();
+  t.verify_ns = t_verify_.load();
+  t.seal_ns = t_seal_.load();
+  t.append_ns = t_append_.load();
+  t.bundle_ns = t_bundle_.load();
+  t.outbox_ns = t_outbox_.load();
+  return t;
 }
 
 Result<std::string> Exchange::BundlePath(const std::string& id) const {
@@ -209,6 +320,12 @@ Result<uint64_t> Exchange::SentSeq(const std::string& id) const {
 
 std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   const ExchangeOptions& o = options_;
+  using Clock = std::chrono::steady_clock;
+  auto ns_since = [](Clock::time_point t) {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count());
+  };
+  const Clock::time_point t_start = Clock::now();
   auto policy = o.policy->Current();
   // One trust for the whole submission (CRLs fetched meanwhile apply to the next).
   std::shared_ptr<const TrustSnapshot> trust = o.trust ? o.trust->Current() : nullptr;
@@ -309,23 +426,11 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   auto digest_alg = crypto::DigestAlgForKey(X509_get0_pubkey(seal->get()));
   if (!digest_alg) return std::unexpected(Internal("seal key: " + digest_alg.error().message()));
 
-  std::lock_guard<std::mutex> serial(submit_mu_);
-  // 5. Reference number (taken only if the append below succeeds).
-  const std::string issued_at = storage::Rfc3339Utc(now);
-  const int year = YearOf(issued_at);
-  std::string reference;
-  std::pair<std::string, int> counter_key{req.type, year};
-  uint64_t next = counters_[counter_key] + 1;
-  if (type != nullptr && !type->reference_pattern.empty()) {
-    auto ref = policies::FormatReference(type->reference_pattern, next, year,
-                                         self != nullptr ? self->code : o.union_id, req.type);
-    if (!ref) return std::unexpected(Internal("reference: " + ref.error().message()));
-    reference = std::move(*ref);
-  }
-  auto id = NewUuid();
-  if (!id) return std::unexpected(Internal(id.error().message()));
+  const uint64_t verify_ns = ns_since(t_start);
+  const Clock::time_point t_seal = Clock::now();
 
-  // 6. The seal over the content (appended to the officers' SignedData).
+  // 5. The seal over the content (appended to the officers' SignedData):
+  // it does not depend on the reference number, so it is made first.
   crypto::CadesSignOptions copts;
   copts.signing_time = now;
   auto md = crypto::DigestFile(req.content_path, {crypto::DigestAlgMd(*digest_alg)});
@@ -336,6 +441,22 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                : crypto::BuildDetachedSignature(*o.signer, o.seal_key, seal->get(), *digest_alg,
                                                 (*md)[0], copts);
   if (!content_p7s) return std::unexpected(SignerProblem(content_p7s.error()));
+
+  // 6. Reference number: reserved now, kept once the entry is durable,
+  // handed out again first if this submission fails before that.
+  const std::string issued_at = storage::Rfc3339Utc(now);
+  const int year = YearOf(issued_at);
+  std::string reference;
+  std::optional<Reservation> number;
+  if (type != nullptr && !type->reference_pattern.empty()) {
+    number.emplace(this, CounterKey{req.type, year});
+    auto ref = policies::FormatReference(type->reference_pattern, number->number(), year,
+                                         self != nullptr ? self->code : o.union_id, req.type);
+    if (!ref) return std::unexpected(Internal("reference: " + ref.error().message()));
+    reference = std::move(*ref);
+  }
+  auto id = NewUuid();
+  if (!id) return std::unexpected(Internal(id.error().message()));
 
   // 7. document.json and the seal over it.
   crypto::DocumentInfo info;
@@ -362,6 +483,7 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   auto doc_p7s = crypto::BuildDetachedSignature(*o.signer, o.seal_key, seal->get(), *digest_alg,
                                                 *doc_digest, copts);
   if (!doc_p7s) return std::unexpected(SignerProblem(doc_p7s.error()));
+  const uint64_t seal_ns = ns_since(t_seal);
 
   // 8. certs.pem: the seal, every officer and their chains (not the anchors).
   std::string certs_pem;
@@ -402,6 +524,9 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                   {"content_size", std::to_string(info.content_size)},
                   {"content_sha256", info.content_sha256},
                   {"policy_sha256", info.policy_sha256}};
+  // The number behind the reference, so that the counters (and numbers
+  // freed by a process that ended mid-submission) are rebuilt exactly.
+  if (number) entry.fields.emplace("reference_number", std::to_string(number->number()));
   entry.files = {{"certs.pem", certs_pem},
                  storage::EntryFile::FromPath("content", req.content_path, content_size,
                                               std::move(*content_sha256_raw)),
@@ -418,14 +543,16 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                                    "Thông tin văn bản không hợp lệ", v.message(),
                                    "Thông tin văn bản không hợp lệ: " + v.message()});
   }
+  const Clock::time_point t_append = Clock::now();
   auto appended = archive_->Append(std::move(entry));
+  const uint64_t append_ns = ns_since(t_append);
   if (!appended) {
     if (appended.error().code() == Code::kUnavailable) {
       return std::unexpected(SignerProblem(appended.error()));
     }
     return std::unexpected(Internal("archive: " + appended.error().message()));
   }
-  if (!reference.empty()) counters_[counter_key] = next;
+  if (number) number->Keep();
   {
     std::lock_guard<std::mutex> lock(ids_mu_);
     sent_[info.id] = appended->seq;
@@ -438,13 +565,9 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   // entry's inclusion proof in it. From here on the document is archived;
   // a failure is reported (500) and the entry stays (the bundle can be
   // rebuilt from the archive).
-  auto reader = storage::ArchiveReader::Open(archive_dir_);
-  if (!reader) return std::unexpected(Internal("archive reader: " + reader.error().message()));
-  auto manifest = (*reader)->ReadEntryFile(appended->seq, "manifest.json");
-  if (!manifest) return std::unexpected(Internal("manifest: " + manifest.error().message()));
-  uint64_t tree_size = (*reader)->size();
-  auto proof = (*reader)->InclusionProof(appended->seq, tree_size);
-  if (!proof) return std::unexpected(Internal("inclusion proof: " + proof.error().message()));
+  const Clock::time_point t_bundle = Clock::now();
+  auto evidence = evidence_->Get(appended->seq);
+  if (!evidence) return std::unexpected(Internal("archive evidence: " + evidence.error().message()));
   crypto::BundleParts parts;
   parts.content_path = req.content_path;
   parts.document_json = *doc_json;
@@ -452,16 +575,17 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   parts.content_p7s = *content_p7s;
   parts.certs_pem = certs_pem;
   parts.crls_pem = *crls_pem;
-  parts.archive_manifest = *manifest;
-  parts.checkpoint = (*reader)->checkpoint_body();
-  parts.checkpoint_p7s = (*reader)->checkpoint_signature();
+  parts.archive_manifest = std::move(evidence->manifest);
+  parts.checkpoint = std::move(evidence->checkpoint_body);
+  parts.checkpoint_p7s = std::move(evidence->checkpoint_p7s);
   parts.proof.leaf_index = appended->seq - 1;
-  parts.proof.tree_size = tree_size;
-  parts.proof.hashes = std::move(*proof);
+  parts.proof.tree_size = evidence->tree_size;
+  parts.proof.hashes = std::move(evidence->proof);
   const std::string bundle_path = bundle_dir_ + "/" + info.id + ".asics";
   if (Status b = crypto::BuildBundle(parts, bundle_path, now); !b.ok()) {
     return std::unexpected(Internal("bundle: " + b.message()));
   }
+  const uint64_t bundle_ns = ns_since(t_bundle);
 
   // 11. One delivery job per recipient and channel (the union's `channels`
   // in the policy), all in one transaction. A recipient with no channel at
@@ -497,8 +621,10 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
       }
     }
   }
+  const Clock::time_point t_outbox = Clock::now();
   auto q = outbox_->EnqueueBatch(jobs);
   if (!q) return std::unexpected(Internal("outbox: " + q.error().message()));
+  const uint64_t outbox_ns = ns_since(t_outbox);
 
   if (policy_update) {
     auto applied = ApplyPolicyUpdate(o.policy, policy_update, req.content_path, o.state_dir,
@@ -511,6 +637,13 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                                       "put in force here: " + applied.error().message()));
     }
   }
+
+  ++t_count_;
+  t_verify_ += verify_ns;
+  t_seal_ += seal_ns;
+  t_append_ += append_ns;
+  t_bundle_ += bundle_ns;
+  t_outbox_ += outbox_ns;
 
   Submitted out;
   out.id = info.id;

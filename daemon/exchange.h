@@ -16,15 +16,26 @@
 // number used, no job). A signer that is down or a token that is out is
 // kUnavailable from the Signer and becomes a 503 problem here.
 //
-// Reference numbers: the counters are rebuilt at Create() from the archive
-// (the document-sent entries of this union per type and issued_at year) and
-// then kept in memory; submissions are serialised (one at a time through
-// seal + append) so a number is taken only when its entry is durable.
+// Reference numbers (docs/decisions/0010-concurrent-submissions.md): only
+// taking a number is serialised (counters_mu_, held for microseconds);
+// the seal signatures, the archive append (concurrent appends share one
+// commit), the bundle and the outbox insert run concurrently. A number is
+// reserved before document.json is sealed (it is part of it); when the
+// submission fails before its entry is durable, the number goes back and
+// is the next one handed out for that type and year (smallest first). Each
+// document-sent entry records its number (field reference_number), so the
+// counters and the numbers freed by a process that ended mid-submission
+// are rebuilt at Create() from the archive: the numbers in the archive
+// have no gap once the next submission of that type has been archived.
+//
+// Durability: Submit() answers only after the entry is durable and its
+// outbox jobs are committed, whatever order concurrent submissions end in.
 //
 // Thread-safety: Submit() and the getters may be called from any thread.
 #ifndef SEALPOST_DAEMON_EXCHANGE_H_
 #define SEALPOST_DAEMON_EXCHANGE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
 #include <expected>
@@ -32,6 +43,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +51,7 @@
 #include "base/status.h"
 #include "crypto/signer.h"
 #include "crypto/verify.h"
+#include "daemon/archive_evidence.h"
 #include "daemon/problem.h"
 #include "daemon/trust.h"
 #include "policies/holder.h"
@@ -133,19 +146,43 @@ class Exchange {
   storage::Outbox& outbox() { return *outbox_; }
   const std::string& archive_dir() const { return archive_dir_; }
 
+  // Where successful submissions spent their time, summed since Create
+  // (wall clock, nanoseconds): verify = content digest, officers'
+  // signatures, policy; seal = both seal signatures through the signer;
+  // append = the archive append until durable; bundle = evidence + bundle
+  // file; outbox = the jobs' transaction.
+  struct StepTimes {
+    uint64_t submissions = 0;
+    uint64_t verify_ns = 0, seal_ns = 0, append_ns = 0, bundle_ns = 0, outbox_ns = 0;
+  };
+  StepTimes step_times() const;
+
  private:
+  // A reference number taken for (type, year); see the file comment.
+  struct Counter {
+    uint64_t last = 0;         // the largest number handed out or archived
+    std::set<uint64_t> freed;  // numbers below `last` not archived, handed out first
+  };
+  using CounterKey = std::pair<std::string, int>;
+  class Reservation;
+
   Exchange() = default;
   [[nodiscard]] Status LoadCounters();
+  uint64_t TakeNumber(const CounterKey& key);
+  void ReturnNumber(const CounterKey& key, uint64_t number);
 
   ExchangeOptions options_;
   std::string archive_dir_;
   std::string bundle_dir_;
   std::unique_ptr<storage::Archive> archive_;
   std::unique_ptr<storage::Outbox> outbox_;
-  std::mutex submit_mu_;  // one submission at a time through seal + append
-  std::map<std::pair<std::string, int>, uint64_t> counters_;  // (type, year) -> last; submit_mu_
+  std::unique_ptr<ArchiveEvidence> evidence_;
+  std::mutex counters_mu_;  // only around taking / returning a number
+  std::map<CounterKey, Counter> counters_;  // guarded by counters_mu_
   mutable std::mutex ids_mu_;
   std::map<std::string, uint64_t> sent_;  // document id -> seq; guarded by ids_mu_
+  std::atomic<uint64_t> t_count_{0}, t_verify_{0}, t_seal_{0}, t_append_{0}, t_bundle_{0},
+      t_outbox_{0};
 };
 
 }  // namespace sealpost::daemon

@@ -1,0 +1,88 @@
+// What a bundle carries from our archive for one of its entries — the
+// entry's manifest, a signed checkpoint at or after it and the inclusion
+// proof in that checkpoint's tree — without reading every manifest again
+// for every bundle.
+//
+// ArchiveReader::InclusionProof reads tree_size manifests and hashes O(n)
+// nodes per call: per submission that grew with the archive (quadratic over
+// its life). ArchiveEvidence keeps the Merkle tree's nodes in memory (every
+// leaf hash and every complete subtree root: about 2n hashes, 64 MiB per
+// million entries), loaded once at Create and extended by the entries
+// appended since (whoever appended them: exchange, inbox, delivery); a
+// proof is then O(log n) lookups (O(log^2 n) hashes for the right edge).
+// After each extension the tree's root is checked against the signed
+// checkpoint read from the archive, so a cache that disagrees with the
+// archive is reported, never used.
+//
+// Thread-safety: Get() may be called from any thread (one internal mutex;
+// the reader it holds is used under it only).
+#ifndef SEALPOST_DAEMON_ARCHIVE_EVIDENCE_H_
+#define SEALPOST_DAEMON_ARCHIVE_EVIDENCE_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "crypto/merkle.h"
+#include "storage/reader.h"
+
+namespace sealpost::daemon {
+
+// The nodes of an RFC 6962 tree kept for proofs: levels_[0] are the leaf
+// hashes, levels_[k][i] the root of the perfect subtree of 2^k leaves
+// starting at leaf i * 2^k (present once all its leaves are). Not
+// synchronised.
+class MerkleNodes {
+ public:
+  void Append(const crypto::merkle::Hash& leaf_hash);
+  uint64_t size() const { return levels_.empty() ? 0 : levels_[0].size(); }
+  // MTH of the first `tree_size` leaves; REQUIRES tree_size <= size().
+  crypto::merkle::Hash Root(uint64_t tree_size) const;
+  // PATH(index, D[tree_size]) as crypto::merkle::InclusionProof computes
+  // it; InvalidArgument unless index < tree_size <= size().
+  Result<std::vector<crypto::merkle::Hash>> InclusionProof(uint64_t index, uint64_t tree_size) const;
+
+ private:
+  crypto::merkle::Hash RangeRoot(uint64_t lo, uint64_t hi) const;
+  void Path(uint64_t index, uint64_t lo, uint64_t hi, std::vector<crypto::merkle::Hash>* out) const;
+  std::vector<std::vector<crypto::merkle::Hash>> levels_;
+};
+
+struct EntryEvidence {
+  std::string manifest;         // manifest.json of the entry, as committed
+  std::string checkpoint_body;  // log/checkpoint of a commit holding the entry
+  std::string checkpoint_p7s;   // log/checkpoint.p7s of that commit
+  uint64_t tree_size = 0;       // that checkpoint's size (>= seq)
+  std::vector<crypto::merkle::Hash> proof;  // PATH(seq - 1, tree_size)
+};
+
+class ArchiveEvidence {
+ public:
+  // Reads every manifest of the archive in `dir` once. Errors: the
+  // reader's, DataError when the leaves do not give the checkpoint's root.
+  [[nodiscard]] static Result<std::unique_ptr<ArchiveEvidence>> Create(const std::string& dir);
+
+  // The evidence for entry `seq`, which must be durable (acknowledged by
+  // Archive::Append): a fresh reader is opened when the one held does not
+  // reach `seq`. Errors: the reader's; Internal when the in-memory tree
+  // disagrees with the archive's checkpoint.
+  [[nodiscard]] Result<EntryEvidence> Get(uint64_t seq);
+
+ private:
+  explicit ArchiveEvidence(std::string dir) : dir_(std::move(dir)) {}
+  // Extends nodes_ to the reader's size and checks the root. REQUIRES mu_.
+  [[nodiscard]] Status CatchUp();
+
+  const std::string dir_;
+  std::mutex mu_;
+  std::unique_ptr<storage::ArchiveReader> reader_;  // guarded by mu_
+  MerkleNodes nodes_;                               // guarded by mu_
+};
+
+}  // namespace sealpost::daemon
+
+#endif  // SEALPOST_DAEMON_ARCHIVE_EVIDENCE_H_
