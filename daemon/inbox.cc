@@ -381,7 +381,10 @@ std::expected<crypto::SignedReceipt, Problem> Inbox::ReceiptFor(const ReceivedDo
 
 std::expected<void, Problem> Inbox::ArchiveReceipt(const ReceivedDocument& doc,
                                                    const crypto::SignedReceipt& receipt) {
-  if (receipt_entries_.count(doc.id)) return {};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (receipt_entries_.count(doc.id)) return {};
+  }
   auto r = crypto::ParseDeliveryReceipt(receipt.json, "receipt of " + doc.id);
   if (!r) return std::unexpected(Internal(r.error().message()));
   storage::EntryInput e;
@@ -399,6 +402,7 @@ std::expected<void, Problem> Inbox::ArchiveReceipt(const ReceivedDocument& doc,
   // Not archived: no receipt is given (503); the sender delivers again and
   // gets the stored one, archived then.
   if (!appended) return std::unexpected(StoreProblem(appended.error(), "archive"));
+  std::lock_guard<std::mutex> lock(mu_);
   receipt_entries_.emplace(doc.id, appended->seq);
   return {};
 }
@@ -490,14 +494,39 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
                   d, doc.id);
   }
 
+  // Steps 4 to 7 for one sender run one at a time, so that its checkpoints
+  // are checked against each other in order; other senders' deliveries run
+  // beside them (their appends share commits). A document id is handled by
+  // one delivery at a time (in_flight_), whoever sends it, so nothing is
+  // archived twice and a redelivery waits for the first to finish.
+  std::shared_ptr<std::mutex> peer_mu;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    std::shared_ptr<std::mutex>& slot = peer_mu_[d.peer];
+    if (!slot) slot = std::make_shared<std::mutex>();
+    peer_mu = slot;
+  }
+  std::unique_lock<std::mutex> peer_lock(*peer_mu);
   std::unique_lock<std::mutex> lock(mu_);
+  in_flight_cv_.wait(lock, [&] { return in_flight_.count(doc.id) == 0; });
+  in_flight_.insert(doc.id);
+  struct InFlight {
+    Inbox* inbox;
+    std::string id;
+    ~InFlight() {
+      std::lock_guard<std::mutex> l(inbox->mu_);
+      inbox->in_flight_.erase(id);
+      inbox->in_flight_cv_.notify_all();
+    }
+  } in_flight{this, doc.id};
   // 4. A document already received.
   if (auto it = received_.find(doc.id); it != received_.end()) {
     if (it->second.peer == d.peer && it->second.content_sha256 == doc.content_sha256) {
       ReceivedDocument known = it->second;
+      lock.unlock();
+      peer_lock.unlock();
       auto receipt = ReceiptFor(known);
       if (!receipt) return std::unexpected(receipt.error());
-      lock.unlock();
       Log(LogLevel::kInfo, "inbox redelivery answered with the stored receipt",
           "peer=" + JsonString(d.peer) + " document_id=" + JsonString(doc.id) +
               " seq=" + std::to_string(known.seq));
@@ -516,6 +545,8 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
                                 "Đã nhận một văn bản khác có cùng mã '" + doc.id + "'."),
                   d, doc.id);
   }
+  std::optional<PeerState> last_seen;
+  if (auto it = peers_.find(d.peer); it != peers_.end()) last_seen = it->second;
   lock.unlock();
 
   // 5. Addressed to us, and allowed by the policy in force.
@@ -559,25 +590,17 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
     policy_update = std::move(*next);
   }
 
-  lock.lock();
-  // Another delivery of the same document may have finished meanwhile.
-  if (auto it = received_.find(doc.id); it != received_.end()) {
-    lock.unlock();
-    return Receive(d);  // answered by step 4 now
-  }
-
   // 6. The sender's checkpoint against the largest one seen from it.
   const crypto::Checkpoint& cp = parsed->checkpoint;
   bool grows = true;
-  if (auto it = peers_.find(d.peer); it != peers_.end()) {
-    const crypto::Checkpoint& last = it->second.checkpoint;
+  if (last_seen) {
+    const crypto::Checkpoint& last = last_seen->checkpoint;
     if (last.size == cp.size) {
       grows = false;
       if (last.root != cp.root) {
         std::string detail = "two checkpoints of size " + std::to_string(cp.size) +
                              ": seen root " + crypto::merkle::ToHex(last.root) + ", now " +
                              crypto::merkle::ToHex(cp.root);
-        lock.unlock();
         RaiseAlarm(d.peer, doc.id, detail);
         return Refuse("checkpoint-inconsistent",
                       Problem{422, "checkpoint-inconsistent", "Checkpoint inconsistent",
@@ -594,7 +617,6 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
       const crypto::merkle::Hash& from_root = older ? cp.root : last.root;
       const crypto::merkle::Hash& to_root = older ? last.root : cp.root;
       if (!d.proof || d.proof->from != from || d.proof->to != to) {
-        lock.unlock();
         Problem p{409, "consistency-proof-required", "Consistency proof required",
                   "Cần bằng chứng nhất quán",
                   "Prove that your log of size " + std::to_string(to) + " extends the one of size " +
@@ -615,7 +637,6 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
                              crypto::merkle::ToHex(from_root) + ") to size " + std::to_string(to) +
                              " (root " + crypto::merkle::ToHex(to_root) +
                              ") does not verify: " + v.message();
-        lock.unlock();
         RaiseAlarm(d.peer, doc.id, detail);
         return Refuse("checkpoint-inconsistent",
                       Problem{422, "checkpoint-inconsistent", "Checkpoint inconsistent",
@@ -666,7 +687,6 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
                  {"sender-manifest.json", parsed->archive_manifest}};
   if (!parsed->crls_pem.empty()) entry.files.push_back({"crls.pem", parsed->crls_pem});
   if (Status v = storage::ValidateEntry(entry); !v.ok()) {
-    lock.unlock();
     return Refuse("entry-invalid",
                   BundleInvalid("The document cannot be archived: " + v.message(),
                                 "Không lưu trữ được văn bản: " + v.message()),
@@ -688,10 +708,15 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   rd.content_media_type = doc.content_media_type;
   rd.content_sha256 = doc.content_sha256;
   rd.content_size = doc.content_size;
+  lock.lock();
   received_[rd.id] = rd;
-  order_.push_back(rd.id);
+  // In archive order: deliveries from other senders may finish first.
+  auto pos = order_.end();
+  while (pos != order_.begin() && received_.at(*(pos - 1)).seq > rd.seq) --pos;
+  order_.insert(pos, rd.id);
+  if (grows) peers_[d.peer] = PeerState{cp, appended->seq};
+  lock.unlock();
   if (grows) {
-    peers_[d.peer] = PeerState{cp, appended->seq};
     if (auto body = crypto::SerializeCheckpoint(cp); body) {
       Status s = WriteFileAtomic(dir_ + "/peers/" + SafeName(d.peer) + ".checkpoint", *body, 0640);
       if (!s.ok()) {
@@ -700,6 +725,7 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
       }
     }
   }
+  peer_lock.unlock();  // the receipt is made beside the sender's next delivery
   {
     std::lock_guard<std::mutex> s(stats_mu_);
     ++accepted_;

@@ -39,10 +39,14 @@
 // same bytes), alarms.jsonl (forked histories seen; kept for health).
 //
 // Thread-safety: every method may be called from any thread. Verification
-// runs concurrently; steps 4, 6 and 7 are serialised.
+// runs concurrently; steps 4 to 7 run one at a time per sender (its
+// checkpoints are checked in order), deliveries from different senders run
+// concurrently (their appends share archive commits), and one document id
+// is handled by one delivery at a time (a redelivery waits for the first).
 #ifndef SEALPOST_DAEMON_INBOX_H_
 #define SEALPOST_DAEMON_INBOX_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <ctime>
 #include <expected>
@@ -50,6 +54,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -179,7 +184,7 @@ class Inbox {
   // Signs (or returns the stored) receipt for entry `seq`, stores it, and
   // archives it (a delivery-receipt entry referring to the document's entry,
   // once per document) before it is given to the sender.
-  // REQUIRES: mu_ held.
+  // REQUIRES: doc.id in in_flight_ (taken by this thread); mu_ not held.
   std::expected<crypto::SignedReceipt, Problem> ReceiptFor(const ReceivedDocument& doc);
   std::expected<void, Problem> ArchiveReceipt(const ReceivedDocument& doc,
                                               const crypto::SignedReceipt& receipt);
@@ -192,7 +197,11 @@ class Inbox {
   X509StackPtr anchors_;
   X509CrlStackPtr crls_;
 
-  mutable std::mutex mu_;  // guards everything below; held from step 4 to 7
+  mutable std::mutex mu_;  // guards everything below; never held across a signature or append
+  std::condition_variable in_flight_cv_;
+  std::set<std::string> in_flight_;  // document ids being received or receipted
+  // One per sender, held from step 4 to the end of step 7 (not mu_).
+  std::map<std::string, std::shared_ptr<std::mutex>> peer_mu_;
   std::map<std::string, ReceivedDocument> received_;  // by document id
   std::vector<std::string> order_;                    // ids in archive order
   // Receipts we issued and archived: document id -> entry seq.
