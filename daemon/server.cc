@@ -205,7 +205,7 @@ Result<Inbox*> GetInbox(Server::State& st) {
 // The token as the signer sees it ("token" in health): present, logged in,
 // why not. False in *ok when a seal is configured and cannot be used.
 std::string TokenJson(signer::RemoteSigner* probe, bool* ok) {
-  auto st = probe->QueryStatus(std::chrono::seconds(3));
+  auto st = probe->CachedStatus(std::chrono::seconds(3));
   if (!st) {
     *ok = false;
     return "{\"present\":false,\"logged_in\":false,\"detail\":" + JsonString(st.error().message()) + "}";
@@ -288,7 +288,7 @@ SignerView SignerViewOf(Server::State& st) {
   SignerView v;
   signer::RemoteSigner* s = st.documents->signer();
   v.restarts = s->restarts_seen();
-  auto status = s->QueryStatus(std::chrono::seconds(2));
+  auto status = s->CachedStatus(std::chrono::seconds(2));
   if (!status) {
     v.token_state = "signer_unreachable";
     v.restarts = s->restarts_seen();

@@ -25,8 +25,17 @@ void RemoteSigner::NotePeer(int fd) {
   socklen_t len = sizeof cred;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid <= 0) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (last_peer_pid_ != 0 && cred.pid != last_peer_pid_) ++restarts_;
+  if (last_peer_pid_ != 0 && cred.pid != last_peer_pid_) {
+    ++restarts_;
+    ++epoch_;
+  }
   last_peer_pid_ = cred.pid;
+}
+
+void RemoteSigner::NoteOutcome(bool unavailable) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (unavailable || last_unavailable_) ++epoch_;
+  last_unavailable_ = unavailable;
 }
 
 uint64_t RemoteSigner::restarts_seen() const {
@@ -35,6 +44,21 @@ uint64_t RemoteSigner::restarts_seen() const {
 }
 
 Result<Answer> RemoteSigner::Call(const Request& request, std::chrono::milliseconds timeout) {
+  struct Outcome {
+    RemoteSigner* self;
+    bool unavailable = true;
+    ~Outcome() { self->NoteOutcome(unavailable); }
+  } outcome{this};
+  auto result = [&](Result<Answer> r) {
+    outcome.unavailable = !r ? r.error().code() == Code::kUnavailable
+                             : std::holds_alternative<ErrorAnswer>(*r) &&
+                                   std::get<ErrorAnswer>(*r).code == Code::kUnavailable;
+    return r;
+  };
+  return result(CallOnce(request, timeout));
+}
+
+Result<Answer> RemoteSigner::CallOnce(const Request& request, std::chrono::milliseconds timeout) {
   auto payload = EncodeRequest(request);
   if (!payload) return Err(payload.error());
   Deadline deadline = std::chrono::steady_clock::now() + timeout;
@@ -117,6 +141,29 @@ Result<std::string> RemoteSigner::SignSignedAttributes(const crypto::KeyRef& key
 }
 
 Result<StatusAnswer> RemoteSigner::QueryStatus() { return QueryStatus(opts_.timeout); }
+
+Result<StatusAnswer> RemoteSigner::CachedStatus(std::chrono::milliseconds timeout,
+                                                std::chrono::milliseconds max_age) {
+  std::lock_guard<std::mutex> status_lock(status_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  uint64_t epoch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    epoch = epoch_;
+  }
+  if (cached_ && epoch == cached_epoch_ && now - cached_at_ < max_age) return cached_status_;
+  auto st = QueryStatus(timeout);
+  {
+    // Kept only when nothing changed during the query (its own failure, or
+    // its success after a failure, counts as a change: asked again).
+    std::lock_guard<std::mutex> lock(mu_);
+    cached_ = epoch == epoch_;
+    cached_epoch_ = epoch;
+  }
+  cached_at_ = now;
+  cached_status_ = st;
+  return st;
+}
 
 Result<StatusAnswer> RemoteSigner::QueryStatus(std::chrono::milliseconds timeout) {
   auto a = Call(StatusRequest{}, timeout);

@@ -61,6 +61,13 @@ class RemoteSigner final : public crypto::Signer {
   Result<StatusAnswer> QueryStatus();
   // The same within `timeout` (health and metrics must not wait 30 s).
   Result<StatusAnswer> QueryStatus(std::chrono::milliseconds timeout);
+  // For health and metrics, which may be asked often: the last status
+  // answer (or error) while it is younger than `max_age` and nothing was
+  // seen to change since it was asked (no call failed as unavailable, no
+  // call succeeded after one had, no signer restart); otherwise a new
+  // QueryStatus(timeout). Concurrent callers share one query.
+  Result<StatusAnswer> CachedStatus(std::chrono::milliseconds timeout,
+                                    std::chrono::milliseconds max_age = std::chrono::seconds(1));
 
   // How many times a new connection found another signer process (peer pid,
   // SO_PEERCRED) than the previous connection did: signer restarts seen by
@@ -69,7 +76,10 @@ class RemoteSigner final : public crypto::Signer {
 
  private:
   Result<Answer> Call(const Request& request, std::chrono::milliseconds timeout);
+  Result<Answer> CallOnce(const Request& request, std::chrono::milliseconds timeout);
   void NotePeer(int fd);
+  // Counts what may change the signer's status (see CachedStatus).
+  void NoteOutcome(bool unavailable);
 
   static constexpr size_t kMaxIdleConnections = 16;
 
@@ -78,6 +88,14 @@ class RemoteSigner final : public crypto::Signer {
   std::vector<UniqueFd> idle_;  // guarded by mu_
   int last_peer_pid_ = 0;       // guarded by mu_
   uint64_t restarts_ = 0;       // guarded by mu_
+  uint64_t epoch_ = 0;          // guarded by mu_; bumped by NoteOutcome / restarts
+  bool last_unavailable_ = false;  // guarded by mu_
+
+  std::mutex status_mu_;  // one status query at a time; guards the cache below
+  bool cached_ = false;
+  uint64_t cached_epoch_ = 0;
+  std::chrono::steady_clock::time_point cached_at_{};
+  Result<StatusAnswer> cached_status_ = StatusAnswer{};
 };
 
 }  // namespace sealpost::signer
