@@ -178,6 +178,13 @@ TEST(BenchDaemon, SubmissionsOverKeepAliveFromConcurrentClients) {
   RecordProperty("p99_ms", std::to_string(p99));
   EXPECT_EQ(failed.load(), 0) << first_failure;
   EXPECT_EQ(d->Terminate(), 0);
+  // Where the daemon's time went per submission (logged by the exchange
+  // at shutdown; wall clock, so waiting for a core counts).
+  const std::string log = d->Log();
+  size_t at = log.find("submission step times");
+  if (at != std::string::npos) {
+    std::printf("daemon: %s\n", log.substr(at, log.find('\n', at) - at).c_str());
+  }
 }
 
 
