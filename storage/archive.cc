@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <optional>
 #include <set>
 
@@ -197,6 +198,67 @@ Status CopyPackEntries(const std::string& pack_path, std::vector<IdxEntry> entri
   return Status::Ok();
 }
 
+// SHA-1 of the first `length` bytes of the file at `path`, raw (read in
+// 1 MiB pieces). Empty on any error.
+std::string FileSha1(const std::string& path, uint64_t length) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  std::unique_ptr<EVP_MD_CTX, CDeleter<EVP_MD_CTX_free>> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha1(), nullptr) != 1) return {};
+  constexpr size_t kChunk = 1u << 20;
+  std::unique_ptr<char[]> buf(new char[kChunk]);
+  for (uint64_t pos = 0; pos < length;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, length - pos));
+    ssize_t n = ::pread(fd, buf.get(), want, static_cast<off_t>(pos));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return {};
+    EVP_DigestUpdate(ctx.get(), buf.get(), static_cast<size_t>(n));
+    pos += static_cast<uint64_t>(n);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), md, &len) != 1 || len != GIT_OID_RAWSZ) return {};
+  return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+// The pack checksum (raw) a complete version 2 pack index names, if the
+// file at `path` is one whose own checksum is right; empty otherwise.
+std::string CompleteIdxPackChecksum(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_size < 8 + 1024 + 2 * GIT_OID_RAWSZ) return {};
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  auto tail = ReadFile(path, static_cast<size_t>(size));
+  if (!tail.has_value() || tail->size() != size || tail->compare(0, 8, "\377tOc\0\0\0\2", 8) != 0) {
+    return {};
+  }
+  if (FileSha1(path, size - GIT_OID_RAWSZ) != tail->substr(size - GIT_OID_RAWSZ)) return {};
+  return tail->substr(size - 2 * GIT_OID_RAWSZ, GIT_OID_RAWSZ);
+}
+
+// The checksum (raw) of the complete pack at `path` (its trailer, checked
+// against the SHA-1 of the rest); empty if it is not complete.
+std::string CompletePackChecksum(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_size < 12 + GIT_OID_RAWSZ) return {};
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  char head[4];
+  std::string trailer(GIT_OID_RAWSZ, '\0');
+  const bool read_ok =
+      ::pread(fd, head, sizeof head, 0) == 4 &&
+      ::pread(fd, trailer.data(), GIT_OID_RAWSZ, static_cast<off_t>(size - GIT_OID_RAWSZ)) ==
+          GIT_OID_RAWSZ;
+  ::close(fd);
+  if (!read_ok || std::memcmp(head, "PACK", 4) != 0) return {};
+  if (FileSha1(path, size - GIT_OID_RAWSZ) != trailer) return {};
+  return trailer;
+}
+
 // CPU time of the calling thread: under load the wall-clock build and sign
 // times include waiting for a core, this does not.
 uint64_t ThreadCpuNs() {
@@ -295,6 +357,7 @@ Archive::~Archive() {
     packs_cv_.notify_all();
     merger_.join();
   }
+  spare_pack_.reset();  // its temporary files
   // Objects first, then the lock that makes us the only writer.
   {
     std::lock_guard<std::mutex> lock(repo_mu_);
@@ -648,6 +711,12 @@ void Archive::WriterLoop() {
     slot_ = std::move(*built);
     lock.unlock();
     pipe_cv_.notify_all();
+    // While the syncer makes that commit durable: the files of the next
+    // one (a failure here is met again, and reported, by BuildCommit).
+    if (!spare_pack_) {
+      auto next = PackWriter::Create(dir_ + "/objects/pack");
+      if (next.has_value()) spare_pack_ = std::move(*next);
+    }
   }
 }
 
@@ -819,7 +888,72 @@ Result<std::string> Archive::SignCommitBuffer(std::string_view buffer) {
   return ArmorSignedMessage(*der);
 }
 
+Status Archive::RollForwardPacks() {
+  // Only when the branch names a commit that is not there: the renames of
+  // its pack and index into place did not reach the disk before a crash,
+  // though the ref rename did (PublishCommit syncs the three renames in one
+  // round). Otherwise temporary files are what an unacknowledged commit
+  // left, and ScanPacks removes them.
+  auto current = ReadBranch();
+  if (!current.has_value()) return current.error();
+  git_oid id;
+  if (!*current || git_oid_fromstr(&id, (*current)->c_str()) < 0 ||
+      git_odb_exists(odb_.get(), &id) == 1) {
+    return Status::Ok();
+  }
+  git_error_clear();
+  const std::string pack_dir = dir_ + "/objects/pack";
+  std::error_code ec;
+  // Pack checksum (raw) -> complete temporary pack / index with it.
+  std::map<std::string, std::string> packs, idxs;
+  for (const auto& e : fs::directory_iterator(pack_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.starts_with("tmp_sealpost_pack_")) {
+      if (std::string sum = CompletePackChecksum(e.path().string()); !sum.empty()) {
+        packs[sum] = e.path().string();
+      }
+    } else if (name.starts_with("tmp_sealpost_idx_")) {
+      if (std::string sum = CompleteIdxPackChecksum(e.path().string()); !sum.empty()) {
+        idxs[sum] = e.path().string();
+      }
+    }
+  }
+  if (ec) return Status::IoError(pack_dir + ": cannot list: " + ec.message());
+  std::set<std::string> sums;
+  for (const auto& [sum, path] : packs) sums.insert(sum);
+  for (const auto& [sum, path] : idxs) sums.insert(sum);
+  bool moved = false;
+  for (const std::string& sum : sums) {
+    const std::string base = pack_dir + "/pack-" + HexEncode(sum);
+    const auto tmp_pack = packs.find(sum);
+    const auto tmp_idx = idxs.find(sum);
+    const bool pack_ok = tmp_pack != packs.end() || CompletePackChecksum(base + ".pack") == sum;
+    const bool idx_ok = tmp_idx != idxs.end() || CompleteIdxPackChecksum(base + ".idx") == sum;
+    if (!pack_ok || !idx_ok) continue;
+    // The .pack first, as PublishCommit does.
+    if (tmp_pack != packs.end() && ::rename(tmp_pack->second.c_str(), (base + ".pack").c_str()) != 0) {
+      return Status::IoError(base + ".pack: cannot roll forward: " + std::strerror(errno));
+    }
+    if (tmp_idx != idxs.end() && ::rename(tmp_idx->second.c_str(), (base + ".idx").c_str()) != 0) {
+      return Status::IoError(base + ".idx: cannot roll forward: " + std::strerror(errno));
+    }
+    Log(LogLevel::kWarn, "rolled a complete pack forward into place after an interrupted write",
+        "archive=" + dir_ + " pack=pack-" + HexEncode(sum));
+    moved = true;
+  }
+  if (moved) {
+    RETURN_STATUS_IF_ERROR(FsyncPath(pack_dir));
+    git_odb_refresh(odb_.get());
+    if (git_odb_exists(odb_.get(), &id) == 1) return Status::Ok();
+    git_error_clear();
+  }
+  // Nothing complete to roll forward: leave every file as found.
+  return Status::DataError(dir_ + ": cannot read the head commit " + **current +
+                           " (missing object; temporary pack files left as found)");
+}
+
 Status Archive::ScanPacks() {
+  RETURN_STATUS_IF_ERROR(RollForwardPacks());
   std::lock_guard<std::mutex> lock(packs_mu_);
   packs_.clear();
   const std::string pack_dir = dir_ + "/objects/pack";
@@ -1022,22 +1156,10 @@ Status Archive::LoadTrees(git_tree* head_tree, uint64_t size) {
   return Status::Ok();
 }
 
-Result<int> Archive::LockBranch(bool has_expected, const git_oid& expected, const git_oid& next) {
-  const std::string ref = dir_ + "/" + kBranch;
-  const std::string lock = ref + ".lock";
-  // git's lock protocol: whoever creates <ref>.lock owns the update.
-  int fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    if (errno == EEXIST) return Err(Status::Unavailable(dir_ + ": " + kBranch + " is locked"));
-    return Err(Status::IoError(lock + ": cannot create: " + std::strerror(errno)));
-  }
-  auto fail = [&](Status s) -> Result<int> {
-    AbortBranch(fd);
-    return Err(std::move(s));
-  };
-  // The branch's value now: the loose ref, else its line in packed-refs.
+Result<std::optional<std::string>> Archive::ReadBranch() {
+  // The loose ref, else its line in packed-refs.
   std::optional<std::string> current;
-  auto loose = ReadFile(ref, 4096);
+  auto loose = ReadFile(dir_ + "/" + kBranch, 4096);
   if (loose.has_value()) {
     current = *loose;
     if (!current->empty() && current->back() == '\n') current->pop_back();
@@ -1056,11 +1178,30 @@ Result<int> Archive::LockBranch(bool has_expected, const git_oid& expected, cons
         pos = nl + 1;
       }
     } else if (packed.error().code() != Code::kNotFound) {
-      return fail(packed.error());
+      return Err(packed.error());
     }
   } else {
-    return fail(loose.error());
+    return Err(loose.error());
   }
+  return current;
+}
+
+Result<int> Archive::LockBranch(bool has_expected, const git_oid& expected, const git_oid& next) {
+  const std::string ref = dir_ + "/" + kBranch;
+  const std::string lock = ref + ".lock";
+  // git's lock protocol: whoever creates <ref>.lock owns the update.
+  int fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) return Err(Status::Unavailable(dir_ + ": " + kBranch + " is locked"));
+    return Err(Status::IoError(lock + ": cannot create: " + std::strerror(errno)));
+  }
+  auto fail = [&](Status s) -> Result<int> {
+    AbortBranch(fd);
+    return Err(std::move(s));
+  };
+  auto read = ReadBranch();
+  if (!read.has_value()) return fail(read.error());
+  const std::optional<std::string>& current = *read;
   const bool same = has_expected ? current.has_value() && *current == OidHex(expected)
                                  : !current.has_value();
   if (!same) {
@@ -1080,7 +1221,7 @@ Result<int> Archive::LockBranch(bool has_expected, const git_oid& expected, cons
   return fd;
 }
 
-Status Archive::CommitBranch(int lock_fd) {
+Status Archive::CommitBranch(int lock_fd, const std::string& also_sync_dir) {
   const std::string ref = dir_ + "/" + kBranch;
   ::close(lock_fd);
   if (::rename((ref + ".lock").c_str(), ref.c_str()) != 0) {
@@ -1088,7 +1229,13 @@ Status Archive::CommitBranch(int lock_fd) {
     ::unlink((ref + ".lock").c_str());
     return s;
   }
-  return FsyncPath(dir_ + "/refs/heads");
+  if (also_sync_dir.empty()) return FsyncPath(dir_ + "/refs/heads");
+  // Both directories in one round (two threads: ext4 joins the two fsyncs
+  // into one journal commit).
+  auto other = std::async(std::launch::async, [&] { return FsyncPath(also_sync_dir); });
+  Status refs = FsyncPath(dir_ + "/refs/heads");
+  Status dir = other.get();
+  return refs.ok() ? dir : refs;
 }
 
 void Archive::AbortBranch(int lock_fd) {
@@ -1108,7 +1255,9 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
   uint64_t sign_ns = 0, sign_cpu_ns = 0;
   Trees t = *tip.trees;
   const std::string pack_dir = dir_ + "/objects/pack";
-  auto pack = PackWriter::Create(pack_dir);
+  // The pack writer made ahead (WriterLoop), else a new one.
+  Result<std::unique_ptr<PackWriter>> pack = std::move(spare_pack_);
+  if (!*pack) pack = PackWriter::Create(pack_dir);
   if (!pack.has_value()) return Err(pack.error());
   PackWriter& pw = **pack;
 
@@ -1288,22 +1437,27 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
 }
 
 Status Archive::PublishCommit(Built& b) {
-  // Durability, in three rounds of syncs: (1) the pack, its index and the
-  // new ref value in main.lock, together; (2) the pack directory after the
-  // renames; (3) refs/heads after main.lock becomes main. The branch names
-  // the commit only once everything it refers to is durable.
+  // Durability, in two rounds of syncs (decision 0005): (1) the pack, its
+  // index and the new ref value in main.lock, together; (2) after the
+  // renames (.pack, .idx, then main.lock over main), the pack directory and
+  // refs/heads, together. Everything the branch names is durable before
+  // any rename; the appends are acknowledged after round 2.
   const std::string pack_dir = dir_ + "/objects/pack";
   PackWriter& pw = *b.pack;
   const auto sync_start = std::chrono::steady_clock::now();
   auto lock_fd = LockBranch(b.has_parent, b.parent, b.commit);
   if (!lock_fd.has_value()) return lock_fd.error();
+  // Round 1: the contents of the three files.
   if (Status synced = pw.Sync({*lock_fd}); !synced.ok()) {
     AbortBranch(*lock_fd);
     return synced;
   }
-  Status published = pw.Publish();
-  if (published.ok()) published = FsyncPath(pack_dir);
-  if (!published.ok()) {
+  // The renames, .pack, .idx, then the ref, and round 2: both directories
+  // at once. Should the ref's rename reach the disk before those of the
+  // pack (a crash in this round, on a file system that reorders renames
+  // across directories), the complete pack is rolled forward into place at
+  // the next open (RollForwardPacks): its contents were durable already.
+  if (Status published = pw.Publish(); !published.ok()) {
     AbortBranch(*lock_fd);
     return published;
   }
@@ -1312,7 +1466,7 @@ Status Archive::PublishCommit(Built& b) {
     packs_.push_back({pw.name(), static_cast<uint32_t>(pw.object_count())});
     if (packs_.size() > kMaxPacks) packs_cv_.notify_one();
   }
-  RETURN_STATUS_IF_ERROR(CommitBranch(*lock_fd));
+  RETURN_STATUS_IF_ERROR(CommitBranch(*lock_fd, pack_dir));
   {
     const uint64_t sync_ns = NsSince(sync_start);
     std::lock_guard<std::mutex> stats_lock(stats_mu_);

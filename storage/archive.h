@@ -41,6 +41,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -235,7 +236,7 @@ class Archive {
   Result<std::unique_ptr<Built>> BuildCommit(const std::vector<const EntryInput*>& batch,
                                              const std::vector<RootFile>& root_files,
                                              const Tip& tip);
-  // Makes `b` durable and moves the branch by CAS (three sync rounds, see
+  // Makes `b` durable and moves the branch by CAS (two sync rounds, see
   // decision 0005), then updates the committed state and the stats and
   // fills b.results. On failure the branch is where it was. Called by the
   // syncer, or with the pipeline idle (Create, ChangeSeal).
@@ -256,7 +257,17 @@ class Archive {
   // the lock file. Returns the lock's fd; the caller fsyncs it, renames it
   // into place (CommitBranch) or removes it (AbortBranch).
   Result<int> LockBranch(bool has_expected, const git_oid& expected, const git_oid& next);
-  Status CommitBranch(int lock_fd);
+  // Closes the lock file, renames it over the branch and fsyncs refs/heads
+  // (and `also_sync_dir` at the same time, when given).
+  Status CommitBranch(int lock_fd, const std::string& also_sync_dir = {});
+  // The branch's value (hex), from the loose ref or packed-refs; nullopt if
+  // it does not exist.
+  Result<std::optional<std::string>> ReadBranch();
+  // At open, before ScanPacks removes temporary files: if the branch names
+  // a commit that is not in the object database, renames every complete
+  // temporary pack/index pair (checksums verified) into place. REQUIRES:
+  // the archive lock.
+  Status RollForwardPacks();
   void AbortBranch(int lock_fd);
   // Lists objects/pack into packs_, removing what an interrupted write left
   // (temporary files, a .pack without .idx). REQUIRES: the archive lock.
@@ -281,6 +292,10 @@ class Archive {
   // and by ChangeSeal: one commit is built at a time, on tip_.
   std::mutex writer_mu_;
   Tip tip_;  // guarded by writer_mu_
+  // The pack writer (its two temporary files created) of the next commit,
+  // made ahead by the writer while the syncer makes a commit durable, so
+  // that creating files is not on a commit's path. Guarded by writer_mu_.
+  std::unique_ptr<PackWriter> spare_pack_;
   // Hand-off between the writer and the syncer (guarded by pipe_mu_):
   // slot_ is the commit being made durable (empty: the syncer is idle);
   // pipe_failed_ is the error of the last commit the syncer handled, when it

@@ -99,8 +99,9 @@ std::string SerializeTree(std::vector<TreeItem> items);
 // and Seal() reads them back for the checksum.
 class PackWriter {
  public:
-  // Temporary files are named "tmp_sealpost_pack_*" / "tmp_sealpost_idx_*"
-  // in `pack_dir`; an interrupted write leaves only such files.
+  // Creates the temporary files, named "tmp_sealpost_pack_*" /
+  // "tmp_sealpost_idx_*" in `pack_dir` (an interrupted write leaves only
+  // such files; the destructor removes them unless published).
   static Result<std::unique_ptr<PackWriter>> Create(const std::string& pack_dir);
   ~PackWriter();
   PackWriter(const PackWriter&) = delete;

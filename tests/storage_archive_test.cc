@@ -586,6 +586,75 @@ TEST_F(ArchiveTest, OpenRemovesPackLeftWithoutIndexByACrash) {
   ExpectStockGitAccepts();
 }
 
+// PublishCommit syncs the renames of the pack, its index and the ref in one
+// round: a file system may keep the ref's rename and lose the others in a
+// crash. The pack's contents were durable, so Open rolls it forward.
+TEST_F(ArchiveTest, RefDurableBeforeItsPackRenamesIsRolledForwardAtOpen) {
+  std::vector<Appended> acknowledged;
+  {
+    auto a = CreateArchive();
+    ASSERT_TRUE(a);
+    for (int i = 0; i < 5; ++i) acknowledged.push_back(*a->Append(Document(i)));
+  }
+  const std::string pack_dir = path_ + "/objects/pack";
+  git_oid head;
+  ASSERT_EQ(git_oid_fromstr(&head, acknowledged.back().commit.c_str()), 0);
+  std::string base;  // objects/pack/pack-<hex> holding the head commit
+  for (const auto& e : std::filesystem::directory_iterator(pack_dir)) {
+    if (e.path().extension() != ".idx") continue;
+    auto ids = ReadPackIndex(e.path().string());
+    ASSERT_TRUE(ids.has_value()) << ids.error().ToString();
+    for (const git_oid& id : *ids) {
+      if (git_oid_equal(&id, &head)) base = pack_dir + "/" + e.path().stem().string();
+    }
+  }
+  ASSERT_FALSE(base.empty());
+  const std::string tmp_pack = pack_dir + "/tmp_sealpost_pack_crash1";
+  const std::string tmp_idx = pack_dir + "/tmp_sealpost_idx_crash1";
+  struct Case {
+    bool pack_lost, idx_lost;
+  };
+  for (Case c : {Case{true, true}, Case{false, true}, Case{true, false}}) {
+    SCOPED_TRACE(std::string("pack rename lost: ") + (c.pack_lost ? "yes" : "no") +
+                 ", idx rename lost: " + (c.idx_lost ? "yes" : "no"));
+    if (c.pack_lost) {
+      ASSERT_EQ(::rename((base + ".pack").c_str(), tmp_pack.c_str()), 0);
+    }
+    if (c.idx_lost) {
+      ASSERT_EQ(::rename((base + ".idx").c_str(), tmp_idx.c_str()), 0);
+    }
+    auto a = Archive::Open(path_, Options());
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    struct stat st;
+    EXPECT_EQ(::stat((base + ".pack").c_str(), &st), 0);
+    EXPECT_EQ(::stat((base + ".idx").c_str(), &st), 0);
+    EXPECT_NE(::stat(tmp_pack.c_str(), &st), 0);
+    EXPECT_NE(::stat(tmp_idx.c_str(), &st), 0);
+    EXPECT_EQ((*a)->head(), acknowledged.back().commit);
+    for (const Appended& r : acknowledged) {
+      auto m = (*a)->ReadEntryFile(r.seq, "manifest.json");
+      ASSERT_TRUE(m.has_value()) << m.error().ToString();
+      EXPECT_EQ(merkle::LeafHash(*m), r.leaf);
+    }
+  }
+  ExpectStockGitAccepts();
+
+  // A pack that is not complete is not rolled forward, and nothing is
+  // removed: Open fails naming the head commit.
+  ASSERT_EQ(::rename((base + ".pack").c_str(), tmp_pack.c_str()), 0);
+  ASSERT_EQ(::rename((base + ".idx").c_str(), tmp_idx.c_str()), 0);
+  std::filesystem::permissions(tmp_pack, std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::add);
+  ASSERT_EQ(::truncate(tmp_pack.c_str(), static_cast<off_t>(std::filesystem::file_size(tmp_pack) - 1)), 0);
+  auto broken = Archive::Open(path_, Options());
+  ASSERT_FALSE(broken.has_value());
+  EXPECT_EQ(broken.error().code(), Code::kDataError) << broken.error().ToString();
+  EXPECT_NE(broken.error().message().find("head commit"), std::string::npos) << broken.error().message();
+  struct stat st;
+  EXPECT_EQ(::stat(tmp_pack.c_str(), &st), 0);
+  EXPECT_EQ(::stat(tmp_idx.c_str(), &st), 0);
+}
+
 TEST_F(ArchiveTest, ChangeSealWritesCoSignedEntryAndLaterCommitsAreSignedByTheNewSeal) {
   auto signer2 = MakeSigner(*ca_, "seal2", "Con dấu mới Công đoàn Bãi Cháy");
   const std::string old_pem = CertToPem(signer_->Certificate(crypto::KeyRef{"seal"})->get());
