@@ -426,18 +426,66 @@ Result<size_t> Outbox::EnqueueBatch(const std::vector<NewJob>& jobs) {
                                std::string(ChannelName(j.key.channel)) + ")"));
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  const int64_t now = Now();
-  auto tx = Tx::Begin(*db_);
-  if (!tx) return Err(tx.error());
-  size_t created = 0;
-  for (const NewJob& j : jobs) {
-    auto c = EnqueueLocked(j.key, j.payload, now);
-    if (!c) return Err(c.error());  // the transaction rolls back
-    if (*c) ++created;
+  PendingBatch mine;
+  mine.jobs = &jobs;
+  std::unique_lock<std::mutex> group(group_mu_);
+  group_queue_.push_back(&mine);
+  while (!mine.done) {
+    if (group_leader_) {
+      group_cv_.wait(group);
+      continue;
+    }
+    // Lead: write every batch waiting now (ours included) in one commit.
+    group_leader_ = true;
+    std::vector<PendingBatch*> batches;
+    batches.swap(group_queue_);
+    group.unlock();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      WriteBatchesLocked(batches);
+    }
+    group.lock();
+    for (PendingBatch* b : batches) b->done = true;
+    group_leader_ = false;
+    group_cv_.notify_all();
   }
-  SP_RETURN_IF_ERROR(tx->Commit(*db_));
-  return created;
+  return std::move(mine.result);
+}
+
+void Outbox::WriteBatchesLocked(const std::vector<PendingBatch*>& batches) {
+  const int64_t now = Now();
+  auto fail_all = [&](const Status& s) {
+    for (PendingBatch* b : batches) b->result = Err(s);
+  };
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return fail_all(tx.error());
+  for (PendingBatch* b : batches) {
+    // Each batch all or nothing: its own savepoint inside the transaction.
+    if (Status s = db_->Exec("SAVEPOINT batch"); !s.ok()) {
+      b->result = Err(s);
+      continue;
+    }
+    size_t created = 0;
+    Status failed;
+    for (const NewJob& j : *b->jobs) {
+      auto c = EnqueueLocked(j.key, j.payload, now);
+      if (!c) {
+        failed = c.error();
+        break;
+      }
+      if (*c) ++created;
+    }
+    if (!failed.ok()) {
+      b->result = Err(failed);
+      Status r = db_->Exec("ROLLBACK TO batch");
+      if (r.ok()) r = db_->Exec("RELEASE batch");
+      if (!r.ok()) return fail_all(r);  // the transaction rolls back
+      continue;
+    }
+    if (Status s = db_->Exec("RELEASE batch"); !s.ok()) return fail_all(s);
+    b->result = created;
+  }
+  if (Status s = tx->Commit(*db_); !s.ok()) fail_all(s);
 }
 
 // REQUIRES: mu_ held, inside a transaction.

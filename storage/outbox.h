@@ -26,6 +26,7 @@
 #ifndef SEALPOST_STORAGE_OUTBOX_H_
 #define SEALPOST_STORAGE_OUTBOX_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -170,7 +171,10 @@ class Outbox {
   // Enqueue of several jobs (e.g. one document's fan-out to every recipient)
   // in one transaction: one fsync for all. All or nothing: on any error
   // (as for Enqueue, naming the job) nothing is queued. Returns how many
-  // jobs were new.
+  // jobs were new. Durable when it returns. Concurrent calls are grouped
+  // (group commit): one caller writes every batch waiting, each in a
+  // savepoint of its own (a batch that fails is rolled back alone), and
+  // commits them with one fsync; a failed COMMIT fails every batch in it.
   struct NewJob {
     JobKey key;
     std::string payload;
@@ -237,6 +241,15 @@ class Outbox {
   Status ExpireLeases(int64_t now);
   // REQUIRES: mu_ held, inside a transaction.
   Result<bool> EnqueueLocked(const JobKey& key, std::string_view payload, int64_t now);
+  // One EnqueueBatch call waiting for the group commit.
+  struct PendingBatch {
+    const std::vector<NewJob>* jobs = nullptr;
+    Result<size_t> result = size_t{0};
+    bool done = false;
+  };
+  // Writes `batches` in one transaction (savepoint each) and fills their
+  // results. REQUIRES: mu_ held.
+  void WriteBatchesLocked(const std::vector<PendingBatch*>& batches);
 
   OutboxOptions options_;
   std::unique_ptr<OutboxClock> own_clock_;
@@ -245,6 +258,12 @@ class Outbox {
   OutboxRandom* random_ = nullptr;
   std::mutex mu_;
   std::unique_ptr<Db> db_;
+  // Group commit of EnqueueBatch, guarded by group_mu_ (the leader releases
+  // it before taking mu_ to write).
+  std::mutex group_mu_;
+  std::condition_variable group_cv_;
+  std::vector<PendingBatch*> group_queue_;
+  bool group_leader_ = false;
 };
 
 }  // namespace sealpost::storage

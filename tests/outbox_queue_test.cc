@@ -6,8 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "tests/support/test_pki.h"
 
@@ -120,6 +123,52 @@ TEST_F(OutboxTest, EnqueueBatchIsAllOrNothing) {
   auto m = box->Metrics();
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->queued, 128);
+}
+
+TEST_F(OutboxTest, ConcurrentEnqueueBatchesAreEachAllOrNothingInOneGroupCommit) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  ASSERT_TRUE(box->Enqueue(Key("taken", "cd-0"), "first").has_value());
+  // 16 threads x 8 batches of 3 jobs; every 5th batch conflicts with "taken"
+  // in its last job, so only that batch must be rolled back (its savepoint),
+  // never a batch committed beside it.
+  constexpr int kThreads = 16, kBatches = 8;
+  std::atomic<int> ok{0}, refused{0}, wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        const std::string doc = "doc-" + std::to_string(t) + "-" + std::to_string(b);
+        const bool bad = (t * kBatches + b) % 5 == 0;
+        std::vector<Outbox::NewJob> jobs = {{Key(doc, "cd-1"), "p"}, {Key(doc, "cd-2"), "p"}};
+        jobs.push_back(bad ? Outbox::NewJob{Key("taken", "cd-0"), "other"}
+                           : Outbox::NewJob{Key(doc, "cd-3"), "p"});
+        auto n = box->EnqueueBatch(jobs);
+        if (bad) {
+          (!n && n.error().code() == Code::kFailedPrecondition ? refused : wrong)++;
+        } else {
+          (n && *n == 3 ? ok : wrong)++;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  const int bad_batches = (kThreads * kBatches + 4) / 5;
+  EXPECT_EQ(refused.load(), bad_batches);
+  EXPECT_EQ(ok.load(), kThreads * kBatches - bad_batches);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int b = 0; b < kBatches; ++b) {
+      const std::string doc = "doc-" + std::to_string(t) + "-" + std::to_string(b);
+      auto states = box->States(doc);
+      ASSERT_TRUE(states.has_value());
+      EXPECT_EQ(states->size(), (t * kBatches + b) % 5 == 0 ? 0u : 3u) << doc;
+    }
+  }
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->queued, 1 + 3 * ok.load());
+  EXPECT_TRUE(box->CheckConsistency().ok());
 }
 
 TEST_F(OutboxTest, EnqueueSameKeyWithOtherPayloadFailsAndChangesNothing) {
