@@ -1,4 +1,4 @@
-// `sealpost archive init|append|list|show|checkpoint|prove|verify-proof|mirror|reindex`:
+// `sealpost archive init|append|change-seal|list|show|checkpoint|prove|verify-proof|mirror|reindex`:
 // the offline archive of a union without the daemon (docs/archive.md, "The
 // `sealpost archive` command").
 //
@@ -39,7 +39,10 @@
 #include "crypto/merkle.h"
 #include "crypto/report.h"
 #include "crypto/verify.h"
+#include "crypto/path.h"
 #include "pkcs11/open.h"
+#include "pkcs11/token.h"
+#include "pkcs11/uri.h"
 #include "storage/archive.h"
 #include "storage/entry.h"
 #include "storage/index.h"
@@ -57,6 +60,8 @@ constexpr const char* kArchiveUsage =
     "  append DIR FILE [FILE.p7s] --type T --subject S [--from U] [--to U,...] [--reference R]\n"
     "         [--media-type M] [--kind sent|received] [--id ID] [--origin NAME] [--key URI]\n"
     "         [--pin-file F] [--crl CRL]...\n"
+    "  change-seal DIR --new-key URI [--new-cert CERT.pem] [--new-pin-file F] [--key URI]\n"
+    "         [--pin-file F] [--trust ROOTS.pem]\n"
     "  list DIR [--kind K] [--type T] [--counterpart U] [--since D] [--until D] [--json]\n"
     "  show DIR SEQ|ID [--json]\n"
     "  checkpoint DIR [-o FILE]            (FILE: the body, FILE.p7s: its CMS signature)\n"
@@ -235,6 +240,7 @@ Result<std::unique_ptr<storage::Index>> FreshIndex(storage::ArchiveReader& reade
 }
 
 std::unique_ptr<crypto::Signer>* g_signer = nullptr;  // set by RunArchive for the writers
+std::unique_ptr<crypto::Signer>* g_new_signer = nullptr;  // change-seal's second token
 
 Result<std::unique_ptr<crypto::Signer>*> OpenSigner(const Context& ctx, const Args& args,
                                                     const std::string& key_uri) {
@@ -346,6 +352,274 @@ int Init(Context& ctx, const std::vector<std::string>& argv) {
       "đã tạo kho lưu trữ " + dir + " (nguồn " + *origin + ", con dấu: " + seal + ")");
   std::fprintf(ctx.out, "head %s\n", head.c_str());
   return 0;
+}
+
+// ---------------------------------------------------------------- change-seal
+
+// A token key as it takes part in a seal change: signatures by the token,
+// and the certificate that stands for the key in the change — the seal in
+// force as the archive announced it (the token may already hold a renewed
+// certificate for the same key), or the new certificate (from --new-cert
+// or the token). The key's public key was checked against it.
+class ChangeSealKey final : public crypto::Signer {
+ public:
+  ChangeSealKey(std::unique_ptr<pkcs11::Token> token, X509Ptr cert)
+      : token_(std::move(token)), cert_(std::move(cert)) {}
+  Result<X509Ptr> Certificate(const crypto::KeyRef&) override {
+    X509Ptr copy(X509_dup(cert_.get()));
+    if (!copy) return Err(OpenSslStatus(Code::kInternal, "X509_dup"));
+    return copy;
+  }
+  Result<std::string> Sign(const crypto::KeyRef& key, crypto::DigestAlg alg,
+                           std::string_view digest) override {
+    return token_->Sign(key, alg, digest);
+  }
+  pkcs11::Token& token() { return *token_; }
+
+ private:
+  std::unique_ptr<pkcs11::Token> token_;
+  X509Ptr cert_;
+};
+
+// Whether two key URIs name the same token (then one PIN serves both).
+bool SameToken(const std::string& a, const std::string& b) {
+  auto ua = pkcs11::ParseUri(a);
+  auto ub = pkcs11::ParseUri(b);
+  if (!ua || !ub) return false;
+  return ua->token == ub->token && ua->serial == ub->serial &&
+         ua->module_path == ub->module_path && ua->module_name == ub->module_name;
+}
+
+int ChangeSeal(Context& ctx, const std::vector<std::string>& argv) {
+  FlagSpec spec;
+  spec.with_value = {"--key", "--pin-file", "--new-key", "--new-cert", "--new-pin-file", "--trust"};
+  int code = 0;
+  auto args = ParseOrUsage(ctx, argv, spec, &code);
+  if (!args) return code;
+  if (args->positional().size() != 1) {
+    return Usage(ctx, "archive change-seal needs exactly one DIR",
+                 "lệnh archive change-seal cần đúng một THƯ MỤC");
+  }
+  const std::string dir = args->positional()[0];
+  auto new_key = args->Get("--new-key");
+  if (!new_key || new_key->empty()) {
+    return Usage(ctx, "archive change-seal needs --new-key URI (the new seal's key)",
+                 "lệnh archive change-seal cần --new-key URI (khóa của con dấu mới)");
+  }
+  if (new_key->find("pin-value") != std::string::npos) {
+    return Usage(ctx, "the new key URI carries a PIN (pin-value): it would be stored in the "
+                      "archive's configuration; use pin-source=file:... or --new-pin-file",
+                 "URI khóa mới chứa mã PIN (pin-value): nó sẽ bị lưu vào cấu hình kho lưu trữ; "
+                 "hãy dùng pin-source=file:... hoặc --new-pin-file");
+  }
+  auto timeout = ParseTimeout(*args);
+  if (!timeout) return Fail(ctx, timeout.error());
+
+  // The archive, read-only: the seal in force, the key and trust recorded.
+  auto reader = storage::ArchiveReader::Open(dir);
+  if (!reader) {
+    return Fail(ctx, Translated(ctx, reader.error(), "cannot use the archive",
+                                "không dùng được kho lưu trữ"));
+  }
+  const std::string origin = (*reader)->origin();
+  X509Ptr in_force(X509_dup((*reader)->seal()));
+  if (!in_force) return Fail(ctx, Status::DataError(dir + ": no seal certificate at head"));
+  auto old_key = args->Get("--key");
+  if (!old_key) old_key = (*reader)->ConfigString("sealpost.key");
+  if (!old_key || old_key->empty()) {
+    return Usage(ctx,
+                 "no --key URI given for the seal in force and none recorded in the archive "
+                 "(sealpost.key)",
+                 "không có --key URI của con dấu đang dùng và kho lưu trữ chưa ghi khóa nào "
+                 "(sealpost.key)");
+  }
+  std::optional<std::string> trust = args->Get("--trust");
+  if (!trust) trust = (*reader)->ConfigString("sealpost.trust");
+  reader->reset();
+
+  std::optional<crypto::TrustStore> anchors;
+  if (trust) {
+    crypto::TrustFiles files;
+    files.anchors = {*trust};
+    crypto::TrustOptions topts;
+    topts.check_revocation = false;  // no CRLs at hand here; the audit checks with its own
+    auto store = crypto::LoadTrustStore(files, topts);
+    if (!store) {
+      return Fail(ctx, Translated(ctx, store.error(), "cannot use the trust anchors " + *trust,
+                                  "không dùng được chứng thư gốc " + *trust));
+    }
+    anchors.emplace(std::move(*store));
+  }
+  // What every new seal certificate must be: another certificate than the
+  // one in force, issued under the archive's trust anchors (the audit
+  // checks each commit's seal against them), usable for signing now.
+  auto check_new = [&](X509* cert, const std::string& what) -> Status {
+    if (X509_cmp(cert, in_force.get()) == 0) {
+      return Status::FailedPrecondition(
+          what + T(ctx.lang, " is the seal certificate in force (", " là chứng thư con dấu đang dùng (") +
+          crypto::DisplayName(cert) + T(ctx.lang, "): nothing to change", "): không có gì để đổi"));
+    }
+    if (anchors) {
+      crypto::PathResult path =
+          anchors->Validate(cert, nullptr, std::time(nullptr), crypto::Usage::kDocumentSigning);
+      if (!path.ok()) {
+        return Status::FailedPrecondition(
+            what + " (" + crypto::DisplayName(cert) + ")" +
+            T(ctx.lang, " is not usable as the seal under the trust anchors ",
+              " không dùng được làm con dấu theo chứng thư gốc ") +
+            *trust + ": " + std::string(crypto::SubIndicationName(path.sub_indication)) + " — " +
+            crypto::ReasonText(path.reason, ctx.lang) + (path.detail.empty() ? "" : " (" + path.detail + ")"));
+      }
+    }
+    return Status::Ok();
+  };
+  X509Ptr given;
+  std::string given_path;
+  if (auto c = args->Get("--new-cert")) {
+    given_path = *c;
+    auto cert = crypto::LoadCertificate(*c);
+    if (!cert) {
+      return Fail(ctx, Translated(ctx, cert.error(), "cannot use --new-cert " + *c,
+                                  "không dùng được --new-cert " + *c));
+    }
+    given = std::move(*cert);
+    if (Status s = check_new(given.get(), *c); !s.ok()) return Fail(ctx, s);
+  }
+  if (!anchors) {
+    Warn(ctx, "no trust anchors (--trust, or recorded at init): the new certificate's issuer is not checked",
+         "không có chứng thư gốc (--trust, hoặc ghi khi init): chưa kiểm tra bên cấp chứng thư mới");
+  }
+
+  // The tokens: the seal in force signs the change too, so its token must
+  // be there.
+  pkcs11::OpenOptions o;
+  o.lang = ctx.lang;
+  o.interactive = ::isatty(STDIN_FILENO) == 1;
+  if (*timeout) o.call_timeout = **timeout;
+  o.pin_file = args->Get("--pin-file");
+  auto old_token = pkcs11::Token::Open(*old_key, o);
+  if (!old_token) {
+    return Fail(ctx, Translated(ctx, old_token.error(),
+                                "cannot use the seal in force (" + *old_key +
+                                    "); a seal change is signed by the seal in force and the new "
+                                    "one, so its token must be present (a lost token: "
+                                    "docs/operator-guide.md, \"Replace a token or a certificate\")",
+                                "không dùng được con dấu đang dùng (" + *old_key +
+                                    "); việc đổi con dấu được ký bởi cả con dấu đang dùng và con "
+                                    "dấu mới, nên phải có token của nó (mất token: "
+                                    "docs/operator-guide.md)"));
+  }
+  auto old_pub = (*old_token)->PublicKey(crypto::KeyRef{*old_key});
+  if (!old_pub) {
+    return Fail(ctx, Translated(ctx, old_pub.error(), "cannot use the seal in force",
+                                "không dùng được con dấu đang dùng"));
+  }
+  if (EVP_PKEY_eq(old_pub->get(), X509_get0_pubkey(in_force.get())) != 1) {
+    return Fail(ctx, Status::FailedPrecondition(
+                         *old_key + T(ctx.lang, " is not the key of the archive's seal in force (",
+                                      " không phải khóa của con dấu đang dùng của kho lưu trữ (") +
+                         crypto::DisplayName(in_force.get()) + ")"));
+  }
+  pkcs11::OpenOptions n = o;
+  n.pin_file = args->Get("--new-pin-file");
+  if (!n.pin_file && SameToken(*old_key, *new_key)) n.pin_file = o.pin_file;
+  n.read_write = static_cast<bool>(given);  // to store the new certificate beside its key
+  auto new_token = pkcs11::Token::Open(*new_key, n);
+  if (!new_token) {
+    return Fail(ctx, Translated(ctx, new_token.error(), "cannot use the new seal key " + *new_key,
+                                "không dùng được khóa con dấu mới " + *new_key));
+  }
+  auto new_pub = (*new_token)->PublicKey(crypto::KeyRef{*new_key});
+  if (!new_pub) {
+    return Fail(ctx, Translated(ctx, new_pub.error(), "cannot use the new seal key",
+                                "không dùng được khóa con dấu mới"));
+  }
+  X509Ptr new_cert;
+  if (given) {
+    if (EVP_PKEY_eq(new_pub->get(), X509_get0_pubkey(given.get())) != 1) {
+      return Fail(ctx, Status::FailedPrecondition(
+                           given_path + " (" + crypto::DisplayName(given.get()) + ")" +
+                           T(ctx.lang, " is not a certificate of the new key ",
+                             " không phải chứng thư của khóa mới ") +
+                           *new_key));
+    }
+    new_cert.reset(X509_dup(given.get()));
+  } else {
+    auto stored = (*new_token)->Certificate(crypto::KeyRef{*new_key});
+    if (!stored) {
+      return Fail(ctx, Translated(ctx, stored.error(),
+                                  "no certificate for the new seal key on its token: give "
+                                  "--new-cert FILE (or `sealpost token import-cert` first)",
+                                  "token không có chứng thư cho khóa con dấu mới: hãy dùng "
+                                  "--new-cert TỆP (hoặc `sealpost token import-cert` trước)"));
+    }
+    new_cert = std::move(*stored);
+    if (Status s = check_new(new_cert.get(), T(ctx.lang, "the certificate on the token of ",
+                                                "chứng thư trên token của ") + *new_key);
+        !s.ok()) {
+      return Fail(ctx, s);
+    }
+  }
+  const bool renew = EVP_PKEY_eq(new_pub->get(), old_pub->get()) == 1;
+
+  *g_signer = std::make_unique<ChangeSealKey>(std::move(*old_token), X509Ptr(X509_dup(in_force.get())));
+  auto* new_signer = new ChangeSealKey(std::move(*new_token), X509Ptr(X509_dup(new_cert.get())));
+  g_new_signer->reset(new_signer);
+
+  // The change: one entry, signed by both seals, in a commit by the new one.
+  storage::ArchiveOptions ao;
+  ao.origin = origin;
+  ao.signer = g_signer->get();
+  ao.seal_key = crypto::KeyRef{*old_key};
+  auto archive = storage::Archive::Open(dir, ao);
+  if (!archive) {
+    return Fail(ctx, Translated(ctx, archive.error(), "cannot open the archive for writing",
+                                "không mở được kho lưu trữ để ghi"));
+  }
+  auto changed = (*archive)->ChangeSeal(new_signer, crypto::KeyRef{*new_key});
+  std::string head = (*archive)->head();
+  archive->reset();  // releases the writer lock
+  if (!changed) {
+    return Fail(ctx, Translated(ctx, changed.error(), "the seal was not changed",
+                                "chưa đổi được con dấu"));
+  }
+  const std::string seq = std::to_string(changed->seq);
+  int rc = 0;
+  if (Status s = storage::SetArchiveConfig(dir, {{"sealpost.key", *new_key}}); !s.ok()) {
+    // The change is made and durable; only the remembered URI is stale.
+    Warn(ctx, "the seal was changed (entry #" + seq + ") but the new key URI was not recorded (" +
+                  s.message() + "): give --key " + *new_key + " to the next append",
+         "đã đổi con dấu (mục #" + seq + ") nhưng chưa ghi được URI khóa mới (" + s.message() +
+             "): hãy dùng --key " + *new_key + " cho lần ghi tiếp theo");
+    rc = ExitCodeFor(s);
+  }
+  if (auto r = storage::ArchiveReader::Open(dir)) {
+    if (auto index = FreshIndex(**r); !index) {
+      Warn(ctx, "the index was not updated (run `sealpost archive reindex`): " + index.error().message(),
+           "chưa cập nhật được chỉ mục (hãy chạy `sealpost archive reindex`): " + index.error().message());
+    }
+  }
+  // The daemon's signer reads the seal certificate from the token: put the
+  // one given there, beside its key.
+  if (given) {
+    Status stored = new_signer->token().StoreCertificate(crypto::KeyRef{*new_key}, given.get());
+    if (!stored.ok()) {
+      Warn(ctx, "the new certificate is not on the token (" + stored.message() +
+                    "); sealpost-signer and sealpostd need it there: replace the token's "
+                    "certificate object of the key, then `sealpost token import-cert " + *new_key +
+                    " " + given_path + "`",
+           "chứng thư mới chưa có trên token (" + stored.message() +
+               "); sealpost-signer và sealpostd cần nó ở đó: hãy thay chứng thư của khóa trên "
+               "token, rồi `sealpost token import-cert " + *new_key + " " + given_path + "`");
+    }
+  }
+  const std::string what = renew ? "renew" : "rotate";
+  Say(ctx, "seal changed (" + what + ") in entry #" + seq + ": " + crypto::DisplayName(in_force.get()) +
+               " -> " + crypto::DisplayName(new_cert.get()),
+      "đã đổi con dấu (" + what + ") ở mục #" + seq + ": " + crypto::DisplayName(in_force.get()) +
+          " -> " + crypto::DisplayName(new_cert.get()));
+  std::fprintf(ctx.out, "head %s\n", head.c_str());
+  return rc;
 }
 
 // ---------------------------------------------------------------- append
@@ -1212,11 +1486,13 @@ int RunArchive(Context& ctx, const std::vector<std::string>& argv) {
   }
   // The token-backed signer outlives the command, so that after a token
   // call was abandoned the process can leave without destroying it.
-  std::unique_ptr<crypto::Signer> signer;
+  std::unique_ptr<crypto::Signer> signer, new_signer;
   g_signer = &signer;
+  g_new_signer = &new_signer;
   int code = 64;
   if (sub == "init") code = Init(ctx, rest);
   else if (sub == "append") code = Append(ctx, rest);
+  else if (sub == "change-seal") code = ChangeSeal(ctx, rest);
   else if (sub == "list") code = List(ctx, rest);
   else if (sub == "show") code = Show(ctx, rest);
   else if (sub == "checkpoint") code = Checkpoint(ctx, rest);
@@ -1227,6 +1503,7 @@ int RunArchive(Context& ctx, const std::vector<std::string>& argv) {
   else code = Usage(ctx, "unknown archive subcommand '" + sub + "'",
                     "lệnh con archive không hợp lệ '" + sub + "'");
   g_signer = nullptr;
+  g_new_signer = nullptr;
   if (pkcs11::TokenCallAbandoned()) {
     std::fflush(nullptr);
     ::_exit(code);

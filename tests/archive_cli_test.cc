@@ -30,6 +30,11 @@ struct SharedTokens {
   testing::SoftHsm hsm;
   testing::TestCa ca;
   std::string seal_pem;
+  // For seal changes: a renewed certificate of the seal key (same CA, same
+  // subject), a second token "seal2" with its key and certificate, a third
+  // "seal3" with a key and no certificate (its certificate as a file), and
+  // a certificate of seal3's key from a CA the archive does not trust.
+  std::string seal_renewed_pem, seal2_pem, seal3_pem, seal3_foreign_pem;
   bool ok = false;
 };
 
@@ -45,6 +50,19 @@ class ArchiveCliTest : public ::testing::Test {
     auto seal_issued = s.hsm.AddKeyWithCert("seal", "4321", s.ca, KeyType::kP256, "01", "seal", seal);
     if (!seal_issued) return;
     s.seal_pem = testing::CertToPem(seal_issued->cert.get());
+    s.seal_renewed_pem = testing::CertToPem(s.ca.IssueFor(seal, seal_issued->key.get()).get());
+    testing::CertSpec seal2 = seal;
+    seal2.subject = "/CN=Con dấu mới Công đoàn Bãi Cháy/O=Công đoàn Bãi Cháy/C=VN";
+    if (!s.hsm.InitToken("seal2", "5678", "8765")) return;
+    auto seal2_issued = s.hsm.AddKeyWithCert("seal2", "8765", s.ca, KeyType::kP256, "01", "seal", seal2);
+    if (!seal2_issued) return;
+    s.seal2_pem = testing::CertToPem(seal2_issued->cert.get());
+    if (!s.hsm.InitToken("seal3", "5678", "1357")) return;
+    EvpPkeyPtr key3 = testing::GenerateKey(KeyType::kP256);
+    if (!s.hsm.ImportKey("seal3", "1357", key3.get(), "01", "seal")) return;
+    s.seal3_pem = testing::CertToPem(s.ca.IssueFor(seal2, key3.get()).get());
+    testing::TestCa foreign = testing::TestCa::CreateRoot("/CN=Foreign Root/O=Other/C=VN");
+    s.seal3_foreign_pem = testing::CertToPem(foreign.IssueFor(seal2, key3.get()).get());
     if (!s.hsm.InitToken("officer", "5678", "1234")) return;
     testing::CertSpec officer;
     officer.subject = "/CN=Nguyễn Thị Duyên/O=Công đoàn Bãi Cháy/C=VN";
@@ -527,6 +545,189 @@ TEST_F(ArchiveCliTest, ShowOfMissingEntryOrArchiveFailsClearly) {
   EXPECT_EQ(Run("archive show " + ShellQuote(archive_) + " no-such-id", &out), 66) << out;
   EXPECT_EQ(Run("archive show " + ShellQuote(dir_.file("nowhere")) + " 1", &out), 66) << out;
   EXPECT_EQ(Run("archive frobnicate", &out), 64) << out;
+}
+
+
+// ------------------------------------------------------------ change-seal
+
+class ArchiveChangeSealTest : public ArchiveCliTest {
+ protected:
+  void SetUp() override {
+    ArchiveCliTest::SetUp();
+    seal2_uri_ = hsm_.KeyUri("seal2", "seal");
+    seal3_uri_ = hsm_.KeyUri("seal3", "seal");
+    seal2_pin_ = dir_.file("seal2.pin");
+    testing::WriteTestFile(seal2_pin_, "8765\n");
+    ::chmod(seal2_pin_.c_str(), 0600);
+    seal3_pin_ = dir_.file("seal3.pin");
+    testing::WriteTestFile(seal3_pin_, "1357\n");
+    ::chmod(seal3_pin_.c_str(), 0600);
+    for (auto [name, pem] : {std::pair{"renewed.pem", &shared_->seal_renewed_pem},
+                             std::pair{"seal2.pem", &shared_->seal2_pem},
+                             std::pair{"seal3.pem", &shared_->seal3_pem},
+                             std::pair{"seal3-foreign.pem", &shared_->seal3_foreign_pem}}) {
+      testing::WriteTestFile(dir_.file(name), *pem);
+    }
+  }
+  int ChangeSeal(const std::string& args, std::string* out) {
+    return Run("archive change-seal " + ShellQuote(archive_) + " " + args, out);
+  }
+  std::string ConfigKey() {
+    std::string v = Git(archive_, "config --get sealpost.key");
+    while (!v.empty() && v.back() == '\n') v.pop_back();
+    return v;
+  }
+  int AuditArchive(std::string* out) {
+    return Run("audit " + ShellQuote(archive_) + " --trust " + ShellQuote(ca_pem_) + " --json", out);
+  }
+  std::string seal2_uri_, seal3_uri_, seal2_pin_, seal3_pin_;
+};
+
+TEST_F(ArchiveChangeSealTest, RotateToNewTokenKeepsAuditCleanAndLaterAppendsUseTheNewSeal) {
+  InitWithTrust();
+  std::string out;
+  ASSERT_EQ(Append(SignedDocument("truoc.txt", "Trước khi đổi con dấu\n"), "--type bao-cao --subject T", &out), 0) << out;
+  ASSERT_EQ(ChangeSeal("--new-key " + ShellQuote(seal2_uri_) + " --new-pin-file " + ShellQuote(seal2_pin_) +
+                           " " + SealArgs(),
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("rotate"), std::string::npos) << out;
+  EXPECT_NE(out.find("#3"), std::string::npos) << out;
+  EXPECT_EQ(ConfigKey(), seal2_uri_);
+  // The next append uses the remembered (new) key and its PIN.
+  std::string doc = SignedDocument("sau.txt", "Sau khi đổi con dấu\n");
+  ASSERT_EQ(Run("archive append " + ShellQuote(archive_) + " " + ShellQuote(doc) + " --pin-file " +
+                    ShellQuote(seal2_pin_) + " --type bao-cao --subject S",
+                &out),
+            0)
+      << out;
+  // The old seal no longer writes.
+  EXPECT_NE(Append(doc, "--key " + ShellQuote(seal_uri_) + " --type bao-cao --subject X --id again", &out), 0) << out;
+  EXPECT_NE(out.find("not the archive's seal"), std::string::npos) << out;
+  ASSERT_EQ(AuditArchive(&out), 0) << out;
+  EXPECT_NE(out.find("\"entries\":4"), std::string::npos) << out;
+  ASSERT_EQ(Run("archive show " + ShellQuote(archive_) + " 3 --json", &out), 0) << out;
+  EXPECT_NE(out.find("key-change"), std::string::npos) << out;
+  EXPECT_NE(out.find("Con dấu mới"), std::string::npos) << out;
+  // openssl: the change is signed by both seals.
+  std::string p7s = dir_.file("change.p7s"), pem = dir_.file("change.pem");
+  ASSERT_EQ(testing::RunCommand("git -C " + ShellQuote(archive_) + " show main:entries/00/00/00/3/seal.pem.p7s > " +
+                                    ShellQuote(p7s) + " && git -C " + ShellQuote(archive_) +
+                                    " show main:entries/00/00/00/3/seal.pem > " + ShellQuote(pem)),
+            0);
+  std::string signers = dir_.file("signers.pem");
+  ASSERT_EQ(testing::RunCommand("openssl cms -verify -binary -inform DER -in " + ShellQuote(p7s) + " -content " +
+                                    ShellQuote(pem) + " -CAfile " + ShellQuote(ca_pem_) +
+                                    " -purpose any -out /dev/null -signer " + ShellQuote(signers) + " 2>&1",
+                                &out),
+            0)
+      << out;
+  std::string both = testing::ReadTestFile(signers);
+  EXPECT_NE(both.find(shared_->seal_pem), std::string::npos) << both;
+  EXPECT_NE(both.find(shared_->seal2_pem), std::string::npos) << both;
+  ExpectStockGitAccepts(archive_);
+}
+
+TEST_F(ArchiveChangeSealTest, NewCertificateFileIsUsedAndStoredOnTheNewToken) {
+  InitWithTrust();
+  std::string out;
+  ASSERT_EQ(ChangeSeal("--new-key " + ShellQuote(seal3_uri_) + " --new-cert " + ShellQuote(dir_.file("seal3.pem")) +
+                           " --new-pin-file " + ShellQuote(seal3_pin_) + " " + SealArgs(),
+                       &out),
+            0)
+      << out;
+  ASSERT_EQ(Run("token keys " + ShellQuote(seal3_uri_) + " --pin-file " + ShellQuote(seal3_pin_), &out), 0) << out;
+  EXPECT_NE(out.find("Con dấu mới"), std::string::npos) << out;
+  ASSERT_EQ(AuditArchive(&out), 0) << out;
+}
+
+TEST_F(ArchiveChangeSealTest, RenewalOfTheSameKeyIsAnnouncedAsRenew) {
+  InitWithTrust();
+  std::string out;
+  // The token still holds the old certificate: the change is made with the
+  // file; the command says the token's certificate must be replaced.
+  ASSERT_EQ(ChangeSeal("--new-key " + ShellQuote(seal_uri_) + " --new-cert " + ShellQuote(dir_.file("renewed.pem")) +
+                           " " + SealArgs(),
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("renew"), std::string::npos) << out;
+  EXPECT_NE(out.find("token import-cert"), std::string::npos) << out;
+  ASSERT_EQ(AuditArchive(&out), 0) << out;
+}
+
+TEST_F(ArchiveChangeSealTest, BadChangesFailClearlyAndChangeNothing) {
+  InitWithTrust();
+  const std::string head = Head(archive_);
+  std::string out;
+  const std::string new2 = " --new-pin-file " + ShellQuote(seal2_pin_) + " " + SealArgs();
+  // No new key.
+  EXPECT_EQ(ChangeSeal(SealArgs(), &out), 64) << out;
+  // The new certificate is the one in force (the same key and its certificate).
+  EXPECT_EQ(ChangeSeal("--new-key " + ShellQuote(seal_uri_) + " " + SealArgs(), &out), 65) << out;
+  EXPECT_NE(out.find("seal certificate in force"), std::string::npos) << out;
+  EXPECT_EQ(ChangeSeal("--new-key " + ShellQuote(seal2_uri_) + " --new-cert " + ShellQuote(seal_cert_) + new2, &out), 65) << out;
+  EXPECT_NE(out.find("seal certificate in force"), std::string::npos) << out;
+  // Not issued under the archive's trust anchors.
+  EXPECT_EQ(ChangeSeal("--new-key " + ShellQuote(seal3_uri_) + " --new-cert " +
+                           ShellQuote(dir_.file("seal3-foreign.pem")) + " --new-pin-file " +
+                           ShellQuote(seal3_pin_) + " " + SealArgs(),
+                       &out),
+            65)
+      << out;
+  EXPECT_NE(out.find("not usable as the seal under the trust anchors"), std::string::npos) << out;
+  EXPECT_NE(out.find("Foreign Root"), std::string::npos) << out;
+  // The certificate is not the new key's.
+  EXPECT_EQ(ChangeSeal("--new-key " + ShellQuote(seal2_uri_) + " --new-cert " + ShellQuote(dir_.file("seal3.pem")) + new2,
+                       &out),
+            65)
+      << out;
+  EXPECT_NE(out.find("is not a certificate of the new key"), std::string::npos) << out;
+  // The old token is absent.
+  std::string gone = hsm_.KeyUri("seal-lost", "seal");
+  EXPECT_NE(ChangeSeal("--key " + ShellQuote(gone) + " --new-key " + ShellQuote(seal2_uri_) + new2, &out), 0) << out;
+  EXPECT_NE(out.find("cannot use the seal in force"), std::string::npos) << out;
+  // A key that is not the seal in force.
+  EXPECT_EQ(ChangeSeal("--key " + ShellQuote(officer_uri_) + " --pin-file " + ShellQuote(officer_pin_) +
+                           " --new-key " + ShellQuote(seal2_uri_) + " --new-pin-file " + ShellQuote(seal2_pin_),
+                       &out),
+            65)
+      << out;
+  EXPECT_NE(out.find("is not the key of the archive's seal in force"), std::string::npos) << out;
+  // The new key's URI carries a PIN.
+  EXPECT_EQ(ChangeSeal("--new-key " + ShellQuote(seal2_uri_ + "&pin-value=8765") + " " + SealArgs(), &out), 64) << out;
+  // Nothing changed.
+  EXPECT_EQ(Head(archive_), head);
+  EXPECT_EQ(ConfigKey(), seal_uri_);
+  ASSERT_EQ(AuditArchive(&out), 0) << out;
+  EXPECT_NE(out.find("\"entries\":1"), std::string::npos) << out;
+}
+
+
+TEST_F(ArchiveChangeSealTest, RenewAfterReplacingTheTokensCertificateThenAppendsWithIt) {
+  InitWithTrust();
+  std::string out;
+  // The operator's order for a renewal: the renewed certificate replaces
+  // the old one on the token first; the archive still announces the old
+  // one, which the same key keeps signing for until the change.
+  ASSERT_EQ(testing::RunCommand(std::string("pkcs11-tool --module ") + testing::kSoftHsmModule +
+                                    " --token-label seal --login --pin 4321 --delete-object --type cert --id 01 2>&1",
+                                &out),
+            0)
+      << out;
+  ASSERT_EQ(Run("token import-cert " + ShellQuote(seal_uri_) + " " + ShellQuote(dir_.file("renewed.pem")) + " " +
+                    SealArgs(),
+                &out),
+            0)
+      << out;
+  ASSERT_EQ(ChangeSeal("--new-key " + ShellQuote(seal_uri_) + " " + SealArgs(), &out), 0) << out;
+  EXPECT_NE(out.find("renew"), std::string::npos) << out;
+  EXPECT_EQ(out.find("token import-cert"), std::string::npos) << out;
+  ASSERT_EQ(Append(SignedDocument("sau.txt", "Sau khi gia hạn\n"), "--type bao-cao --subject S", &out), 0) << out;
+  ASSERT_EQ(AuditArchive(&out), 0) << out;
+  EXPECT_NE(out.find("\"entries\":3"), std::string::npos) << out;
+  ExpectStockGitAccepts(archive_);
 }
 
 }  // namespace

@@ -581,5 +581,39 @@ TEST_F(AuditTamperTest, SealChangeNotSignedByThePreviousSealIsFound) {
   EXPECT_TRUE(HasProblem(out, "commit-signer-not-seal")) << out;
 }
 
+
+TEST_F(AuditTamperTest, CommitSignedByTheNewSealBeforeTheChangeIsFound) {
+  // The new seal is in force from its key-change entry on, not before: a
+  // commit before the change re-signed with the new seal's key (an insider
+  // who got the new token early backdating an entry) is flagged, though the
+  // new seal is announced later in the same history.
+  auto next = MakeSigner(*ca_, "seal2", "Con dấu mới Công đoàn Bãi Cháy");
+  const crypto::KeyRef next_key{"seal2"};
+  {
+    ArchiveOptions o;
+    o.origin = kOrigin;
+    o.signer = seal_.get();
+    o.seal_key = crypto::KeyRef{"seal"};
+    auto a = Archive::Open(path_, o);
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    ASSERT_TRUE((*a)->ChangeSeal(next.get(), next_key).has_value());
+    ASSERT_TRUE((*a)->Append(SignedDocument(*officer_, 100)).has_value());
+  }
+  std::string out;
+  ASSERT_EQ(Audit(&out), 0) << out;
+  Tamperer t(path_);
+  std::vector<git_oid> h = t.History();  // entries 1..7 by the old seal, 8 the change, 9
+  ASSERT_EQ(h.size(), 9u);
+  git_oid parent = h[5];
+  git_oid early = t.Commit(t.TreeOf(h[6]), &parent, next.get(), next_key, "Entry 7\n");
+  git_oid change = t.Commit(t.TreeOf(h[7]), &early, next.get(), next_key, "Entry 8\n");
+  t.SetHead(t.Commit(t.TreeOf(h[8]), &change, next.get(), next_key, "Entry 9\n"));
+  EXPECT_EQ(Audit(&out), 1) << out;
+  EXPECT_TRUE(HasProblem(out, "commit-signer-not-seal")) << out;
+  EXPECT_NE(out.find(git_oid_tostr_s(&early)), std::string::npos) << out;
+  // The commits from the change on are the new seal's: only the early one.
+  EXPECT_EQ(out.find(git_oid_tostr_s(&change)), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace sealpost::storage
