@@ -20,6 +20,7 @@
 #include "crypto/cades_sign.h"
 #include "crypto/certs.h"
 #include "crypto/digest.h"
+#include "crypto/path.h"
 #include "daemon/metrics.h"
 #include "daemon/webhook.h"
 #include "daemon/policy_update.h"
@@ -402,7 +403,13 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   for (const crypto::SignerReport& s : officer_report.signers) {
     signers.push_back({s.certificate.get(), s.chain.get()});
   }
-  signers.push_back({seal->get(), nullptr});
+  // The seal's chain under our trust, so that a registry naming the seal by
+  // subject under a trust anchor matches it (SPKI and issuer+serial do not
+  // need it); a seal that does not chain keeps no chain and matches only
+  // those forms.
+  crypto::PathResult seal_path = verifier->trust().Validate(seal->get(), nullptr, now,
+                                                             crypto::Usage::kDocumentSigning);
+  signers.push_back({seal->get(), seal_path.ok() ? seal_path.chain.get() : nullptr});
   auto decision = policies::EvaluateVerifiedDocument(*policy, facts, signers);
   if (!decision) return std::unexpected(Internal("policy: " + decision.error().message()));
   if (!decision->allowed) {
