@@ -7,7 +7,8 @@
 # This script adds only what happens outside the appliance (an empty token is
 # plugged in, the PIN is typed, the federation's CA issues certificates) and
 # checks after some steps (hooks after_<NAME>) that what the guide claims is
-# true. A block that fails fails the test.
+# true; hooks before_<NAME> do what happens outside before a block (the new
+# token of section 12 is plugged in). A block that fails fails the test.
 set -euo pipefail
 
 SRC=${SEALPOST_SOURCE_DIR:?SEALPOST_SOURCE_DIR not set}
@@ -20,17 +21,18 @@ SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 scratch=$(mktemp -d)
-SEALPOSTD_PID="" SIGNER_PID="" PIN_FILE=""
+SEALPOSTD_PID="" SIGNER_PID="" PIN_FILE="" NEW_PIN_FILE=""
 cleanup() {
   for pid in $SEALPOSTD_PID $SIGNER_PID; do kill -KILL "$pid" 2>/dev/null || true; done
   [ -n "$PIN_FILE" ] && rm -f "$PIN_FILE"
+  [ -n "$NEW_PIN_FILE" ] && rm -f "$NEW_PIN_FILE"
   if [ -n "${SEALPOST_GUIDE_KEEP:-}" ]; then echo "kept $scratch" >&2; else rm -rf "$scratch"; fi
 }
 trap cleanup EXIT
 
 # --- The blocks, in order: "# --- block N NAME" before each.
 awk '
-  /^```sh operator-step( [a-z-]+)?$/ { n++; name = $3; print "# --- block " n " " (name == "" ? "-" : name); inside = 1; next }
+  /^```sh operator-step( [a-z-]+)?$/ { n++; name = $3; print "# --- block " n " " (name == "" ? "-" : name); print "__before_block " n " " (name == "" ? "-" : name); inside = 1; next }
   inside && /^```$/ { inside = 0; print "__after_block " n " " (name == "" ? "-" : name); next }
   inside { print }
 ' "$GUIDE" > "$scratch/guide.sh"
@@ -58,6 +60,7 @@ printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR
   "$scratch/tokens" > "$scratch/softhsm2.conf"
 export SOFTHSM2_CONF=$scratch/softhsm2.conf
 TOKEN_PIN=$(printf '%06d' $((RANDOM % 900000 + 100000)))
+NEW_TOKEN_PIN=$(printf '%08d' $((RANDOM % 90000000 + 10000000)))
 softhsm2-util --init-token --free --label union-seal --so-pin 87654321 --pin "$TOKEN_PIN" >/dev/null
 # ... and the federation's CA (throwaway) will issue what is asked of it
 # (for a year: sealpost doctor warns about certificates within 30 days of
@@ -96,6 +99,20 @@ after_tls-csr() {  # the CA answers both requests
   done
   cp "$scratch/ca.pem" federation-ca.pem
 }
+before_new-token() {  # section 12: the new, empty token is plugged in
+  softhsm2-util --init-token --free --label union-seal-2 --so-pin 87654321 --pin "$NEW_TOKEN_PIN" >/dev/null
+}
+after_new-token() {  # ... and the CA answers its request
+  openssl x509 -req -in seal-2.csr -CA "$scratch/ca.pem" -CAkey "$scratch/ca.key" \
+    -CAcreateserial -days 365 -extfile "$scratch/ca.cnf" -extensions v3_seal \
+    -out seal-2.pem 2>/dev/null || fail "the CA could not issue seal-2.pem"
+}
+after_change-seal() {
+  [ "$(git -C "$STATE/archive" config --get sealpost.key)" = "$NEW_SEAL_KEY" ] ||
+    fail "the archive does not remember the new seal key"
+  sealpost archive list "$STATE/archive" --kind key-change --json | jq -e 'length == 2' >/dev/null ||
+    fail "the archive does not hold two key-change entries"
+}
 health() { curl -sS --cacert "$ETC/tls/federation-ca.pem" "https://127.0.0.1:$USER_PORT/api/v1/health"; }
 after_start() {
   local h; h=$(health) || fail "sealpostd does not answer after 'start': $(tail -n 5 sealpostd.log)"
@@ -107,6 +124,13 @@ after_mirror() {
   [ "$(git -C "$BACKUP/archive.git" rev-parse main)" = "$(git -C "$STATE/archive" rev-parse main)" ] ||
     fail "the mirror's main is not the archive's"
   git -C "$BACKUP/archive.git" fsck --strict 2>&1 || fail "git fsck --strict on the mirror"
+}
+after_restart-new-seal() {
+  after_restart
+  # The signer serves the new seal (the daemon's documents service opened
+  # the archive with it, above); the token holds the new certificate.
+  sealpost token keys "$NEW_SEAL_KEY" --pin-file "$NEW_PIN_FILE" | grep -q 'Hạ Long' ||
+    fail "the new token does not show its certificate"
 }
 after_restart() {
   after_start
@@ -125,6 +149,10 @@ after_restart() {
 # build its block is reported and skipped.
 DOCTOR=1
 "$SEALPOST" --help | grep -q '^ *doctor ' || DOCTOR=""
+__before_block() {
+  local name=$2
+  if declare -F "before_$name" >/dev/null; then "before_$name"; fi
+}
 __after_block() {
   local n=$1 name=$2
   echo "== guide block $n ($name): done"
@@ -139,15 +167,16 @@ fi
 
 echo "== running $blocks blocks of docs/operator-guide.md"
 # The PIN is "typed" on stdin (the guide's `read -rs`).
-printf '%s\n' "$TOKEN_PIN" > "$scratch/typed-pin"
+printf '%s\n%s\n' "$TOKEN_PIN" "$NEW_TOKEN_PIN" > "$scratch/typed-pin"
 # shellcheck disable=SC1091
 source "$scratch/guide.sh" < "$scratch/typed-pin"
 
 # After the guide: the processes it started are gone, the PIN file too.
 [ ! -e "$PIN_FILE" ] || fail "the guide left the PIN file $PIN_FILE"
+[ -n "$NEW_PIN_FILE" ] && [ ! -e "$NEW_PIN_FILE" ] || fail "the guide left the PIN file $NEW_PIN_FILE"
 for pid in $SEALPOSTD_PID $SIGNER_PID; do
   ! kill -0 "$pid" 2>/dev/null || fail "process $pid still runs after the guide's clean-up"
 done
 SEALPOSTD_PID="" SIGNER_PID=""
-grep -q "$TOKEN_PIN" "$scratch"/home/sealpost-setup/*.log && fail "the PIN is in a log"
+grep -q -e "$TOKEN_PIN" -e "$NEW_TOKEN_PIN" "$scratch"/home/sealpost-setup/*.log && fail "a PIN is in a log"
 echo "operator guide: OK ($blocks blocks)"

@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "base/encoding.h"
+#include "crypto/certs.h"
 #include "policies/verdict.h"
 
 extern char** environ;
@@ -359,6 +360,35 @@ bool Appliance::Restart() {
 }
 
 std::string Appliance::Log() const { return ReadTestFile(file("sealpostd.log")); }
+
+bool Appliance::UseSealKey(const std::string& key_uri, const std::string& pin) {
+  std::string cfg = ReadTestFile(file("sealpostd.yaml"));
+  const std::string line = "seal_key: " + Quote(seal_key_) + "\n";
+  size_t at = cfg.find(line);
+  if (at == std::string::npos) {
+    ADD_FAILURE() << "no seal_key line in " << file("sealpostd.yaml");
+    return false;
+  }
+  cfg.replace(at, line.size(), "seal_key: " + Quote(key_uri) + "\n");
+  WriteTestFile(file("sealpostd.yaml"), cfg);
+  WriteTestFile(file("signer.pin"), pin + "\n");
+  ::chmod(file("signer.pin").c_str(), 0600);
+  seal_key_ = key_uri;
+  return true;
+}
+
+std::string Federation::NewSealToken(const Appliance& a, const std::string& label,
+                                     const std::string& pin) {
+  if (!hsm_->InitToken(label, kSoPin, pin)) {
+    ADD_FAILURE() << "init token " << label;
+    return "";
+  }
+  CertSpec spec;
+  spec.subject = "/CN=" + a.name() + "/O=" + a.name() + "/C=VN";
+  X509Ptr seal = KeyOnToken(*hsm_, label, pin, "seal", *ca_, spec);
+  if (!seal) return "";
+  return hsm_->KeyUri(label, "seal");
+}
 std::string Appliance::SignerLog() const { return ReadTestFile(file("signer.log")); }
 
 std::string Appliance::TokenHeaderFile(const std::string& token) const {
@@ -645,7 +675,14 @@ bool Federation::Build(const FederationOptions& o) {
       if (a->level_ == "grassroots") p += "    parent: " + std::string(kDistrict) + "\n";
       p += "    endpoint: \"https://127.0.0.1:" + std::to_string(a->peer_port_) + "\"\n";
       p += "    tls_identity: {spki_sha256: \"" + a->tls_spki_ + "\"}\n";
-      p += "    seal: {spki_sha256: \"" + a->seal_spki_ + "\"}\n";
+      if (o.seal_by_subject) {
+        auto seal = crypto::LoadCertificate(a->file("seal.pem"));
+        p += "    seal: {subject: " +
+             Quote(seal ? crypto::NameToUtf8(X509_get_subject_name(seal->get())) : "") +
+             ", ca: test-ca}\n";
+      } else {
+        p += "    seal: {spki_sha256: \"" + a->seal_spki_ + "\"}\n";
+      }
     }
     p += "officers:\n"
          "  - id: nguyen-thi-duyen\n    name: " + Quote(kChairName) + "\n    role: chair\n"

@@ -68,6 +68,11 @@ struct FederationOptions {
   // YAML list items appended to the policies' `document_types` (e.g. a
   // `policy` type for policy updates, docs/policy.md "Policy updates").
   std::string policy_types_extra;
+  // How the registry names each union's seal: by the SHA-256 of its public
+  // key (default), or by its subject under the federation's CA (then a new
+  // key with a certificate of the same subject from the same CA is the same
+  // seal to the peers; docs/operator-guide.md, "Replace a token").
+  bool seal_by_subject = false;
 };
 
 // An HTTP answer as curl saw it. status 0: no HTTP answer (curl_exit says why:
@@ -138,6 +143,10 @@ class Appliance {
   HttpAnswer Curl(const std::string& path, const std::string& extra, const std::string& token,
                   bool peer) const;
 
+  // The seal key the signer and the daemon use from their next start: the
+  // signer's --key and PIN file, and `seal_key:` in sealpostd.yaml.
+  bool UseSealKey(const std::string& key_uri, const std::string& pin);
+
   // `sealpost admin token create --state <state> --role R --name N`; "" on failure.
   std::string CreateToken(const std::string& role, const std::string& name) const;
 
@@ -189,6 +198,12 @@ class Federation {
   // Null if no such union.
   Appliance* Find(const std::string& union_id);
   const std::vector<std::unique_ptr<Appliance>>& appliances() const { return appliances_; }
+
+  // A new seal token for `a`: a SoftHSM2 token `label` with PIN `pin`, a
+  // P-256 key generated on it (label "seal"), a certificate with the
+  // subject of `a`'s seal from the federation's CA, stored on the token.
+  // The key URI (no PIN in it), or "" and a test failure.
+  std::string NewSealToken(const Appliance& a, const std::string& label, const std::string& pin);
 
   // The chair's key URI (with its PIN file as pin-source) on her personal token.
   const std::string& chair_key() const { return chair_key_; }
