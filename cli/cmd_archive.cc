@@ -464,7 +464,8 @@ int ChangeSeal(Context& ctx, const std::vector<std::string>& argv) {
           anchors->Validate(cert, nullptr, std::time(nullptr), crypto::Usage::kDocumentSigning);
       if (!path.ok()) {
         return Status::FailedPrecondition(
-            what + " (" + crypto::DisplayName(cert) + ")" +
+            what + " (" + crypto::DisplayName(cert) + T(ctx.lang, ", issued by ", ", do ") +
+            crypto::NameToUtf8(X509_get_issuer_name(cert)) + T(ctx.lang, ")", " cấp)") +
             T(ctx.lang, " is not usable as the seal under the trust anchors ",
               " không dùng được làm con dấu theo chứng thư gốc ") +
             *trust + ": " + std::string(crypto::SubIndicationName(path.sub_indication)) + " — " +
@@ -614,10 +615,10 @@ int ChangeSeal(Context& ctx, const std::vector<std::string>& argv) {
     }
   }
   const std::string what = renew ? "renew" : "rotate";
-  Say(ctx, "seal changed (" + what + ") in entry #" + seq + ": " + crypto::DisplayName(in_force.get()) +
-               " -> " + crypto::DisplayName(new_cert.get()),
-      "đã đổi con dấu (" + what + ") ở mục #" + seq + ": " + crypto::DisplayName(in_force.get()) +
-          " -> " + crypto::DisplayName(new_cert.get()));
+  const std::string from = crypto::DisplayName(in_force.get()) + " [" + crypto::SerialHex(in_force.get()) + "]";
+  const std::string to = crypto::DisplayName(new_cert.get()) + " [" + crypto::SerialHex(new_cert.get()) + "]";
+  Say(ctx, "seal changed (" + what + ") in entry #" + seq + ": " + from + " -> " + to,
+      "đã đổi con dấu (" + what + ") ở mục #" + seq + ": " + from + " -> " + to);
   std::fprintf(ctx.out, "head %s\n", head.c_str());
   return rc;
 }

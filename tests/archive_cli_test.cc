@@ -711,8 +711,10 @@ TEST_F(ArchiveChangeSealTest, RenewAfterReplacingTheTokensCertificateThenAppends
   // The operator's order for a renewal: the renewed certificate replaces
   // the old one on the token first; the archive still announces the old
   // one, which the same key keeps signing for until the change.
-  ASSERT_EQ(testing::RunCommand(std::string("pkcs11-tool --module ") + testing::kSoftHsmModule +
-                                    " --token-label seal --login --pin 4321 --delete-object --type cert --id 01 2>&1",
+  // (p11tool matches the token label exactly; pkcs11-tool's --token-label
+  // would also take "seal2".)
+  ASSERT_EQ(testing::RunCommand(std::string("GNUTLS_PIN=4321 p11tool --provider ") + testing::kSoftHsmModule +
+                                    " --login --batch --delete 'pkcs11:token=seal;id=%01;type=cert' 2>&1",
                                 &out),
             0)
       << out;
