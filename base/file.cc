@@ -1,6 +1,7 @@
 #include "base/file.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <string>
@@ -69,6 +70,34 @@ Result<SecretBytes> ReadSecretFile(const std::string& path, size_t max_bytes) {
   std::memset(data.data(), 0, data.size());
   data.clear();
   if (!s.ok()) return Err(s);
+  out.StripOneTrailingNewline();
+  return out;
+}
+
+Result<SecretBytes> ReadPrivateSecretFile(const std::string& path, std::string_view what,
+                                          size_t max_bytes) {
+  const std::string name = std::string(what) + " " + path;
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (fd.get() < 0) {
+    if (errno == ELOOP) return Err(Status::DataError(name + ": is a symbolic link (refused)"));
+    return Err(Status::NotFound(name + ": " + ErrnoText(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Err(Status::NotFound(name + ": " + ErrnoText(errno)));
+  if (!S_ISREG(st.st_mode)) return Err(Status::DataError(name + ": not a regular file"));
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Err(Status::PermissionDenied(name + " is accessible by group or others (mode " + mode +
+                                        "); chmod 600 it"));
+  }
+  std::vector<char> data;
+  data.reserve(max_bytes + 1);  // no reallocation: no stray copies of the secret
+  Status s = ReadAllInto(fd.get(), path, max_bytes, &data);
+  SecretBytes out(std::string_view(data.data(), data.size()));
+  std::memset(data.data(), 0, data.size());
+  data.clear();
+  if (!s.ok()) return Err(s.WithContext(std::string(what)));
   out.StripOneTrailingNewline();
   return out;
 }

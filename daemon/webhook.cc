@@ -170,21 +170,9 @@ std::string WebhookSignature(std::string_view secret, int64_t timestamp, std::st
 }
 
 Result<SecretBytes> LoadWebhookSecret(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    return Err(Status::NotFound("webhook secret " + path + ": " + std::strerror(errno)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return Err(Status::DataError("webhook secret " + path + ": not a regular file"));
-  }
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Err(Status::PermissionDenied("webhook secret " + path + " is accessible by group or others (mode " +
-                                        mode + "); chmod 600 it"));
-  }
-  auto secret = ReadSecretFile(path, kMaxSecret + 2);
-  if (!secret) return Err(secret.error().WithContext("webhook secret"));
+  // One open, checked through its descriptor (no stat-then-open window).
+  auto secret = ReadPrivateSecretFile(path, "webhook secret", kMaxSecret + 2);
+  if (!secret) return Err(secret.error());
   std::string_view s = secret->view();
   if (s.size() < kMinSecret || s.size() > kMaxSecret) {
     return Err(Status::DataError("webhook secret " + path + ": must be one line of " +

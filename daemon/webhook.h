@@ -64,8 +64,10 @@ std::string WebhookBody(const WebhookDocument& doc, const std::string& recipient
 // "v1=" + lower-case hex of HMAC-SHA256(secret, timestamp + "." + body).
 std::string WebhookSignature(std::string_view secret, int64_t timestamp, std::string_view body);
 
-// A webhook secret file: a regular file, not accessible by group or others
-// (PermissionDenied naming the file and its mode otherwise), holding one
+// A webhook secret file: a regular file (not a symbolic link), not
+// accessible by group or others (PermissionDenied naming the file and its
+// mode otherwise), checked on the descriptor it is read from
+// (base/file.h ReadPrivateSecretFile), holding one
 // line of 32 to 1024 printable ASCII characters without spaces (one
 // trailing newline allowed; e.g. `openssl rand -hex 32`). The secret is
 // the line's bytes. Errors name the file, never its content.

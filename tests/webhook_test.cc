@@ -8,6 +8,7 @@
 #include "daemon/webhook.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -146,6 +147,29 @@ TEST(WebhookSecretTest, LoadChecksModeLengthAndCharacters) {
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().code(), Code::kNotFound);
   EXPECT_FALSE(LoadWebhookSecret(t.path()).has_value());  // a directory
+}
+
+TEST(WebhookSecretTest, SymlinkAndFifoAreRefusedWithoutReading) {
+  TempDir t;
+  std::string good = t.file("good");
+  WriteTestFile(good, std::string(kSecret) + "\n");
+  ASSERT_EQ(::chmod(good.c_str(), 0600), 0);
+  // A link to a good secret: whoever may write the directory could point
+  // it elsewhere between a check and a read; it is refused outright.
+  std::string link = t.file("link");
+  ASSERT_EQ(::symlink(good.c_str(), link.c_str()), 0);
+  auto linked = LoadWebhookSecret(link);
+  ASSERT_FALSE(linked.has_value());
+  EXPECT_EQ(linked.error().code(), Code::kDataError);
+  EXPECT_NE(linked.error().message().find("symbolic link"), std::string::npos) << linked.error().message();
+  EXPECT_NE(linked.error().message().find(link), std::string::npos);
+  // A FIFO (mode 0600) is not a regular file: refused without blocking.
+  std::string fifo = t.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto piped = LoadWebhookSecret(fifo);
+  ASSERT_FALSE(piped.has_value());
+  EXPECT_EQ(piped.error().code(), Code::kDataError);
+  EXPECT_NE(piped.error().message().find("not a regular file"), std::string::npos) << piped.error().message();
 }
 
 // --- configuration ------------------------------------------------------------
