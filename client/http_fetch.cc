@@ -8,6 +8,8 @@
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/URI.h>
 
+#include "client/https_client.h"
+
 namespace sealpost::client {
 
 Result<std::string> FetchHttp(const std::string& url, const FetchOptions& options) {
@@ -72,6 +74,46 @@ Result<std::string> FetchHttp(const std::string& url, const FetchOptions& option
   } catch (const std::exception& e) {
     return Err(Status::Unavailable(url + " (" + where + "): " + e.what()));
   }
+}
+
+Result<std::string> FetchHttps(const std::string& url, const FetchOptions& options) {
+  ClientOptions co;
+  std::string target;
+  try {
+    Poco::URI uri(url);
+    if (uri.getScheme() != "https" || uri.getHost().empty() || !uri.getUserInfo().empty()) {
+      return Err(Status::InvalidArgument("not an https:// URL: " + url));
+    }
+    co.host = uri.getHost();
+    co.port = uri.getPort();
+    target = uri.getPathEtc();
+    if (target.empty()) target = "/";
+  } catch (const Poco::Exception& e) {
+    return Err(Status::InvalidArgument("bad URL " + url + ": " + e.displayText()));
+  }
+  co.ca_file = options.https_ca;
+  co.system_cas = options.https_ca.empty();
+  co.verify_host = true;
+  co.connect_timeout_seconds = options.timeout_seconds;
+  co.timeout_seconds = options.timeout_seconds;
+  co.max_response_bytes = options.max_bytes;
+  const std::string where = co.host + ":" + std::to_string(co.port);
+  auto client = HttpsClient::Create(co);
+  if (!client) {
+    return Err(Status(client.error().code() == Code::kInvalidArgument ? Code::kInvalidArgument
+                                                                       : Code::kUnavailable,
+                      url + " (" + where + "): " + client.error().message()));
+  }
+  auto resp = (*client)->Get(target, {{"Accept", "application/pkix-crl, */*"}});
+  if (!resp) {
+    return Err(Status(resp.error().code() == Code::kDataError ? Code::kDataError
+                                                               : Code::kUnavailable,
+                      url + " (" + where + "): " + resp.error().message()));
+  }
+  if (resp->status != 200) {
+    return Err(Status::DataError(url + ": HTTP " + std::to_string(resp->status)));
+  }
+  return std::move(resp->body);
 }
 
 }  // namespace sealpost::client

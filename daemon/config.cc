@@ -326,7 +326,8 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
                      {"max_bytes",
                       [&](const YamlNode& x) {
                         w.Integer<uint64_t>(x, "max_bytes", 1024, 256ull << 20, &f.max_bytes);
-                      }}});
+                      }},
+                     {"https_ca", [&](const YamlNode& x) { w.Path(x, "https_ca", &f.https_ca); }}});
             }},
            {"limits",
             [&](const YamlNode& v) {

@@ -89,6 +89,7 @@ struct CrlFetchConfig {
   int retry_seconds = 300;      // after a failure, or past nextUpdate
   int timeout_seconds = 15;     // connect and each read
   uint64_t max_bytes = 16u << 20;
+  std::string https_ca;  // https:// sources: CA bundle for their servers ("": system CAs)
 };
 
 struct Config {

@@ -277,11 +277,17 @@ void CrlManager::FetchOne(Source& s) {
     fo.timeout_seconds = options_.timeout_seconds;
     fo.max_bytes = options_.max_bytes;
     body = client::FetchHttp(url, fo);
+  } else if (url.starts_with("https://")) {
+    client::FetchOptions fo;
+    fo.timeout_seconds = options_.timeout_seconds;
+    fo.max_bytes = options_.max_bytes;
+    fo.https_ca = options_.https_ca;
+    body = client::FetchHttps(url, fo);
   } else if (url.starts_with("file:///")) {
     body = ReadFile(url.substr(7), options_.max_bytes);
   } else {
-    body = Err(Status::InvalidArgument(url + ": only http:// and file:/// CRL sources are fetched "
-                                       "(CRLs are signed; serve them over http)"));
+    body = Err(Status::InvalidArgument(url + ": only http://, https:// and file:/// CRL sources "
+                                       "are fetched"));
   }
   std::lock_guard<std::mutex> lock(mu_);
   s.st.last_fetch = now;

@@ -1,7 +1,9 @@
 // The CRL manager: fetches the CRL of every CRL source of the policy in
-// force (trust.crl_sources: http:// through client/http_fetch.h, file:///
-// from the local disk; https:// is reported as an error) at start and on a
-// schedule, and keeps the daemon's shared trust (daemon/trust.h) up to date.
+// force (trust.crl_sources: http:// and https:// through
+// client/http_fetch.h, the https server checked against
+// CrlManagerOptions::https_ca or else the system's CA store; file:/// from
+// the local disk) at start and on a schedule, and keeps the daemon's shared
+// trust (daemon/trust.h) up to date.
 //
 // For each source, on each fetch:
 //   1. the body must be exactly one CRL, DER or PEM, of at most max_bytes;
@@ -60,6 +62,9 @@ struct CrlManagerOptions {
   int retry_seconds = 300;
   int timeout_seconds = 15;
   uint64_t max_bytes = 16u << 20;
+  // https:// sources: the PEM bundle their servers' certificates must chain
+  // to (crl_fetch.https_ca); empty: the system's CA store.
+  std::string https_ca;
   std::function<std::time_t()> now;  // tests; default time(nullptr)
 };
 

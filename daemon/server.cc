@@ -1036,6 +1036,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     co.retry_seconds = config.crl_fetch.retry_seconds;
     co.timeout_seconds = config.crl_fetch.timeout_seconds;
     co.max_bytes = config.crl_fetch.max_bytes;
+    co.https_ca = config.crl_fetch.https_ca;
     auto crls = CrlManager::Create(std::move(co));
     if (!crls) return Err(crls.error());
     st->crls = std::move(*crls);

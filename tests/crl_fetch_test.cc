@@ -91,6 +91,50 @@ class HttpServer {
   pid_t pid_ = -1;
 };
 
+// An HTTPS server (python3 http.server + ssl) on 127.0.0.1:port serving
+// `dir` with the certificate and key given.
+class HttpsServer {
+ public:
+  HttpsServer(std::string dir, int port, std::string cert, std::string key)
+      : dir_(std::move(dir)), port_(port), cert_(std::move(cert)), key_(std::move(key)) {}
+  ~HttpsServer() { Stop(); }
+  bool Start() {
+    static const char* kScript =
+        "import functools, http.server, ssl, sys\n"
+        "d, port, cert, key = sys.argv[1:5]\n"
+        "h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d)\n"
+        "s = http.server.ThreadingHTTPServer(('127.0.0.1', int(port)), h)\n"
+        "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+        "c.load_cert_chain(cert, key)\n"
+        "s.socket = c.wrap_socket(s.socket, server_side=True)\n"
+        "s.serve_forever()\n";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      std::freopen("/dev/null", "w", stderr);
+      std::freopen("/dev/null", "w", stdout);
+      std::string port = std::to_string(port_);
+      ::execlp("python3", "python3", "-c", kScript, dir_.c_str(), port.c_str(), cert_.c_str(),
+               key_.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    HttpServer probe("", port_);
+    return pid_ > 0 && WaitFor([&] { return probe.Accepts(); }, 15);
+  }
+  void Stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  std::string dir_;
+  int port_;
+  std::string cert_, key_;
+  pid_t pid_ = -1;
+};
+
 std::string Sha256Hex(const std::string& data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
@@ -219,6 +263,61 @@ TEST(CrlFetchTest, FetchedRevokedOlderRefusedServerDownCachedUsedArchived) {
   std::string out;
   EXPECT_EQ(fed->Audit(d, &out), 0) << out;
   EXPECT_EQ(fed->Audit(g, &out), 0) << out;
+  EXPECT_TRUE(fed->StopAll());
+}
+
+// Issue 5: an https:// CRL source is fetched through client/ with the
+// server checked against crl_fetch.https_ca: a server whose certificate is
+// from another CA is an error (nothing taken), the right one is fetched.
+TEST(CrlFetchTest, HttpsSourceFetchedOnlyFromAServerOfTheConfiguredCa) {
+  TempDir www;
+  const int port = FreePort();
+  ASSERT_NE(port, 0);
+  const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/ca.crl";
+  FederationOptions fo;
+  fo.grassroots = 1;
+  fo.policy_trust_extra = "  crl_sources:\n    - {anchor: test-ca, url: \"" + url + "\"}\n";
+  // Relative to the appliance's directory: the federation's CA.
+  fo.extra_config =
+      "crl_fetch: {interval_seconds: 1, retry_seconds: 1, timeout_seconds: 2, "
+      "https_ca: ../ca.pem}\n";
+  auto fed = Federation::Start(fo);
+  ASSERT_NE(fed, nullptr);
+  Appliance& d = fed->district();
+  const std::string crl = CrlToDer(fed->ca().MakeCrl({}).get());
+  Publish(www.path(), crl);
+
+  // 1. A server certificate from another CA (same name and IP): refused.
+  TestCa other = TestCa::CreateRoot("/CN=Other CA/O=Elsewhere/C=VN");
+  CertSpec spec;
+  spec.subject = "/CN=127.0.0.1/O=Elsewhere/C=VN";
+  spec.ext_key_usage = "serverAuth";
+  spec.key_usage = "critical,digitalSignature";
+  spec.subject_alt_name = "IP:127.0.0.1";
+  Issued impostor = other.Issue(spec);
+  TempDir keys;  // not under the served directory
+  WriteTestFile(keys.file("impostor.pem"), CertToPem(impostor.cert.get()));
+  WriteTestFile(keys.file("impostor-key.pem"), KeyToPkcs8Pem(impostor.key.get()));
+  {
+    HttpsServer bad(www.path(), port, keys.file("impostor.pem"), keys.file("impostor-key.pem"));
+    ASSERT_TRUE(bad.Start());
+    ASSERT_TRUE(WaitFor([&] {
+      std::string h = CrlHealth(d);
+      return Contains(h, "\"state\":\"error\"") && Contains(h, "certificate verify failed");
+    }, 20)) << CrlHealth(d);
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    EXPECT_FALSE(Contains(CrlHealth(d), Sha256Hex(crl))) << CrlHealth(d);
+    EXPECT_TRUE(Contains(d.Log(), "CRL fetch failed")) << d.Log();
+  }
+
+  // 2. The same files behind the appliance's own TLS certificate (the
+  //    federation's CA, IP:127.0.0.1): fetched and fresh.
+  HttpsServer good(www.path(), port, d.file("tls.pem"), d.file("tls-key.pem"));
+  ASSERT_TRUE(good.Start());
+  ASSERT_TRUE(WaitFor([&] {
+    std::string h = CrlHealth(d);
+    return Contains(h, Sha256Hex(crl)) && Contains(h, "\"state\":\"fresh\"");
+  }, 20)) << CrlHealth(d);
   EXPECT_TRUE(fed->StopAll());
 }
 
