@@ -12,7 +12,9 @@
 //                delivery
 //   trust        the trust anchors (same expiry rule) and each configured
 //                CRL: signed by an anchor, nextUpdate passed FAIL, within a
-//                day WARN
+//                day WARN; the same for each CRL sealpostd fetched from the
+//                policy's CRL sources (<state_dir>/crls), not fetched WARN
+//   webhook      each webhook secret file: readable, private, long enough
 //   archive      opens read-only, the head checkpoint verifies, and an audit
 //                that fully checks the entries after the checkpoint the
 //                last clean doctor run saved (<state_dir>/doctor/checkpoint)
@@ -23,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include <chrono>
@@ -32,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "base/encoding.h"
 #include "base/file.h"
 #include "base/json.h"
 #include "base/openssl.h"
@@ -233,6 +237,48 @@ void CheckTlsCertificate(Doctor& d, const std::string& what, const std::string& 
            "cấp chứng thư TLS mới và khởi động lại sealpostd");
 }
 
+void CheckCrl(Doctor& d, X509_CRL* crl, const std::string& source, X509_STORE* anchors_out,
+              int64_t now) {
+  std::string issuer = crypto::NameToUtf8(X509_CRL_get_issuer(crl));
+  // Signed by an anchor of ours?
+  bool signed_ok = false;
+  STACK_OF(X509_OBJECT)* objs = X509_STORE_get0_objects(anchors_out);
+  for (int j = 0; j < sk_X509_OBJECT_num(objs); ++j) {
+    X509* a = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, j));
+    if (a == nullptr || X509_NAME_cmp(X509_get_subject_name(a), X509_CRL_get_issuer(crl)) != 0) {
+      continue;
+    }
+    EVP_PKEY* pk = X509_get0_pubkey(a);
+    if (pk != nullptr && X509_CRL_verify(crl, pk) == 1) signed_ok = true;
+  }
+  std::string what = "CRL " + source + " (" + issuer + ")";
+  const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
+  std::tm tm{};
+  int64_t next_t = next != nullptr && ASN1_TIME_to_tm(next, &tm) == 1 ? timegm(&tm) : 0;
+  if (!signed_ok) {
+    d.Add("trust", Level::kFail,
+          d.T(what + " is not signed by a trust anchor", what + " không do gốc tin cậy ký"),
+          d.T("fetch the CRL from the CA's distribution point", "tải CRL từ điểm phân phối của CA"));
+  } else if (next_t == 0) {
+    d.Add("trust", Level::kWarn, d.T(what + " has no nextUpdate", what + " không có nextUpdate"),
+          d.T("check the CA's CRL", "kiểm tra CRL của CA"));
+  } else if (next_t <= now) {
+    d.Add("trust", Level::kFail,
+          d.T(what + " is stale: nextUpdate " + Doctor::Date(next_t) + " has passed",
+              what + " đã cũ: nextUpdate " + Doctor::Date(next_t) + " đã qua"),
+          d.T("fetch a fresh CRL (verification reports INDETERMINATE meanwhile)",
+              "tải CRL mới (trong lúc này kết quả kiểm tra là INDETERMINATE)"));
+  } else if (next_t - now < kCrlWarnSeconds) {
+    d.Add("trust", Level::kWarn,
+          d.T(what + ": nextUpdate " + Doctor::Date(next_t) + " is within a day",
+              what + ": nextUpdate " + Doctor::Date(next_t) + " còn dưới một ngày"),
+          d.T("make sure the CRL is fetched again before then", "bảo đảm CRL được tải lại trước đó"));
+  } else {
+    d.Add("trust", Level::kOk,
+          d.T(what + " fresh until " + Doctor::Date(next_t), what + " còn mới đến " + Doctor::Date(next_t)));
+  }
+}
+
 void CheckTrust(Doctor& d, const daemon::Config& c, X509_STORE* anchors_out) {
   for (const std::string& file : c.trust_anchors) {
     auto certs = crypto::LoadCertificates(file);
@@ -259,44 +305,68 @@ void CheckTrust(Doctor& d, const daemon::Config& c, X509_STORE* anchors_out) {
     }
     for (int i = 0; i < sk_X509_CRL_num(crls->get()); ++i) {
       X509_CRL* crl = sk_X509_CRL_value(crls->get(), i);
-      std::string issuer = crypto::NameToUtf8(X509_CRL_get_issuer(crl));
-      // Signed by an anchor of ours?
-      bool signed_ok = false;
-      STACK_OF(X509_OBJECT)* objs = X509_STORE_get0_objects(anchors_out);
-      for (int j = 0; j < sk_X509_OBJECT_num(objs); ++j) {
-        X509* a = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, j));
-        if (a == nullptr || X509_NAME_cmp(X509_get_subject_name(a), X509_CRL_get_issuer(crl)) != 0) {
-          continue;
-        }
-        EVP_PKEY* pk = X509_get0_pubkey(a);
-        if (pk != nullptr && X509_CRL_verify(crl, pk) == 1) signed_ok = true;
-      }
-      std::string what = "CRL " + file + " (" + issuer + ")";
-      const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
-      std::tm tm{};
-      int64_t next_t = next != nullptr && ASN1_TIME_to_tm(next, &tm) == 1 ? timegm(&tm) : 0;
-      if (!signed_ok) {
-        d.Add("trust", Level::kFail,
-              d.T(what + " is not signed by a trust anchor", what + " không do gốc tin cậy ký"),
-              d.T("fetch the CRL from the CA's distribution point", "tải CRL từ điểm phân phối của CA"));
-      } else if (next_t == 0) {
-        d.Add("trust", Level::kWarn, d.T(what + " has no nextUpdate", what + " không có nextUpdate"),
-              d.T("check the CA's CRL", "kiểm tra CRL của CA"));
-      } else if (next_t <= now) {
-        d.Add("trust", Level::kFail,
-              d.T(what + " is stale: nextUpdate " + Doctor::Date(next_t) + " has passed",
-                  what + " đã cũ: nextUpdate " + Doctor::Date(next_t) + " đã qua"),
-              d.T("fetch a fresh CRL (verification reports INDETERMINATE meanwhile)",
-                  "tải CRL mới (trong lúc này kết quả kiểm tra là INDETERMINATE)"));
-      } else if (next_t - now < kCrlWarnSeconds) {
-        d.Add("trust", Level::kWarn,
-              d.T(what + ": nextUpdate " + Doctor::Date(next_t) + " is within a day",
-                  what + ": nextUpdate " + Doctor::Date(next_t) + " còn dưới một ngày"),
-              d.T("make sure the CRL is fetched again before then", "bảo đảm CRL được tải lại trước đó"));
-      } else {
-        d.Add("trust", Level::kOk,
-              d.T(what + " fresh until " + Doctor::Date(next_t), what + " còn mới đến " + Doctor::Date(next_t)));
-      }
+      CheckCrl(d, crl, file, anchors_out, now);
+    }
+  }
+}
+
+// The CRLs sealpostd fetched from the policy's CRL sources (daemon/crls.cc
+// keeps each in <state_dir>/crls/<anchor>-<first 16 hex of SHA-256(url)>.der):
+// one not there yet is a warning (the daemon has not fetched it: not
+// running, or the source unreachable); one there is checked like a
+// configured CRL.
+void CheckFetchedCrls(Doctor& d, const daemon::Config& c, const policies::Policy& p,
+                      X509_STORE* anchors) {
+  const int64_t now = std::time(nullptr);
+  for (const policies::CrlSource& src : p.crl_sources) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_Digest(src.url.data(), src.url.size(), md, &n, EVP_sha256(), nullptr) != 1) continue;
+    const std::string file = c.state_dir + "/crls/" + src.anchor + "-" +
+                             HexEncode(std::string_view(reinterpret_cast<const char*>(md), n)).substr(0, 16) +
+                             ".der";
+    const std::string source = src.url + d.T(" (fetched, ", " (đã tải, ") + file + ")";
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+      d.Add("trust", Level::kWarn,
+            d.T("CRL " + src.url + " of " + src.anchor + " not fetched yet (no " + file + ")",
+                "CRL " + src.url + " của " + src.anchor + " chưa được tải (không có " + file + ")"),
+            d.T("start sealpostd and check that it reaches the URL (its log: \"CRL fetch\")",
+                "khởi động sealpostd và kiểm tra nó truy cập được URL (nhật ký: \"CRL fetch\")"));
+      continue;
+    }
+    auto crls = crypto::LoadCrls(file);
+    if (!crls || sk_X509_CRL_num(crls->get()) == 0) {
+      d.Add("trust", Level::kFail,
+            "CRL " + source + ": " + (crls ? std::string("empty") : crls.error().message()),
+            d.T("remove the file; sealpostd fetches the CRL again", "xóa tệp; sealpostd sẽ tải lại CRL"));
+      continue;
+    }
+    for (int i = 0; i < sk_X509_CRL_num(crls->get()); ++i) {
+      CheckCrl(d, sk_X509_CRL_value(crls->get(), i), source, anchors, now);
+    }
+  }
+}
+
+// Each webhook secret file of the configuration, read as sealpostd reads it
+// (one open with O_NOFOLLOW, checked on the descriptor): present, private
+// to its owner, not empty. The content is never printed.
+void CheckWebhookSecrets(Doctor& d, const daemon::Config& c) {
+  for (const auto& [union_id, file] : c.webhook.secrets) {
+    auto secret = ReadPrivateSecretFile(file, "webhook secret", 4096);
+    if (!secret) {
+      d.Add("webhook", Level::kFail, d.T("union ", "công đoàn ") + union_id + ": " + secret.error().message(),
+            d.T("write the secret (openssl rand -hex 32 > FILE), chmod 600 FILE, owned by sealpostd's user",
+                "ghi khóa bí mật (openssl rand -hex 32 > TỆP), chmod 600 TỆP, thuộc người dùng của sealpostd"));
+    } else if (secret->view().size() < 32) {
+      d.Add("webhook", Level::kFail,
+            d.T("union " + union_id + ": webhook secret " + file + " is shorter than 32 characters",
+                "công đoàn " + union_id + ": khóa webhook " + file + " ngắn hơn 32 ký tự"),
+            d.T("openssl rand -hex 32 > FILE", "openssl rand -hex 32 > TỆP"));
+    } else {
+      d.Add("webhook", Level::kOk,
+            d.T("union " + union_id + ": secret " + file + " readable, mode 0600 or stricter",
+                "công đoàn " + union_id + ": khóa " + file + " đọc được, quyền 0600 hoặc chặt hơn"));
     }
   }
 }
@@ -487,6 +557,8 @@ int RunDoctor(Context& ctx, const std::vector<std::string>& argv) {
     }
     X509StorePtr anchors(X509_STORE_new());
     CheckTrust(d, c, anchors.get());
+    if (p != nullptr) CheckFetchedCrls(d, c, *p, anchors.get());
+    CheckWebhookSecrets(d, c);
     CheckArchive(d, c, args->Has("--full-audit"), !args->Has("--no-save"));
     if (c.user.port != 0) {
       std::string host = c.user.address == "0.0.0.0" || c.user.address.empty() ? "127.0.0.1"

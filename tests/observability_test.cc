@@ -8,7 +8,10 @@
 //    private key bytes and no document content.
 // One process for the suite (tests/CMakeLists.txt): the tests share one
 // federation and run in order.
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <chrono>
 #include <cstdio>
@@ -20,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/encoding.h"
 #include "tests/support/federation.h"
 #include "tests/support/prometheus_text.h"
 #include "tests/support/wait.h"
@@ -307,6 +311,61 @@ TEST_F(ObservabilityTest, DoctorExpiredAndExpiringAnchorsAndAStaleCrlAreReported
   // Nothing else is blamed.
   EXPECT_FALSE(Lines(out, "OK", "archive").empty()) << out;
   EXPECT_FALSE(Lines(out, "OK", "signer").empty()) << out;
+}
+
+TEST_F(ObservabilityTest, DoctorChecksTheCrlsTheDaemonFetchedAndTheWebhookSecrets) {
+  Appliance& d = fed_->district();
+  // A policy with a CRL source, and a configuration using it with one
+  // webhook secret file.
+  const std::string url = "http://127.0.0.1:9/doctor-test-ca.crl";
+  std::string policy = ReadTestFile(fed_->file("policy.yaml"));
+  size_t at = policy.find("unions:\n");
+  ASSERT_NE(at, std::string::npos);
+  policy.insert(at, "  crl_sources:\n    - {anchor: test-ca, url: \"" + url + "\"}\n");
+  WriteTestFile(d.file("doctor-crl-policy.yaml"), policy);
+  const std::string secret = d.file("doctor-webhook.secret");
+  WriteTestFile(secret, std::string(64, 'a') + "\n");
+  ASSERT_EQ(::chmod(secret.c_str(), 0644), 0);
+  std::string cfg = ConfigCopy("doctor-crl.yaml", [&](std::string& t) {
+    const std::string old = "\"" + fed_->file("policy.yaml") + "\"";
+    size_t p = t.find(old);
+    ASSERT_NE(p, std::string::npos) << t;
+    t.replace(p, old.size(), "\"" + d.file("doctor-crl-policy.yaml") + "\"");
+    t += "webhook:\n  secrets:\n    " + fed_->grassroots(0).id() + ": \"" + secret + "\"\n";
+  });
+  std::string out;
+  // Not fetched yet: a warning naming the source; the secret readable by
+  // others: a failure naming the file and its mode, never its content.
+  EXPECT_EQ(Doctor(cfg, &out, "--no-save"), 2) << out;
+  auto warn = Lines(out, "WARN", "trust");
+  ASSERT_EQ(warn.size(), 1u) << out;
+  EXPECT_TRUE(Contains(warn[0], url) && Contains(warn[0], "not fetched yet")) << warn[0];
+  auto fail = Lines(out, "FAIL", "webhook");
+  ASSERT_EQ(fail.size(), 1u) << out;
+  EXPECT_TRUE(Contains(fail[0], secret) && Contains(fail[0], "mode 0644")) << fail[0];
+  EXPECT_FALSE(Contains(out, std::string(64, 'a'))) << out;
+
+  // The daemon's file for that source (daemon/crls.cc names it), stale.
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  ASSERT_EQ(EVP_Digest(url.data(), url.size(), md, &n, EVP_sha256(), nullptr), 1);
+  ::mkdir((d.state_dir() + "/crls").c_str(), 0750);
+  const std::string fetched = d.state_dir() + "/crls/test-ca-" +
+                              HexEncode(std::string_view(reinterpret_cast<const char*>(md), n)).substr(0, 16) +
+                              ".der";
+  WriteTestFile(fetched, CrlToDer(fed_->ca().MakeCrl({}, -1).get()));
+  ASSERT_EQ(::chmod(secret.c_str(), 0600), 0);
+  EXPECT_EQ(Doctor(cfg, &out, "--no-save"), 2) << out;
+  fail = Lines(out, "FAIL", "trust");
+  ASSERT_EQ(fail.size(), 1u) << out;
+  EXPECT_TRUE(Contains(fail[0], url) && Contains(fail[0], "stale")) << fail[0];
+  EXPECT_EQ(Lines(out, "OK", "webhook").size(), 1u) << out;
+  EXPECT_TRUE(Lines(out, "FAIL", "webhook").empty()) << out;
+  // Fresh: everything OK again.
+  WriteTestFile(fetched, CrlToDer(fed_->ca().MakeCrl({}, 30).get()));
+  EXPECT_EQ(Doctor(cfg, &out, "--no-save"), 0) << out;
+  EXPECT_EQ(Lines(out, "OK", "trust").size(), 2u) << out;  // the anchor and the fetched CRL
+  std::remove(fetched.c_str());
 }
 
 TEST_F(ObservabilityTest, DoctorPeerDownIsAWarning) {
