@@ -448,7 +448,13 @@ DocumentsAnswer DocumentsService::Document(const std::string& id) {
               ",\"finished_at\":" + MillisTime(d.finished_at) + ",\"last_error\":" +
               (d.last_error.empty() ? std::string("null") : JsonString(d.last_error)) +
               ",\"receipt_seq\":" +
-              (AllDigits(d.receipt_ref) ? d.receipt_ref : std::string("null")) + "}";
+              (AllDigits(d.receipt_ref) ? d.receipt_ref : std::string("null")) +
+              // A channel without a signed receipt (email, webhook): what the
+              // far end acknowledged (smtp:<queue id>, webhook:<status>).
+              ",\"delivery_ref\":" +
+              (d.receipt_ref.empty() || AllDigits(d.receipt_ref) ? std::string("null")
+                                                                 : JsonString(d.receipt_ref)) +
+              "}";
     }
     body += "]";
   }

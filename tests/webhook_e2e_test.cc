@@ -282,6 +282,14 @@ TEST_F(WebhookE2eTest, SubmittedDocumentNotifiesReceiverExactlyOnceAfterARetry) 
   storage::DeliveryState st = StateOf(id);
   EXPECT_EQ(st.receipt_ref, "webhook:200");
   EXPECT_EQ(st.attempts, 2);
+  // The documents API: no signed receipt for a webhook (receipt_seq null),
+  // the receiver's acknowledgement as delivery_ref.
+  std::string hdr = daemon_->file("clerk.hdr");
+  WriteTestFile(hdr, "Authorization: Bearer " + ReadTestFile(daemon_->file("clerk.token")));
+  std::string api;
+  ASSERT_EQ(RunCommand(daemon_->Curl("/api/v1/documents/" + id, "-H @" + ShellQuote(hdr)), &api), 0) << api;
+  EXPECT_NE(api.find("\"channel\":\"webhook\",\"state\":\"delivered\""), std::string::npos) << api;
+  EXPECT_NE(api.find("\"receipt_seq\":null,\"delivery_ref\":\"webhook:200\""), std::string::npos) << api;
   std::vector<storage::Attempt> atts = AttemptsOf(id);
   ASSERT_EQ(atts.size(), 2u);
   EXPECT_EQ(atts[0].result, "retry");
