@@ -321,6 +321,37 @@ TEST_F(ExchangeTest, SubmitAfterReopenContinuesReferenceNumbersWithoutGap) {
   ASSERT_TRUE(exchange_->BundlePath(a->id).has_value());
 }
 
+// Decision 0010: a number reserved by a process that ended before its entry
+// was archived (here: #2, while #3 was archived) is handed out again first
+// after the restart, then numbering continues after the largest.
+TEST_F(ExchangeTest, SubmitAfterRestartHandsOutANumberLostMidSubmissionFirst) {
+  auto a = exchange_->Submit(Directive());
+  ASSERT_TRUE(a.has_value()) << a.error().detail_en;
+  ASSERT_EQ(a->reference, "1/" + Year() + "/CT-LĐLĐ-T");
+  storage::EntryInput lost;
+  lost.kind = storage::EntryKind::kDocumentSent;
+  lost.fields = {{"id", "00000000-0000-4000-8000-000000000003"},
+                 {"type", "directive"},
+                 {"reference", "3/" + Year() + "/CT-LĐLĐ-T"},
+                 {"reference_number", "3"},
+                 {"issuer", "ldld-thu"},
+                 {"issued_at", a->issued_at}};
+  lost.files = {{"document.json", "{}"}};
+  ASSERT_TRUE(exchange_->archive().Append(std::move(lost)).has_value());
+  OpenExchange();  // counters rebuilt: 1 and 3 archived, 2 freed
+  auto b = exchange_->Submit(Directive());
+  ASSERT_TRUE(b.has_value()) << b.error().detail_en;
+  EXPECT_EQ(b->reference, "2/" + Year() + "/CT-LĐLĐ-T");
+  auto c = exchange_->Submit(Directive());
+  ASSERT_TRUE(c.has_value()) << c.error().detail_en;
+  EXPECT_EQ(c->reference, "4/" + Year() + "/CT-LĐLĐ-T");
+  auto m = storage::ArchiveReader::Open(exchange_->archive_dir());
+  ASSERT_TRUE(m.has_value());
+  auto manifest = (*m)->ReadManifest(c->seq);
+  ASSERT_TRUE(manifest.has_value());
+  EXPECT_EQ(manifest->Field("reference_number"), "4");
+}
+
 TEST_F(ExchangeTest, SubmitTypeNotAllowedForIssuerRefusedNothingArchived) {
   SubmitRequest r = Directive();
   r.type = "report";  // grassroots only
