@@ -67,6 +67,18 @@ Result<Exchange*> DocumentsService::Get() {
   o.owns_state_dir = true;
   auto ex = Exchange::Create(o);
   if (!ex) return Err(ex.error());
+  if (pending_policy_) {
+    // Before anyone else uses the archive: the entry the crash left out.
+    // A failure leaves the policy in force; the next start finds the
+    // entry missing again.
+    auto recorded = RecordPendingPolicyVersion(*policy_, &(*ex)->archive(), *pending_policy_);
+    if (!recorded) {
+      Log(LogLevel::kError, "policy-version entry not archived",
+          "document_id=" + JsonString(pending_policy_->document_id) +
+              " error=" + JsonString(recorded.error().message()));
+    }
+    pending_policy_.reset();
+  }
   exchange_ = std::move(*ex);
   return exchange_.get();
 }

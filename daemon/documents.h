@@ -40,6 +40,7 @@
 #include "crypto/verify.h"
 #include "daemon/config.h"
 #include "daemon/exchange.h"
+#include "daemon/policy_update.h"
 #include "daemon/trust.h"
 #include "daemon/problem.h"
 #include "policies/holder.h"
@@ -104,6 +105,9 @@ class DocumentsService {
 
   // Set before the server starts (not synchronised with requests).
   void SetOpenedHook(OpenedHook hook) { opened_hook_ = std::move(hook); }
+  // A policy-version entry to archive once the archive writer is open
+  // (daemon/policy_update.h RecoverPolicyUpdate). Before the first Get().
+  void SetPendingPolicyVersion(PendingPolicyVersion p) { pending_policy_ = std::move(p); }
 
   // The Exchange, created on first success (also for the delivery worker
   // and the inbox). Unavailable while it cannot be.
@@ -121,6 +125,7 @@ class DocumentsService {
   std::unique_ptr<signer::RemoteSigner> signer_;
   std::mutex mu_;
   std::unique_ptr<Exchange> exchange_;  // guarded by mu_ until set
+  std::optional<PendingPolicyVersion> pending_policy_;  // mu_
   OpenedHook opened_hook_;
   std::mutex outbox_mu_;
   std::unique_ptr<storage::Outbox> outbox_;  // read side's own handle; outbox_mu_

@@ -634,6 +634,7 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   const uint64_t outbox_ns = ns_since(t_outbox);
 
   if (policy_update) {
+    TestKillPoint("policy-archived");
     auto applied = ApplyPolicyUpdate(o.policy, policy_update, req.content_path, o.state_dir,
                                      archive_.get(), info.id, appended->seq);
     if (!applied) {

@@ -733,6 +733,7 @@ std::expected<InboxAccepted, Problem> Inbox::Receive(const Delivery& d) {
   if (policy_update) {
     // The document is archived: the update takes effect now (a failure is
     // logged; the document stays received and receipted).
+    TestKillPoint("policy-archived");
     auto applied = ApplyPolicyUpdate(options_.policy, policy_update, parsed->content_path(),
                                      options_.state_dir, options_.archive, doc.id, appended->seq);
     if (!applied) {

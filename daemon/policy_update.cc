@@ -1,15 +1,21 @@
 #include "daemon/policy_update.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <set>
+#include <vector>
 
 #include "base/file.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "storage/entry.h"
+#include "storage/reader.h"
 
 namespace sealpost::daemon {
 namespace {
@@ -36,8 +42,12 @@ std::string PolicyRoot(const policies::Policy& p) {
   return root;
 }
 
-std::expected<std::shared_ptr<const policies::Policy>, Problem> CheckPolicyUpdate(
-    const policies::Policy& current, const std::string& issuer, const std::string& content_path,
+namespace {
+
+// CheckPolicyUpdate on content already read (`text`: null when it could not
+// be read, with `read_error`).
+std::expected<std::shared_ptr<const policies::Policy>, Problem> CheckPolicyText(
+    const policies::Policy& current, const std::string& issuer, const Result<std::string>& text,
     const std::string& own_union) {
   const std::string root = PolicyRoot(current);
   if (root.empty() || issuer != root) {
@@ -49,7 +59,6 @@ std::expected<std::shared_ptr<const policies::Policy>, Problem> CheckPolicyUpdat
         "Văn bản chính sách phải do đơn vị gốc '" + root + "' của liên đoàn ban hành, không phải '" +
             issuer + "'."});
   }
-  auto text = ReadFile(content_path, kMaxPolicyBytes);
   if (!text) {
     return std::unexpected(Invalid("The policy document cannot be read: " + text.error().message(),
                                    "Không đọc được văn bản chính sách: " + text.error().message()));
@@ -87,6 +96,40 @@ std::expected<std::shared_ptr<const policies::Policy>, Problem> CheckPolicyUpdat
   return std::move(*next);
 }
 
+// Step 2 of docs/policy.md "Policy updates": the policy-version entry.
+Result<storage::Appended> AppendPolicyVersion(storage::Archive* archive,
+                                              const policies::Policy& p, std::string yaml,
+                                              const std::string& document_id,
+                                              uint64_t document_seq) {
+  storage::EntryInput e;
+  e.kind = storage::EntryKind::kPolicyVersion;
+  e.fields = {{"federation", p.federation_id},
+              {"version", std::to_string(p.version)},
+              {"policy_sha256", p.sha256},
+              {"document_id", document_id}};
+  e.files = {{"policy.json", p.canonical_json}, {"policy.yaml", std::move(yaml)}};
+  e.refers_to = document_seq;
+  auto appended = archive->Append(std::move(e));
+  if (!appended) return Err(appended.error().WithContext("policy-version entry"));
+  return appended;
+}
+
+Status InstallPolicyFile(const std::string& state_dir, std::string_view yaml) {
+  const std::string dir = state_dir + "/policy";
+  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return Status::IoError("cannot create " + dir + ": " + std::strerror(errno));
+  }
+  return WriteFileAtomic(dir + "/current.yaml", yaml, 0640);
+}
+
+}  // namespace
+
+std::expected<std::shared_ptr<const policies::Policy>, Problem> CheckPolicyUpdate(
+    const policies::Policy& current, const std::string& issuer, const std::string& content_path,
+    const std::string& own_union) {
+  return CheckPolicyText(current, issuer, ReadFile(content_path, kMaxPolicyBytes), own_union);
+}
+
 Result<AppliedPolicy> ApplyPolicyUpdate(policies::PolicyHolder* holder,
                                         std::shared_ptr<const policies::Policy> next,
                                         const std::string& content_path,
@@ -99,21 +142,10 @@ Result<AppliedPolicy> ApplyPolicyUpdate(policies::PolicyHolder* holder,
   }
   auto text = ReadFile(content_path, kMaxPolicyBytes);
   if (!text) return Err(text.error().WithContext("policy document"));
-  const std::string dir = state_dir + "/policy";
-  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
-    return Err(Status::IoError("cannot create " + dir + ": " + std::strerror(errno)));
-  }
-  SP_RETURN_IF_ERROR(WriteFileAtomic(dir + "/current.yaml", *text, 0640));
-  storage::EntryInput e;
-  e.kind = storage::EntryKind::kPolicyVersion;
-  e.fields = {{"federation", next->federation_id},
-              {"version", std::to_string(next->version)},
-              {"policy_sha256", next->sha256},
-              {"document_id", document_id}};
-  e.files = {{"policy.json", next->canonical_json}, {"policy.yaml", std::move(*text)}};
-  e.refers_to = document_seq;
-  auto appended = archive->Append(std::move(e));
-  if (!appended) return Err(appended.error().WithContext("policy-version entry"));
+  SP_RETURN_IF_ERROR(InstallPolicyFile(state_dir, *text));
+  auto appended =
+      AppendPolicyVersion(archive, *next, std::move(*text), document_id, document_seq);
+  if (!appended) return Err(appended.error());
   SP_RETURN_IF_ERROR(holder->Upgrade(next));
   Log(LogLevel::kInfo, "policy updated",
       "version=" + std::to_string(next->version) + " sha256=" + next->sha256 +
@@ -138,6 +170,94 @@ Result<bool> LoadInstalledPolicy(policies::PolicyHolder* holder, const std::stri
   Log(LogLevel::kInfo, "installed policy in force",
       "path=" + JsonString(path) + " version=" + std::to_string(holder->Current()->version));
   return true;
+}
+
+Result<std::optional<PendingPolicyVersion>> RecoverPolicyUpdate(
+    policies::PolicyHolder* holder, const std::string& state_dir,
+    const std::string& archive_dir, const std::string& own_union) {
+  struct stat st {};
+  if (::stat((archive_dir + "/HEAD").c_str(), &st) != 0) return std::nullopt;
+  auto reader = storage::ArchiveReader::Open(archive_dir);
+  if (!reader) return Err(reader.error().WithContext("policy recovery"));
+  struct Candidate {
+    uint64_t seq;
+    std::string id, issuer;
+  };
+  std::vector<Candidate> documents;
+  std::set<std::string> recorded;  // document ids with a policy-version entry
+  for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
+    auto m = (*reader)->ReadManifest(seq);
+    if (!m) return Err(m.error().WithContext("policy recovery"));
+    if (m->kind == storage::EntryKind::kPolicyVersion) {
+      recorded.insert(m->Field("document_id"));
+    } else if ((m->kind == storage::EntryKind::kDocumentSent ||
+                m->kind == storage::EntryKind::kDocumentReceived) &&
+               m->Field("type") == kPolicyDocumentType) {
+      documents.push_back({seq, m->Field("id"), m->Field("issuer")});
+    }
+  }
+  if (documents.empty()) return std::nullopt;
+
+  // Every archived policy document was verified (signatures, chains, the
+  // type's rules and CheckPolicyUpdate) before it was archived; here it is
+  // checked again against the policy in force now, which may be newer.
+  std::lock_guard<std::mutex> lock(g_apply_mu);
+  const std::shared_ptr<const policies::Policy> current = holder->Current();
+  std::shared_ptr<const policies::Policy> best;
+  std::optional<PendingPolicyVersion> pending;
+  for (auto it = documents.rbegin(); it != documents.rend(); ++it) {
+    auto text = (*reader)->ReadEntryFile(it->seq, "content");
+    if (!text) return Err(text.error().WithContext("policy recovery: entry " +
+                                                   std::to_string(it->seq)));
+    auto next = CheckPolicyText(*current, it->issuer, text, own_union);
+    if (next) {
+      if (best == nullptr || (*next)->version > best->version) {
+        best = *next;
+        pending = PendingPolicyVersion{best, *text, it->id, it->seq};
+      }
+      continue;
+    }
+    // Applied, but its policy-version entry never archived (a crash after
+    // current.yaml was written)?
+    if (best != nullptr || pending || recorded.count(it->id) > 0) continue;
+    auto same = policies::LoadPolicy({{"policy document", *text}});
+    if (same && (*same)->sha256 == current->sha256) {
+      pending = PendingPolicyVersion{current, *text, it->id, it->seq};
+    }
+  }
+  if (best != nullptr) {
+    SP_RETURN_IF_ERROR(InstallPolicyFile(state_dir, pending->yaml));
+    SP_RETURN_IF_ERROR(holder->Upgrade(best));
+    Log(LogLevel::kWarn, "policy document archived but not applied before: applied now",
+        "version=" + std::to_string(best->version) + " sha256=" + best->sha256 +
+            " document_id=" + JsonString(pending->document_id) +
+            " seq=" + std::to_string(pending->document_seq));
+  }
+  if (pending && recorded.count(pending->document_id) > 0) return std::nullopt;
+  return pending;
+}
+
+Result<uint64_t> RecordPendingPolicyVersion(const policies::PolicyHolder& holder,
+                                            storage::Archive* archive,
+                                            const PendingPolicyVersion& pending) {
+  std::lock_guard<std::mutex> lock(g_apply_mu);
+  if (holder.Current()->sha256 != pending.policy->sha256) return 0;
+  auto appended = AppendPolicyVersion(archive, *pending.policy, pending.yaml,
+                                      pending.document_id, pending.document_seq);
+  if (!appended) return Err(appended.error());
+  Log(LogLevel::kInfo, "policy-version entry archived after a restart",
+      "version=" + std::to_string(pending.policy->version) +
+          " document_id=" + JsonString(pending.document_id) +
+          " seq=" + std::to_string(appended->seq));
+  return appended->seq;
+}
+
+void TestKillPoint(std::string_view point) {
+  const char* at = std::getenv("SEALPOST_TEST_KILL_AT");
+  if (at == nullptr || point != at) return;
+  Log(LogLevel::kWarn, "test fault point: killing this process",
+      "point=" + JsonString(std::string(point)));
+  ::kill(::getpid(), SIGKILL);
 }
 
 }  // namespace sealpost::daemon

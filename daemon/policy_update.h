@@ -19,13 +19,29 @@
 //   LoadInstalledPolicy at start: <state_dir>/policy/current.yaml, when it loads
 //                       and is a newer version of the same federation than the
 //                       configured policy files, is put in force.
+//   RecoverPolicyUpdate at start, after LoadInstalledPolicy: closes the crash
+//                       window between archiving a policy document and
+//                       ApplyPolicyUpdate. The archive (read-only, no signer)
+//                       is searched for policy documents; the newest version
+//                       that passes CheckPolicyUpdate against the policy in
+//                       force is written to current.yaml and put in force. A
+//                       policy in force whose policy-version entry is missing
+//                       is returned as pending, to be archived by
+//                       RecordPendingPolicyVersion once the archive writer is
+//                       open (the first DocumentsService::Get).
+//
+// Fault point for tests: with SEALPOST_TEST_KILL_AT=policy-archived in its
+// environment, sealpostd SIGKILLs itself right after a policy document was
+// archived, before it is applied (docs/policy.md "Policy updates").
 #ifndef SEALPOST_DAEMON_POLICY_UPDATE_H_
 #define SEALPOST_DAEMON_POLICY_UPDATE_H_
 
 #include <cstdint>
 #include <expected>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/status.h"
 #include "daemon/problem.h"
@@ -59,6 +75,33 @@ struct AppliedPolicy {
 // See the file comment. True when the installed policy was put in force.
 [[nodiscard]] Result<bool> LoadInstalledPolicy(policies::PolicyHolder* holder,
                                                const std::string& state_dir);
+
+// A policy in force that came from an archived policy document whose
+// policy-version entry is not archived yet.
+struct PendingPolicyVersion {
+  std::shared_ptr<const policies::Policy> policy;
+  std::string yaml;         // the document's content
+  std::string document_id;
+  uint64_t document_seq = 0;
+};
+
+// See the file comment. `archive_dir` need not exist (nothing to recover).
+// Errors: the archive cannot be read (DataError/IoError), current.yaml
+// cannot be written; the holder is unchanged then.
+[[nodiscard]] Result<std::optional<PendingPolicyVersion>> RecoverPolicyUpdate(
+    policies::PolicyHolder* holder, const std::string& state_dir,
+    const std::string& archive_dir, const std::string& own_union);
+
+// Archives the `policy-version` entry of `pending` (as ApplyPolicyUpdate
+// does) when its policy is still the one in force; returns its seq, or 0
+// when a newer policy came in force meanwhile (nothing written).
+[[nodiscard]] Result<uint64_t> RecordPendingPolicyVersion(const policies::PolicyHolder& holder,
+                                                          storage::Archive* archive,
+                                                          const PendingPolicyVersion& pending);
+
+// The test-only fault point of the file comment: SIGKILLs this process when
+// SEALPOST_TEST_KILL_AT names `point`.
+void TestKillPoint(std::string_view point);
 
 }  // namespace sealpost::daemon
 

@@ -981,6 +981,11 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   if (auto installed = LoadInstalledPolicy(st->policy.get(), config.state_dir); !installed) {
     return Err(installed.error());
   }
+  // A policy document archived but not applied before a crash
+  // (daemon/policy_update.h RecoverPolicyUpdate).
+  auto recovered = RecoverPolicyUpdate(st->policy.get(), config.state_dir,
+                                       config.state_dir + "/archive", config.union_id);
+  if (!recovered) return Err(recovered.error());
   if (st->policy->Current()->FindUnion(config.union_id) == nullptr) {
     return Err(Status::DataError("union '" + config.union_id +
                                  "' is not in the installed policy's registry"));
@@ -1020,6 +1025,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
                                std::strerror(errno)));
   }
   st->documents = std::make_unique<DocumentsService>(st->config, st->policy.get(), st->trust.get());
+  if (*recovered) st->documents->SetPendingPolicyVersion(std::move(**recovered));
   {
     // The CRLs of the policy's sources: the cached ones now, fetched by Start().
     CrlManagerOptions co;

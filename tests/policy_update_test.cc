@@ -5,6 +5,8 @@
 // document of the new type, refused before, is then accepted.
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -102,6 +104,24 @@ std::string PolicySha(const Appliance& a) {
   return h.body.substr(p, h.body.find('"', p) - p);
 }
 
+// The federation's policy with `v` (e.g. ", version: 2") added to its
+// `federation:` mapping.
+std::string WithVersion(std::string policy, const std::string& v) {
+  policy.insert(policy.find("}\ntrust:"), v);
+  return policy;
+}
+
+// The district submits `yaml` (written to work/name) as a policy document
+// to every grassroots union, signed by the chair.
+HttpAnswer SubmitPolicy(Federation& fed, const TempDir& work, const std::string& name,
+                        const std::string& yaml) {
+  WriteTestFile(work.file(name), yaml);
+  std::string sig = fed.SignAsChair(work.file(name));
+  return fed.district().Submit({.file = work.file(name), .type = "policy",
+                                .recipients = fed.grassroots_ids(),
+                                .media_type = "application/yaml", .signature = sig});
+}
+
 TEST(PolicyUpdateFederationTest, RootPolicyDocumentTakesEffectOnEveryAppliance) {
   FederationOptions fo;
   fo.grassroots = 2;
@@ -123,18 +143,9 @@ TEST(PolicyUpdateFederationTest, RootPolicyDocumentTakesEffectOnEveryAppliance) 
   EXPECT_EQ(before.status, 403) << before.body;
 
   const std::string current = ReadTestFile(fed->file("policy.yaml"));
-  auto with_version = [&](const std::string& v) {
-    std::string p = current;
-    size_t at = p.find("}\ntrust:");
-    p.insert(at, v);
-    return p;
-  };
+  auto with_version = [&](const std::string& v) { return WithVersion(current, v); };
   auto submit_policy = [&](const std::string& name, const std::string& yaml) {
-    WriteTestFile(work.file(name), yaml);
-    std::string sig = fed->SignAsChair(work.file(name));
-    return d.Submit({.file = work.file(name), .type = "policy",
-                     .recipients = fed->grassroots_ids(), .media_type = "application/yaml",
-                     .signature = sig});
+    return SubmitPolicy(*fed, work, name, yaml);
   };
 
   // Refused, nothing changes: not a newer version; a policy that does not load.
@@ -195,6 +206,83 @@ TEST(PolicyUpdateFederationTest, RootPolicyDocumentTakesEffectOnEveryAppliance) 
   EXPECT_EQ(PolicySha(g1), new_sha);
   std::string out;
   for (Appliance* a : {&d, &g0, &g1}) EXPECT_EQ(fed->Audit(*a, &out), 0) << a->id() << "\n" << out;
+  EXPECT_TRUE(fed->StopAll());
+}
+
+// The crash window between archiving a policy document and applying it
+// (daemon/policy_update.h RecoverPolicyUpdate): every daemon runs with the
+// test-only fault point SEALPOST_TEST_KILL_AT=policy-archived, so the root
+// SIGKILLs itself right after it archived its own policy document, and the
+// grassroots appliance right after it archived the received one. After a
+// restart (fault point off) each has the new policy in force, one
+// policy-version entry referring to the document, and the document of the
+// newly allowed type is accepted.
+TEST(PolicyUpdateCrashTest, KilledBetweenArchiveAndApplyAppliesAfterRestart) {
+  ASSERT_EQ(::setenv("SEALPOST_TEST_KILL_AT", "policy-archived", 1), 0);
+  FederationOptions fo;
+  fo.grassroots = 1;
+  fo.extra_config = kFastDelivery;
+  fo.policy_types_extra = kPolicyType;
+  auto fed = Federation::Start(fo);
+  ::unsetenv("SEALPOST_TEST_KILL_AT");  // restarted daemons run without it
+  ASSERT_NE(fed, nullptr);
+  Appliance& d = fed->district();
+  Appliance& g0 = fed->grassroots(0);
+  const std::string old_sha = PolicySha(d);
+  ASSERT_FALSE(old_sha.empty());
+  TempDir work;
+  WriteTestFile(work.file("minutes.txt"), "Biên bản họp công đoàn\n");
+  HttpAnswer before = g0.Submit({.file = work.file("minutes.txt"), .type = "minutes",
+                                 .recipients = {Federation::kDistrict}});
+  EXPECT_EQ(before.status, 403) << before.body;
+
+  HttpAnswer upd = SubmitPolicy(
+      *fed, work, "v2.yaml",
+      WithVersion(ReadTestFile(fed->file("policy.yaml")), ", version: 2") + kMinutesType);
+  // Killed before it answered: no 201, the document archived, not applied.
+  EXPECT_NE(upd.status, 201) << upd.body;
+  EXPECT_TRUE(WaitFor([&] { return d.Get("/api/v1/health", "").status == 0; }, 10));
+  EXPECT_EQ(fed->CountEntries(d, "document-sent"), 1u);
+  EXPECT_EQ(fed->CountEntries(d, "policy-version"), 0u);
+
+  ASSERT_TRUE(d.Restart());
+  const std::string new_sha = PolicySha(d);
+  EXPECT_NE(new_sha, old_sha);
+  EXPECT_FALSE(new_sha.empty());
+  EXPECT_TRUE(Contains(ReadTestFile(d.file("state/policy/current.yaml")), "version: 2"));
+
+  // The queued delivery reaches g0, which is killed in the same place.
+  EXPECT_TRUE(WaitFor([&] { return g0.Get("/api/v1/health", "").status == 0; }, 60));
+  EXPECT_EQ(fed->CountEntries(g0, "document-received"), 1u);
+  EXPECT_EQ(fed->CountEntries(g0, "policy-version"), 0u);
+  ASSERT_TRUE(g0.Restart());
+  EXPECT_EQ(PolicySha(g0), new_sha);
+
+  // Newly allowed: minutes from g0, received by the district.
+  HttpAnswer after = g0.Submit({.file = work.file("minutes.txt"), .type = "minutes",
+                                .recipients = {Federation::kDistrict}});
+  EXPECT_EQ(after.status, 201) << after.body;
+  // The redelivery to g0 got its receipt (nothing archived twice), and each
+  // side archived the policy-version entry the crash left out.
+  EXPECT_TRUE(WaitFor([&] { return fed->CountEntries(d, "delivery-receipt") >= 1; }, 30));
+  EXPECT_EQ(fed->CountEntries(g0, "document-received"), 1u);
+  for (Appliance* a : {&d, &g0}) {
+    EXPECT_TRUE(WaitFor([&] { return fed->CountEntries(*a, "policy-version") == 1; }, 30))
+        << a->id();
+    for (const auto& m : fed->ArchiveEntries(*a)) {
+      if (storage::EntryKindName(m.kind) != "policy-version") continue;
+      EXPECT_EQ(m.Field("version"), "2");
+      EXPECT_EQ(m.Field("policy_sha256"), new_sha);
+      EXPECT_NE(m.refers_to, 0u);
+    }
+  }
+  // Another restart: still in force, no second entry.
+  ASSERT_TRUE(g0.Restart());
+  EXPECT_EQ(PolicySha(g0), new_sha);
+  EXPECT_TRUE(WaitFor([&] { return g0.Get("/api/v1/documents", "clerk").status == 200; }, 10));
+  EXPECT_EQ(fed->CountEntries(g0, "policy-version"), 1u);
+  std::string out;
+  for (Appliance* a : {&d, &g0}) EXPECT_EQ(fed->Audit(*a, &out), 0) << a->id() << "\n" << out;
   EXPECT_TRUE(fed->StopAll());
 }
 
