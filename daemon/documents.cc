@@ -1,14 +1,13 @@
 #include "daemon/documents.h"
 
-#include <Poco/Exception.h>
 #include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/URI.h>
 
 #include "base/encoding.h"
 #include "base/strings.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "daemon/signer/remote_signer.h"
+#include "daemon/request_target.h"
 #include "daemon/upload.h"
 
 namespace sealpost::daemon {
@@ -93,22 +92,19 @@ DocumentsAnswer DocumentsService::Submit(Poco::Net::HTTPServerRequest& req,
   // Metadata first: a bad request is refused before the body is read.
   SubmitRequest sr;
   sr.media_type = "application/octet-stream";
-  try {
-    for (const auto& [k, v] : Poco::URI(req.getURI()).getQueryParameters()) {
+  {
+    // A repeated parameter is refused (it used to replace the first).
+    auto target = ParseRequestTarget(req.getURI());
+    if (!target) return ProblemAnswer(target.error(), false);
+    auto q = QueryMap(*target, {"type", "subject", "recipients", "name", "media_type"});
+    if (!q) return ProblemAnswer(q.error(), false);
+    for (const auto& [k, v] : *q) {
       if (k == "type") sr.type = v;
       else if (k == "subject") sr.subject = v;
       else if (k == "recipients") sr.recipients = SplitComma(v);
       else if (k == "name") sr.content_name = v;
       else if (k == "media_type") sr.media_type = v;
-      else
-        return ProblemAnswer(BadRequest("Unknown query parameter '" + k + "'.",
-                                        "Tham số truy vấn không hợp lệ '" + k + "'."),
-                             false);
     }
-  } catch (const Poco::Exception&) {
-    return ProblemAnswer(BadRequest("The query string is not valid.",
-                                    "Chuỗi truy vấn không hợp lệ."),
-                         false);
   }
   if (sr.type.empty() || sr.recipients.empty() || sr.content_name.empty()) {
     return ProblemAnswer(BadRequest("type, recipients and name are required query parameters.",
@@ -178,11 +174,12 @@ DocumentsAnswer DocumentsService::Submit(Poco::Net::HTTPServerRequest& req,
 
 DocumentsAnswer DocumentsService::Bundle(Poco::Net::HTTPServerRequest& req) {
   std::string id;
-  try {
-    for (const auto& [k, v] : Poco::URI(req.getURI()).getQueryParameters()) {
-      if (k == "id") id = v;
-    }
-  } catch (const Poco::Exception&) {
+  {
+    auto target = ParseRequestTarget(req.getURI());
+    if (!target) return ProblemAnswer(target.error(), true);
+    auto q = QueryMap(*target, {"id"});
+    if (!q) return ProblemAnswer(q.error(), true);
+    if (auto it = q->find("id"); it != q->end()) id = it->second;
   }
   auto ex = Get();
   if (!ex) {

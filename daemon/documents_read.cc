@@ -12,9 +12,6 @@
 #include <map>
 #include <set>
 
-#include <Poco/Exception.h>
-#include <Poco/URI.h>
-
 #include "base/encoding.h"
 #include "base/strings.h"
 #include "base/json.h"
@@ -25,6 +22,7 @@
 #include "crypto/digest.h"
 #include "crypto/report.h"
 #include "daemon/documents.h"
+#include "daemon/request_target.h"
 #include "storage/index.h"
 #include "storage/reader.h"
 
@@ -260,24 +258,9 @@ std::string ContentDisposition(const std::string& name) {
 // parameter not in `allowed`.
 std::expected<std::map<std::string, std::string>, Problem> QueryParams(
     const std::string& uri, const std::set<std::string>& allowed) {
-  std::map<std::string, std::string> out;
-  try {
-    for (const auto& [k, v] : Poco::URI(uri).getQueryParameters()) {
-      if (!allowed.count(k)) {
-        return std::unexpected(BadRequest("Unknown query parameter '" + k + "'.",
-                                          "Tham số truy vấn không hợp lệ '" + k + "'."));
-      }
-      if (out.count(k)) {
-        return std::unexpected(BadRequest("The query parameter '" + k + "' is repeated.",
-                                          "Tham số truy vấn '" + k + "' bị lặp lại."));
-      }
-      out[k] = v;
-    }
-  } catch (const Poco::Exception&) {
-    return std::unexpected(
-        BadRequest("The query string is not valid.", "Chuỗi truy vấn không hợp lệ."));
-  }
-  return out;
+  auto target = ParseRequestTarget(uri);
+  if (!target) return std::unexpected(target.error());
+  return QueryMap(*target, allowed);
 }
 
 }  // namespace

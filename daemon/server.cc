@@ -36,7 +36,6 @@
 #include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/Net/X509Certificate.h>
 #include <Poco/ThreadPool.h>
-#include <Poco/URI.h>
 
 #include "base/encoding.h"
 #include "base/file.h"
@@ -52,6 +51,7 @@
 #include "daemon/peer_identity.h"
 #include "daemon/policy_update.h"
 #include "daemon/problem.h"
+#include "daemon/request_target.h"
 #include "daemon/signer/remote_signer.h"
 #include "daemon/trust.h"
 #include "daemon/upload.h"
@@ -585,34 +585,6 @@ void HandleConsistency(Server::State& st, RequestCtx& rc, HTTPServerRequest& req
   SendDocumentsAnswer(resp, rc, st.documents->Consistency(req.getURI()));
 }
 
-// Whether `path` matches the route pattern; fills `params` with the
-// segments in braces (percent-decoded already: Poco::URI::getPath()).
-bool MatchPath(const std::string& pattern, const std::string& path,
-               std::vector<std::string>* params) {
-  if (pattern.find('{') == std::string::npos) return pattern == path;
-  params->clear();
-  size_t pi = 0, xi = 0;
-  while (pi < pattern.size() && xi <= path.size()) {
-    size_t pe = pattern.find('/', pi);
-    if (pe == std::string::npos) pe = pattern.size();
-    size_t xe = path.find('/', xi);
-    if (xe == std::string::npos) xe = path.size();
-    std::string_view ps(pattern.data() + pi, pe - pi);
-    std::string_view xs(path.data() + xi, xe - xi);
-    if (ps.size() >= 2 && ps.front() == '{' && ps.back() == '}') {
-      if (xs.empty()) return false;
-      params->emplace_back(xs);
-    } else if (ps != xs) {
-      return false;
-    }
-    pi = pe + 1;
-    xi = xe + 1;
-    if ((pe == pattern.size()) != (xe == path.size())) return false;
-    if (pe == pattern.size()) return true;
-  }
-  return false;
-}
-
 std::vector<Route> PeerRoutes() {
   return {
       {"GET", "/api/v1/health", false, {}, HandleHealth},
@@ -832,16 +804,13 @@ class Dispatcher : public Poco::Net::HTTPRequestHandler {
                               std::to_string(limits.max_header_bytes) + " byte."});
       return;
     }
-    std::string path;
-    try {
-      path = Poco::URI(req.getURI()).getPath();
-    } catch (const Poco::Exception&) {
-      SendProblem(resp, rc,
-                  Problem{400, "bad-request", "Bad request", "Yêu cầu không hợp lệ",
-                          "The request target is not a valid URI.",
-                          "Đích của yêu cầu không phải URI hợp lệ."});
+    // daemon/request_target.h: strict decoding, no dot segments, no %2F.
+    auto target = ParseRequestTarget(req.getURI());
+    if (!target) {
+      SendProblem(resp, rc, target.error());
       return;
     }
+    const std::string& path = target->path;
     // Literal routes win over patterns (".../documents/bundle" is not an id).
     const Route* found = nullptr;
     std::string allow;
@@ -852,7 +821,7 @@ class Dispatcher : public Poco::Net::HTTPRequestHandler {
     }
     for (const Route& r : routes_) {
       std::vector<std::string> p;
-      if (literal ? r.path != path : !MatchPath(r.path, path, &p)) continue;
+      if (literal ? r.path != path : !MatchRoute(r.path, *target, &p)) continue;
       if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
       if (r.method == req.getMethod() && found == nullptr) {
         found = &r;
