@@ -73,12 +73,8 @@ class DaemonInboxTest : public ::testing::Test {
     auto policy = policies::PolicyHolder::Open({d_->file("policy.yaml")});
     ASSERT_TRUE(policy.has_value()) << policy.error().message();
     policy_ = std::move(*policy);
-    crypto::TrustFiles tf;
-    tf.anchors = {d_->file("sign-ca.pem")};
-    auto trust = crypto::LoadTrustStore(tf, crypto::TrustOptions{});
-    ASSERT_TRUE(trust.has_value());
-    auto v = crypto::Verifier::Create(std::move(*trust));
-    ASSERT_TRUE(v.has_value());
+    auto v = testing::VerifierForAnchor(d_->file("sign-ca.pem"));
+    ASSERT_TRUE(v.has_value()) << v.error().message();
     verifier_.emplace(std::move(*v));
     ExchangeOptions eo;
     eo.union_id = DaemonHarness::kPeerUnion;

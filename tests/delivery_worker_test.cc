@@ -35,25 +35,15 @@
 namespace sealpost::daemon {
 namespace {
 
+using testing::CertSha256Hex;
 using testing::CertSpec;
 using testing::CertToPem;
 using testing::CrlToPem;
 using testing::Issued;
+using testing::SpkiSha256Hex;
 using testing::TempDir;
 using testing::TestCa;
 using testing::WriteTestFile;
-
-std::string Sha256Der(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(cert, EVP_sha256(), md, &len);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-std::string SpkiSha256(X509* cert) {
-  auto id = policies::IdentityFromCertificate(cert, nullptr);
-  return id ? id->spki_sha256 : "";
-}
 
 class FakeClock final : public storage::OutboxClock {
  public:
@@ -120,7 +110,7 @@ class DeliveryWorkerTest : public ::testing::Test {
     CertSpec chair_spec;
     chair_spec.subject = "/CN=Nguyễn Văn Chủ Tịch/O=LĐLĐ Thử/C=VN";
     Issued chair = ca_->Issue(chair_spec);
-    std::string chair_spki = SpkiSha256(chair.cert.get());
+    std::string chair_spki = SpkiSha256Hex(chair.cert.get());
     auto c = crypto::SoftwareKeySigner::CreateForTesting("chair", std::move(chair.key),
                                                          std::move(chair.cert));
     ASSERT_TRUE(c.has_value());
@@ -130,37 +120,25 @@ class DeliveryWorkerTest : public ::testing::Test {
     std::string policy =
         "federation: {id: thu, name: \"Liên đoàn thử\"}\n"
         "trust:\n  anchors:\n    - {id: test-ca, name: \"Test CA\", sha256: \"" +
-        Sha256Der(ca_->cert()) +
+        CertSha256Hex(ca_->cert()) +
         "\"}\n"
         "unions:\n"
         "  - {id: ldld-thu, name: \"LĐLĐ Thử\", code: \"LĐLĐ-T\", level: district,\n"
         "     endpoint: \"https://127.0.0.1:7001\",\n"
-        "     seal: {spki_sha256: \"" + SpkiSha256(district_.cert.get()) + "\"}}\n"
+        "     seal: {spki_sha256: \"" + SpkiSha256Hex(district_.cert.get()) + "\"}}\n"
         "  - {id: cd-a, name: \"Công đoàn A\", level: grassroots, parent: ldld-thu,\n"
         "     endpoint: \"https://127.0.0.1:7002\",\n"
-        "     seal: {spki_sha256: \"" + SpkiSha256(seal_a_.cert.get()) + "\"}}\n"
+        "     seal: {spki_sha256: \"" + SpkiSha256Hex(seal_a_.cert.get()) + "\"}}\n"
         "  - {id: cd-b, name: \"Công đoàn B\", level: grassroots, parent: ldld-thu,\n"
         "     endpoint: \"https://127.0.0.1:7003\",\n"
-        "     seal: {spki_sha256: \"" + SpkiSha256(seal_b_.cert.get()) + "\"}}\n"
-        "officers:\n"
-        "  - {id: chair, name: \"Nguyễn Văn Chủ Tịch\", role: chair, union: ldld-thu,\n"
-        "     certificate: {spki_sha256: \"" + chair_spki + "\"}, mandate: {from: 2020-01-01}}\n"
-        "document_types:\n"
-        "  - {id: directive, name: \"Chỉ thị\", issuers: {levels: [district]},\n"
-        "     recipients: {relations: [children]},\n"
-        "     signatures: {officers: [{roles: [chair], count: 1}], seal: true},\n"
-        "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 20,\n"
-        "     reference: \"{seq}/{year}/CT-{union}\"}\n";
+        "     seal: {spki_sha256: \"" + SpkiSha256Hex(seal_b_.cert.get()) + "\"}}\n" +
+        testing::ChairAndDirectiveYaml(chair_spki);
     WriteTestFile(tmp_.file("policy.yaml"), policy);
     auto holder = policies::PolicyHolder::Open({tmp_.file("policy.yaml")});
     ASSERT_TRUE(holder.has_value()) << holder.error().message();
     policy_ = std::move(*holder);
-    crypto::TrustFiles tf;
-    tf.anchors = {tmp_.file("ca.pem")};
-    auto trust = crypto::LoadTrustStore(tf, crypto::TrustOptions{});
-    ASSERT_TRUE(trust.has_value()) << trust.error().message();
-    auto v = crypto::Verifier::Create(std::move(*trust));
-    ASSERT_TRUE(v.has_value());
+    auto v = testing::VerifierForAnchor(tmp_.file("ca.pem"));
+    ASSERT_TRUE(v.has_value()) << v.error().message();
     verifier_.emplace(std::move(*v));
     sender_ = OpenExchange("ldld-thu", district_, "sender");
     ASSERT_TRUE(sender_);

@@ -6,7 +6,6 @@
 // server down -> retried after backoff -> delivered; 5xx -> refused.
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -32,15 +31,15 @@
 #include "daemon/signer/remote_signer.h"
 #include "policies/holder.h"
 #include "policies/verdict.h"
+#include "tests/support/signer_process.h"
 #include "tests/support/smtp_sink.h"
 #include "tests/support/softhsm.h"
 #include "tests/support/test_pki.h"
 
-extern char** environ;
-
 namespace sealpost::daemon {
 namespace {
 
+using testing::CertSha256Hex;
 using testing::CertSpec;
 using testing::CertToPem;
 using testing::Issued;
@@ -48,24 +47,13 @@ using testing::ReadTestFile;
 using testing::RunCommand;
 using testing::ShellQuote;
 using testing::SmtpSink;
+using testing::SpkiSha256Hex;
 using testing::TestCa;
 using testing::WriteTestFile;
 
 constexpr char kToken[] = "union-seal";
 constexpr char kPin[] = "246810";
 constexpr char kFrom[] = "ldld-thu@congdoan.example";
-
-std::string Sha256Der(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(cert, EVP_sha256(), md, &len);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-std::string SpkiSha256(X509* cert) {
-  auto id = policies::IdentityFromCertificate(cert, nullptr);
-  return id ? id->spki_sha256 : "";
-}
 
 class FakeClock final : public storage::OutboxClock {
  public:
@@ -87,50 +75,6 @@ class NoTransport final : public PeerTransport {
   }
 };
 
-// sealpost-signer serving the seal; SIGKILLed on destruction.
-class Signer {
- public:
-  Signer(std::vector<std::string> args, const std::string& log) {
-    std::vector<std::string> argv{SEALPOST_SIGNER_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> c;
-    for (auto& a : argv) c.push_back(a.data());
-    c.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (posix_spawn(&pid_, c[0], &fa, nullptr, c.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~Signer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool WaitListening(const std::string& socket) {
-    for (int i = 0; i < 750; ++i) {
-      int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_un a{};
-      a.sun_family = AF_UNIX;
-      std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket.c_str());
-      bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-      ::close(fd);
-      if (ok) return true;
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
 class EmailDeliveryTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -146,7 +90,7 @@ class EmailDeliveryTest : public ::testing::Test {
     ASSERT_TRUE(seal.has_value());
     seal_cert_.reset(X509_dup(seal->cert.get()));
     socket_ = hsm_.file("signer.sock");
-    signer_proc_ = std::make_unique<Signer>(
+    signer_proc_ = std::make_unique<testing::SignerProcess>(
         std::vector<std::string>{"--key", hsm_.KeyUri(kToken, "seal"), "--socket", socket_,
                                  "--pin-file", hsm_.WritePinFile(kPin), "--journal",
                                  hsm_.file("journal.jsonl")},
@@ -157,7 +101,7 @@ class EmailDeliveryTest : public ::testing::Test {
     CertSpec chair_spec;
     chair_spec.subject = "/CN=Nguyễn Văn Chủ Tịch/O=LĐLĐ Thử/C=VN";
     Issued chair = ca_->Issue(chair_spec);
-    std::string chair_spki = SpkiSha256(chair.cert.get());
+    std::string chair_spki = SpkiSha256Hex(chair.cert.get());
     auto c = crypto::SoftwareKeySigner::CreateForTesting("chair", std::move(chair.key),
                                                          std::move(chair.cert));
     ASSERT_TRUE(c.has_value());
@@ -166,34 +110,22 @@ class EmailDeliveryTest : public ::testing::Test {
     std::string policy =
         "federation: {id: thu, name: \"Liên đoàn thử\"}\n"
         "trust:\n  anchors:\n    - {id: test-ca, name: \"Test CA\", sha256: \"" +
-        Sha256Der(ca_->cert()) +
+        CertSha256Hex(ca_->cert()) +
         "\"}\n"
         "unions:\n"
         "  - {id: ldld-thu, name: \"LĐLĐ Thử\", code: \"LĐLĐ-T\", level: district,\n"
         "     endpoint: \"https://127.0.0.1:7001\", email: \"" + std::string(kFrom) + "\",\n"
-        "     seal: {spki_sha256: \"" + SpkiSha256(seal_cert_.get()) + "\"}}\n"
+        "     seal: {spki_sha256: \"" + SpkiSha256Hex(seal_cert_.get()) + "\"}}\n"
         "  - {id: cd-c, name: \"Công đoàn C\", level: grassroots, parent: ldld-thu,\n"
         "     email: \"cd-c@example.org\"}\n"
-        "  - {id: cd-d, name: \"Công đoàn D\", level: grassroots, parent: ldld-thu}\n"
-        "officers:\n"
-        "  - {id: chair, name: \"Nguyễn Văn Chủ Tịch\", role: chair, union: ldld-thu,\n"
-        "     certificate: {spki_sha256: \"" + chair_spki + "\"}, mandate: {from: 2020-01-01}}\n"
-        "document_types:\n"
-        "  - {id: directive, name: \"Chỉ thị\", issuers: {levels: [district]},\n"
-        "     recipients: {relations: [children]},\n"
-        "     signatures: {officers: [{roles: [chair], count: 1}], seal: true},\n"
-        "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 20,\n"
-        "     reference: \"{seq}/{year}/CT-{union}\"}\n";
+        "  - {id: cd-d, name: \"Công đoàn D\", level: grassroots, parent: ldld-thu}\n" +
+        testing::ChairAndDirectiveYaml(chair_spki);
     WriteTestFile(hsm_.file("policy.yaml"), policy);
     auto holder = policies::PolicyHolder::Open({hsm_.file("policy.yaml")});
     ASSERT_TRUE(holder.has_value()) << holder.error().message();
     policy_ = std::move(*holder);
-    crypto::TrustFiles tf;
-    tf.anchors = {hsm_.file("ca.pem")};
-    auto trust = crypto::LoadTrustStore(tf, crypto::TrustOptions{});
-    ASSERT_TRUE(trust.has_value()) << trust.error().message();
-    auto v = crypto::Verifier::Create(std::move(*trust));
-    ASSERT_TRUE(v.has_value());
+    auto v = testing::VerifierForAnchor(hsm_.file("ca.pem"));
+    ASSERT_TRUE(v.has_value()) << v.error().message();
     verifier_.emplace(std::move(*v));
 
     ExchangeOptions o;
@@ -296,7 +228,7 @@ class EmailDeliveryTest : public ::testing::Test {
   std::unique_ptr<TestCa> ca_;
   X509Ptr seal_cert_;
   std::string socket_;
-  std::unique_ptr<Signer> signer_proc_;
+  std::unique_ptr<testing::SignerProcess> signer_proc_;
   std::unique_ptr<signer::RemoteSigner> remote_;
   std::unique_ptr<crypto::SoftwareKeySigner> chair_;
   std::unique_ptr<policies::PolicyHolder> policy_;

@@ -29,24 +29,14 @@
 namespace sealpost::daemon {
 namespace {
 
+using testing::CertSha256Hex;
 using testing::CertSpec;
 using testing::CertToPem;
 using testing::Issued;
+using testing::SpkiSha256Hex;
 using testing::TempDir;
 using testing::TestCa;
 using testing::WriteTestFile;
-
-std::string Sha256Der(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(cert, EVP_sha256(), md, &len);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-std::string SpkiSha256(X509* cert) {
-  auto id = policies::IdentityFromCertificate(cert, nullptr);
-  return id ? id->spki_sha256 : "";
-}
 
 X509Ptr Dup(X509* c) { return X509Ptr(X509_dup(c)); }
 
@@ -84,8 +74,8 @@ class ExchangeTest : public ::testing::Test {
     other_spec.subject = "/CN=Người Ngoài/O=Nobody/C=VN";
     Issued other = ca_->Issue(other_spec);
     seal_cert_ = Dup(seal.cert.get());
-    std::string seal_spki = SpkiSha256(seal.cert.get());
-    std::string chair_spki = SpkiSha256(chair.cert.get());
+    std::string seal_spki = SpkiSha256Hex(seal.cert.get());
+    std::string chair_spki = SpkiSha256Hex(chair.cert.get());
 
     auto s = crypto::SoftwareKeySigner::CreateForTesting("seal", std::move(seal.key),
                                                          std::move(seal.cert));
@@ -104,7 +94,7 @@ class ExchangeTest : public ::testing::Test {
     std::string policy =
         "federation: {id: thu, name: \"Liên đoàn thử\"}\n"
         "trust:\n  anchors:\n    - {id: test-ca, name: \"Test CA\", sha256: \"" +
-        Sha256Der(ca_->cert()) +
+        CertSha256Hex(ca_->cert()) +
         "\"}\n"
         "unions:\n"
         "  - {id: ldld-thu, name: \"Liên đoàn Lao động Thử\", code: \"LĐLĐ-T\", level: district,\n"
@@ -112,16 +102,8 @@ class ExchangeTest : public ::testing::Test {
         "  - {id: cd-a, name: \"Công đoàn A\", level: grassroots, parent: ldld-thu}\n"
         "  - {id: cd-b, name: \"Công đoàn B\", level: grassroots, parent: ldld-thu,\n"
         "     email: vanthu@cd-b.example.vn, webhook: \"https://bridge.example.vn/cd-b\",\n"
-        "     channels: [webhook, email]}\n"
-        "officers:\n"
-        "  - {id: chair, name: \"Nguyễn Văn Chủ Tịch\", role: chair, union: ldld-thu,\n"
-        "     certificate: {spki_sha256: \"" + chair_spki + "\"}, mandate: {from: 2020-01-01}}\n"
-        "document_types:\n"
-        "  - {id: directive, name: \"Chỉ thị\", issuers: {levels: [district]},\n"
-        "     recipients: {relations: [children]},\n"
-        "     signatures: {officers: [{roles: [chair], count: 1}], seal: true},\n"
-        "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 20,\n"
-        "     reference: \"{seq}/{year}/CT-{union}\"}\n"
+        "     channels: [webhook, email]}\n" +
+        testing::ChairAndDirectiveYaml(chair_spki) +
         "  - {id: report, name: \"Báo cáo\", issuers: {levels: [grassroots]},\n"
         "     recipients: {relations: [parent]}, signatures: {seal: true},\n"
         "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 10}\n";
@@ -129,12 +111,8 @@ class ExchangeTest : public ::testing::Test {
     auto holder = policies::PolicyHolder::Open({tmp_.file("policy.yaml")});
     ASSERT_TRUE(holder.has_value()) << holder.error().message();
     policy_ = std::move(*holder);
-    crypto::TrustFiles tf;
-    tf.anchors = {tmp_.file("ca.pem")};
-    auto trust = crypto::LoadTrustStore(tf, crypto::TrustOptions{});
-    ASSERT_TRUE(trust.has_value()) << trust.error().message();
-    auto v = crypto::Verifier::Create(std::move(*trust));
-    ASSERT_TRUE(v.has_value());
+    auto v = testing::VerifierForAnchor(tmp_.file("ca.pem"));
+    ASSERT_TRUE(v.has_value()) << v.error().message();
     verifier_.emplace(std::move(*v));
     OpenExchange();
     WriteTestFile(tmp_.file("directive.txt"), "Chỉ thị số 1: họp ban chấp hành ngày 5.\n");

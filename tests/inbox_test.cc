@@ -35,29 +35,19 @@
 namespace sealpost::daemon {
 namespace {
 
+using testing::CertSha256Hex;
 using testing::CertSpec;
 using testing::CertToPem;
 using testing::CrlToPem;
 using testing::Issued;
 using testing::RunCommand;
 using testing::ShellQuote;
+using testing::SpkiSha256Hex;
 using testing::TempDir;
 using testing::TestCa;
 using testing::WriteTestFile;
 
 constexpr long kChairSerial = 424242;
-
-std::string Sha256Der(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(cert, EVP_sha256(), md, &len);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-std::string SpkiSha256(X509* cert) {
-  auto id = policies::IdentityFromCertificate(cert, nullptr);
-  return id ? id->spki_sha256 : "";
-}
 
 // One union: its seal (software key) and certificate.
 struct Seal {
@@ -78,7 +68,7 @@ class InboxTest : public ::testing::Test {
     chair_spec.subject = "/CN=Nguyễn Văn Chủ Tịch/O=Liên đoàn Lao động Thử/C=VN";
     chair_spec.serial = kChairSerial;
     Issued chair = ca_->Issue(chair_spec);
-    chair_spki_ = SpkiSha256(chair.cert.get());
+    chair_spki_ = SpkiSha256Hex(chair.cert.get());
     auto c = crypto::SoftwareKeySigner::CreateForTesting("chair", std::move(chair.key),
                                                          std::move(chair.cert));
     ASSERT_TRUE(c.has_value());
@@ -117,7 +107,7 @@ class InboxTest : public ::testing::Test {
     Seal s;
     s.label = label;
     s.cert.reset(X509_dup(is.cert.get()));
-    s.spki = SpkiSha256(is.cert.get());
+    s.spki = SpkiSha256Hex(is.cert.get());
     auto signer = crypto::SoftwareKeySigner::CreateForTesting(label, std::move(is.key),
                                                               std::move(is.cert));
     EXPECT_TRUE(signer.has_value());
@@ -128,7 +118,7 @@ class InboxTest : public ::testing::Test {
   std::string PolicyText(bool receiver) {
     return "federation: {id: thu, name: \"Liên đoàn thử\"}\n"
            "trust:\n  anchors:\n    - {id: test-ca, name: \"Test CA\", sha256: \"" +
-           Sha256Der(ca_->cert()) +
+           CertSha256Hex(ca_->cert()) +
            "\"}\n"
            "unions:\n"
            "  - {id: ldld-thu, name: \"Liên đoàn Lao động Thử\", code: \"LĐLĐ-T\", level: district,\n"

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -26,91 +25,22 @@
 #include "daemon/signer/remote_signer.h"
 #include "pkcs11/open.h"
 #include "tests/support/cms_peers.h"
+#include "tests/support/signer_process.h"
 #include "tests/support/softhsm.h"
 #include "tests/support/test_pki.h"
-
-extern char** environ;
 
 namespace sealpost::signer {
 namespace {
 
 using testing::FaultModule;
 using testing::KeyType;
+using testing::SignerProcess;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kToken[] = "union-seal";
 constexpr char kPin[] = "246810";
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// One sealpost-signer child process; killed (SIGKILL) on destruction if
-// still running. stderr goes to a file the test can read.
-class SignerProcess {
- public:
-  SignerProcess(std::vector<std::string> args, std::string log_path) : log_(std::move(log_path)) {
-    std::vector<std::string> argv{SEALPOST_SIGNER_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (posix_spawn(&pid_, cargv[0], &fa, nullptr, cargv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~SignerProcess() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-
-  // Waits until `socket` accepts connections. False if the process exited
-  // first or `limit` passed.
-  bool WaitListening(const std::string& socket, double limit = 15) {
-    auto t0 = Clock::now();
-    while (Since(t0) < limit) {
-      if (Exited()) return false;
-      int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_un a{};
-      a.sun_family = AF_UNIX;
-      std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket.c_str());
-      bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-      ::close(fd);
-      if (ok) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-  // True once the process has exited (reaps it).
-  bool Exited() {
-    if (exited_) return true;
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-      exited_ = true;
-      status_ = st;
-    }
-    return exited_;
-  }
-  // Waits up to `limit` seconds for the exit; its exit code, or -1.
-  int WaitExit(double limit) {
-    auto t0 = Clock::now();
-    while (!Exited() && Since(t0) < limit) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!exited_) return -1;
-    return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
-  }
-  void Kill(int sig) { ::kill(pid_, sig); }
-  std::string Log() const { return testing::ReadTestFile(log_); }
-
- private:
-  pid_t pid_ = -1;
-  std::string log_;
-  bool exited_ = false;
-  int status_ = 0;
-};
 
 class SignerProcessTest : public ::testing::Test {
  protected:

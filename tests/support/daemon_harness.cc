@@ -36,18 +36,6 @@ extern char** environ;
 namespace sealpost::testing {
 namespace {
 
-std::string Sha256Hex(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(cert, EVP_sha256(), md, &len);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-std::string SpkiSha256(X509* cert) {
-  auto id = policies::IdentityFromCertificate(cert, nullptr);
-  return id ? id->spki_sha256 : "";
-}
-
 void WritePair(const TempDir& t, const std::string& name, const Issued& i) {
   WriteTestFile(t.file(name + ".pem"), CertToPem(i.cert.get()));
   WriteTestFile(t.file(name + "-key.pem"), KeyToPkcs8Pem(i.key.get()));
@@ -162,14 +150,14 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
     }
     seal_key = h->hsm_->KeyUri(kToken, "seal",
                                h->fault_ ? h->fault_->module_path() : std::string(kSoftHsmModule));
-    our_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256(seal->cert.get()) + "\"}";
-    peer_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256(peer_seal_cert.cert.get()) + "\"}";
+    our_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256Hex(seal->cert.get()) + "\"}";
+    peer_seal = ",\n     seal: {spki_sha256: \"" + SpkiSha256Hex(peer_seal_cert.cert.get()) + "\"}";
     // For submissions from this union: its chair (signer.pem) and two types
     // it may send to its children.
     officers =
         "officers:\n"
         "  - {id: chair, name: \"Nguyễn Thị Duyên\", role: chair, union: " + o.union_id +
-        ",\n     certificate: {spki_sha256: \"" + SpkiSha256(signer.cert.get()) +
+        ",\n     certificate: {spki_sha256: \"" + SpkiSha256Hex(signer.cert.get()) +
         "\"}, mandate: {from: 2020-01-01}}\n";
     seal_types =
         "  - {id: directive, name: \"Chỉ thị\", issuers: {levels: [district]},\n"
@@ -193,13 +181,13 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
   std::string policy =
       "federation: {id: test, name: \"Liên đoàn thử nghiệm\"}\n"
       "trust:\n  anchors:\n    - {id: tls-ca, name: \"Test TLS CA\", sha256: \"" +
-      Sha256Hex(tls_ca.cert()) +
+      CertSha256Hex(tls_ca.cert()) +
       "\"}\n"
       "unions:\n"
       "  - {id: " + o.union_id + ", name: \"Liên đoàn Lao động thử nghiệm\", level: district" +
       our_seal + "}\n"
       "  - {id: " + std::string(kPeerUnion) + ", name: \"Công đoàn Bàn Thử\", level: grassroots, parent: " +
-      o.union_id + ",\n     tls_identity: {spki_sha256: \"" + SpkiSha256(peer.cert.get()) +
+      o.union_id + ",\n     tls_identity: {spki_sha256: \"" + SpkiSha256Hex(peer.cert.get()) +
       "\"}" + peer_seal + o.peer_union_extra + "}\n" + officers +
       "document_types:\n"
       "  - {id: report, name: \"Báo cáo\", issuers: {levels: [grassroots]},\n"
@@ -210,7 +198,7 @@ std::unique_ptr<DaemonHarness> DaemonHarness::Start(const DaemonOptions& o) {
 
   std::string user_certs;
   if (!o.user_cert_role.empty()) {
-    user_certs = "    client_certificates:\n      - {sha256: \"" + Sha256Hex(user.cert.get()) +
+    user_certs = "    client_certificates:\n      - {sha256: \"" + CertSha256Hex(user.cert.get()) +
                  "\", role: " + o.user_cert_role + ", name: \"Nguyễn Thị Duyên\"}\n";
   }
   std::string config =

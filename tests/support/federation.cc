@@ -38,18 +38,6 @@ double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::string Sha256Hex(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(cert, EVP_sha256(), md, &len);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-std::string SpkiSha256(X509* cert) {
-  auto id = policies::IdentityFromCertificate(cert, nullptr);
-  return id ? id->spki_sha256 : "";
-}
-
 std::string Quote(const std::string& s) {  // a YAML double-quoted scalar
   std::string out = "\"";
   for (char c : s) {
@@ -633,7 +621,7 @@ bool Federation::Build(const FederationOptions& o) {
     X509Ptr seal = KeyOnToken(*hsm_, token, pin, "seal", ca, spec);
     if (!seal) return false;
     WriteTestFile(a->file("seal.pem"), CertToPem(seal.get()));
-    a->seal_spki_ = SpkiSha256(seal.get());
+    a->seal_spki_ = SpkiSha256Hex(seal.get());
     a->seal_key_ = hsm_->KeyUri(token, "seal");
     WriteTestFile(a->file("signer.pin"), pin + "\n");
     ::chmod(a->file("signer.pin").c_str(), 0600);
@@ -642,7 +630,7 @@ bool Federation::Build(const FederationOptions& o) {
     WriteTestFile(a->file("tls.pem"), CertToPem(tls.cert.get()));
     WriteTestFile(a->file("tls-key.pem"), KeyToPkcs8Pem(tls.key.get()));
     ::chmod(a->file("tls-key.pem").c_str(), 0600);
-    a->tls_spki_ = SpkiSha256(tls.cert.get());
+    a->tls_spki_ = SpkiSha256Hex(tls.cert.get());
   }
   // A TLS client certificate of the same CA that no union claims.
   Issued stranger = ca.Issue(TlsSpec("/CN=127.0.0.1/OU=stranger appliance/O=Không ai/C=VN"));
@@ -668,7 +656,7 @@ bool Federation::Build(const FederationOptions& o) {
     std::string p = "# written by tests/support/federation.cc\n"
                     "federation: {id: " + std::string(kDistrict) + ", name: " + Quote(district().name()) + "}\n"
                     "trust:\n  anchors:\n    - {id: test-ca, name: \"CA Thử nghiệm\", sha256: \"" +
-                    Sha256Hex(ca.cert()) + "\"}\n" + o.policy_trust_extra +
+                    CertSha256Hex(ca.cert()) + "\"}\n" + o.policy_trust_extra +
                     "unions:\n";
     for (auto& a : appliances_) {
       p += "  - id: " + a->id_ + "\n    name: " + Quote(a->name_) + "\n    level: " + a->level_ + "\n";
@@ -687,7 +675,7 @@ bool Federation::Build(const FederationOptions& o) {
     p += "officers:\n"
          "  - id: nguyen-thi-duyen\n    name: " + Quote(kChairName) + "\n    role: chair\n"
          "    union: " + std::string(kDistrict) + "\n    certificate: {spki_sha256: \"" +
-         SpkiSha256(chair.get()) + "\"}\n    mandate: {from: 2023-01-01}\n";
+         SpkiSha256Hex(chair.get()) + "\"}\n    mandate: {from: 2023-01-01}\n";
     p += "document_types:\n";
     if (!lenient) {
       p += "  - id: directive\n    name: \"Chỉ thị\"\n    name_en: \"Directive\"\n"

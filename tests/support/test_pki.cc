@@ -16,6 +16,8 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
+#include "base/encoding.h"
+
 namespace sealpost::testing {
 namespace {
 
@@ -273,6 +275,56 @@ std::string ShellQuote(const std::string& s) {
   }
   out += "'";
   return out;
+}
+
+std::string CertSha256Hex(X509* cert) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (X509_digest(cert, EVP_sha256(), md, &len) != 1) {
+    ADD_FAILURE() << "X509_digest failed";
+    return "";
+  }
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+std::string SpkiSha256Hex(X509* cert) {
+  X509_PUBKEY* pubkey = X509_get_X509_PUBKEY(cert);
+  int der_len = i2d_X509_PUBKEY(pubkey, nullptr);
+  if (der_len <= 0) {
+    ADD_FAILURE() << "i2d_X509_PUBKEY failed";
+    return "";
+  }
+  std::string spki(static_cast<size_t>(der_len), '\0');
+  unsigned char* out = reinterpret_cast<unsigned char*>(spki.data());
+  i2d_X509_PUBKEY(pubkey, &out);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(spki.data(), spki.size(), md, &len, EVP_sha256(), nullptr) != 1) {
+    ADD_FAILURE() << "EVP_Digest failed";
+    return "";
+  }
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+Result<crypto::Verifier> VerifierForAnchor(const std::string& ca_pem_path) {
+  crypto::TrustFiles tf;
+  tf.anchors = {ca_pem_path};
+  auto trust = crypto::LoadTrustStore(tf, crypto::TrustOptions{});
+  if (!trust) return Err(trust.error());
+  return crypto::Verifier::Create(std::move(*trust));
+}
+
+std::string ChairAndDirectiveYaml(const std::string& chair_spki_sha256) {
+  return "officers:\n"
+         "  - {id: chair, name: \"Nguyễn Văn Chủ Tịch\", role: chair, union: ldld-thu,\n"
+         "     certificate: {spki_sha256: \"" + chair_spki_sha256 +
+         "\"}, mandate: {from: 2020-01-01}}\n"
+         "document_types:\n"
+         "  - {id: directive, name: \"Chỉ thị\", issuers: {levels: [district]},\n"
+         "     recipients: {relations: [children]},\n"
+         "     signatures: {officers: [{roles: [chair], count: 1}], seal: true},\n"
+         "     max_size_bytes: 1048576, media_types: [text/plain], retention_years: 20,\n"
+         "     reference: \"{seq}/{year}/CT-{union}\"}\n";
 }
 
 }  // namespace sealpost::testing

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "base/openssl.h"
+#include "base/status.h"
+#include "crypto/verify.h"
 
 namespace sealpost::testing {
 
@@ -69,6 +71,23 @@ std::string CrlToPem(X509_CRL* crl);
 std::string CrlToDer(X509_CRL* crl);
 std::string KeyToPkcs8Pem(EVP_PKEY* key);  // unencrypted
 std::string KeyToPkcs8Der(EVP_PKEY* key);
+
+// SHA-256 of the certificate's DER, lower-case hex (a policy's trust anchor
+// `sha256`, a client certificate's `sha256`).
+std::string CertSha256Hex(X509* cert);
+// SHA-256 of its SubjectPublicKeyInfo DER, lower-case hex (a policy's
+// `spki_sha256`, as policies::IdentityFromCertificate computes it).
+std::string SpkiSha256Hex(X509* cert);
+
+// A Verifier trusting the one CA certificate in `ca_pem_path` (no CRLs).
+Result<crypto::Verifier> VerifierForAnchor(const std::string& ca_pem_path);
+
+// The policy YAML lines shared by the daemon's unit tests: `officers:` with
+// the chair of union ldld-thu (certificate by `chair_spki_sha256`, mandate
+// from 2020-01-01), then `document_types:` with `directive` (district ->
+// children, the chair + the seal, text/plain up to 1 MiB, reference
+// "{seq}/{year}/CT-{union}"). More types may be appended.
+std::string ChairAndDirectiveYaml(const std::string& chair_spki_sha256);
 
 // Writes a file (test helper: aborts the test on failure via ADD_FAILURE).
 void WriteTestFile(const std::string& path, const std::string& data);
