@@ -209,6 +209,21 @@ class HttpsTransport final : public PeerTransport {
   std::multimap<std::string, std::unique_ptr<client::HttpsClient>> idle_;  // guarded by mu_
 };
 
+// The manifest of `doc`'s document-sent entry. FailedPrecondition when the
+// document was not sent from this appliance (final); Unavailable, with
+// "archive: ...", when the archive cannot be read (retried).
+Result<storage::Manifest> SentManifest(Exchange& ex, const std::string& doc) {
+  auto sent = ex.SentSeq(doc);
+  if (!sent) {
+    return Err(Status::FailedPrecondition("document " + doc + " was not sent from this appliance"));
+  }
+  auto mtext = ex.archive().ReadEntryFile(*sent, "manifest.json");
+  if (!mtext) return Err(Status::Unavailable("archive: " + mtext.error().message()));
+  auto manifest = storage::ParseManifest(*mtext, "entry " + std::to_string(*sent));
+  if (!manifest) return Err(Status::Unavailable("archive: " + manifest.error().message()));
+  return manifest;
+}
+
 }  // namespace
 
 std::unique_ptr<PeerTransport> MakeHttpsTransport(PeerTlsFiles files) {
@@ -515,12 +530,12 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
     Exchange& ex, const storage::Job& job) {
   const std::string& doc = job.key.document_id;
   const std::string& rcpt = job.key.recipient;
-  auto sent = ex.SentSeq(doc);
-  if (!sent) return {Outcome::kRefused, "document " + doc + " was not sent from this appliance"};
-  auto mtext = ex.archive().ReadEntryFile(*sent, "manifest.json");
-  if (!mtext) return {Outcome::kRetry, "archive: " + mtext.error().message()};
-  auto manifest = storage::ParseManifest(*mtext, "entry " + std::to_string(*sent));
-  if (!manifest) return {Outcome::kRetry, "archive: " + manifest.error().message()};
+  auto manifest = SentManifest(ex, doc);
+  if (!manifest) {
+    return {manifest.error().code() == Code::kFailedPrecondition ? Outcome::kRefused
+                                                                  : Outcome::kRetry,
+            manifest.error().message()};
+  }
   const std::string sha = manifest->Field("content_sha256");
   {
     // Archived by an earlier attempt whose completion was lost (crash,
@@ -609,7 +624,7 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
   }
   storage::EntryInput e;
   e.kind = storage::EntryKind::kDeliveryReceipt;
-  e.refers_to = *sent;
+  e.refers_to = manifest->seq;
   e.fields = {{"id", doc},
               {"receipt_type", "delivery-receipt"},
               {"recipient", rcpt},
@@ -633,12 +648,12 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::SendMail(Exchang
     return {Outcome::kRetry, "no email section in the configuration: mail cannot be sent"};
   }
   const EmailDeliveryOptions& mo = *options_.email;
-  auto sent = ex.SentSeq(doc);
-  if (!sent) return {Outcome::kRefused, "document " + doc + " was not sent from this appliance"};
-  auto mtext = ex.archive().ReadEntryFile(*sent, "manifest.json");
-  if (!mtext) return {Outcome::kRetry, "archive: " + mtext.error().message()};
-  auto manifest = storage::ParseManifest(*mtext, "entry " + std::to_string(*sent));
-  if (!manifest) return {Outcome::kRetry, "archive: " + manifest.error().message()};
+  auto manifest = SentManifest(ex, doc);
+  if (!manifest) {
+    return {manifest.error().code() == Code::kFailedPrecondition ? Outcome::kRefused
+                                                                  : Outcome::kRetry,
+            manifest.error().message()};
+  }
 
   auto policy = options_.policy->Current();
   std::string to;

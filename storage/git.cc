@@ -93,6 +93,21 @@ std::string RandomSuffix() {
   return HexEncode(std::string_view(reinterpret_cast<const char*>(r), sizeof r));
 }
 
+// A pack entry's header: the type and the size, 7 bits at a time after the
+// first 4 (git's pack format, "object entries").
+std::string PackEntryHeader(git_object_t type, uint64_t size) {
+  std::string header;
+  unsigned char c = static_cast<unsigned char>((static_cast<unsigned>(type) << 4) | (size & 0x0f));
+  size >>= 4;
+  while (size != 0) {
+    header.push_back(static_cast<char>(c | 0x80));
+    c = static_cast<unsigned char>(size & 0x7f);
+    size >>= 7;
+  }
+  header.push_back(static_cast<char>(c));
+  return header;
+}
+
 // True when `data` looks incompressible: the order-0 entropy of its first
 // 16 KiB is above 7.5 bits per byte (random bytes, encrypted or already
 // compressed documents: JPEG, ZIP-based formats, most PDF streams). Such an
@@ -246,17 +261,7 @@ Status PackWriter::Flush() {
 Result<git_oid> PackWriter::AddObject(git_object_t type, std::string_view data) {
   git_oid id = HashObject(type, data);
   if (!seen_.insert(RawId(id)).second) return id;
-  // Entry header: type and size, 7 bits at a time after the first 4.
-  std::string entry;
-  uint64_t size = data.size();
-  unsigned char c = static_cast<unsigned char>((static_cast<unsigned>(type) << 4) | (size & 0x0f));
-  size >>= 4;
-  while (size != 0) {
-    entry.push_back(static_cast<char>(c | 0x80));
-    c = static_cast<unsigned char>(size & 0x7f);
-    size >>= 7;
-  }
-  entry.push_back(static_cast<char>(c));
+  std::string entry = PackEntryHeader(type, data.size());
   const size_t header_len = entry.size();
   // Level 1: the small text objects (manifests, trees) gain little from
   // harder work; level 0 (stored) for data that looks incompressible. One
@@ -360,17 +365,7 @@ Result<PackWriter::FileObject> PackWriter::AddFileObject(git_object_t type, cons
   out.id = *id;
   if (!seen_.insert(RawId(out.id)).second) return out;
 
-  // Entry header: type and size, 7 bits at a time after the first 4.
-  std::string header;
-  uint64_t left = size;
-  unsigned char c = static_cast<unsigned char>((static_cast<unsigned>(type) << 4) | (left & 0x0f));
-  left >>= 4;
-  while (left != 0) {
-    header.push_back(static_cast<char>(c | 0x80));
-    c = static_cast<unsigned char>(left & 0x7f);
-    left >>= 7;
-  }
-  header.push_back(static_cast<char>(c));
+  const std::string header = PackEntryHeader(type, size);
   // Level as AddObject would choose, judged on the first piece.
   ssize_t first = ::pread(fd.get(), in.get(), static_cast<size_t>(std::min<uint64_t>(kChunk, size)), 0);
   if (first < 0) return Err(Status::IoError(path + ": cannot read: " + std::strerror(errno)));
