@@ -281,6 +281,36 @@ TEST_F(DaemonDocumentsTest, BadFiltersAreBadRequests) {
   EXPECT_NE(out.find("https://"), std::string::npos) << out;
 }
 
+// daemon/request_target.h end to end (the pure cases: request_target_test):
+// 400 for what cannot be a target, 404 for what matches no route, the
+// repeated submission parameter refused before the body, and the daemon
+// keeps serving.
+TEST_F(DaemonDocumentsTest, MalformedRequestTargetsAreBadRequestsOrNotFound) {
+  for (const char* p : {"/api/v1/documents/x%2Fcontent", "/api/v1/documents/%2e%2E",
+                        "/api/v1/documents/../health", "/api/v1/documents/a%00b",
+                        "/api/v1/documents/%G1", "/api/v1/documents?type=a%00b",
+                        "/api/v1/documents?subject=%C3", "/api/v1/documents/bundle?id=a&id=b"}) {
+    CurlResult c = Curl(p, "clerk", "--path-as-is");
+    EXPECT_EQ(c.status, 400) << p << ": " << c.body;
+    EXPECT_NE(c.body.find("problems/bad-request"), std::string::npos) << p << ": " << c.body;
+  }
+  for (const char* p : {"/api/v1/health/", "/api//v1/health", "/api/v1/documents/"}) {
+    CurlResult c = Curl(p, "clerk", "--path-as-is");
+    EXPECT_EQ(c.status, 404) << p << ": " << c.body;
+  }
+  CurlResult before = Curl("/api/v1/documents?limit=100", "clerk");
+  ASSERT_EQ(before.status, 200) << before.body;
+  const std::string submit = std::string("/api/v1/documents?type=notice&type=directive&recipients=") +
+                             DaemonHarness::kPeerUnion + "&name=a.txt";
+  CurlResult twice = Curl(submit, "clerk",
+                          "-X POST -H 'Content-Type: application/octet-stream' --data-binary x");
+  EXPECT_EQ(twice.status, 400) << twice.body;
+  EXPECT_NE(twice.body.find("repeated"), std::string::npos) << twice.body;
+  CurlResult after = Curl("/api/v1/documents?limit=100", "clerk");
+  EXPECT_EQ(after.body, before.body);  // nothing archived
+  EXPECT_NE(Curl("/api/v1/health", "").status, 0);
+}
+
 TEST_F(DaemonDocumentsTest, ListPagesNewestFirstWithCursor) {
   const std::string file = daemon_->file("page.txt");
   WriteTestFile(file, "trang\n");
