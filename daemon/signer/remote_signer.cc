@@ -147,11 +147,18 @@ Result<StatusAnswer> RemoteSigner::CachedStatus(std::chrono::milliseconds timeou
   std::lock_guard<std::mutex> status_lock(status_mu_);
   const auto now = std::chrono::steady_clock::now();
   uint64_t epoch;
+  bool alive = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     epoch = epoch_;
+    // A signer that went away closes the kept connections: then (or with
+    // none kept to tell) ask again instead of answering from the cache.
+    alive = !idle_.empty();
+    for (const UniqueFd& fd : idle_) alive = alive && StillUsable(fd.get());
   }
-  if (cached_ && epoch == cached_epoch_ && now - cached_at_ < max_age) return cached_status_;
+  if (alive && cached_ && epoch == cached_epoch_ && now - cached_at_ < max_age) {
+    return cached_status_;
+  }
   auto st = QueryStatus(timeout);
   {
     // Kept only when nothing changed during the query (its own failure, or
