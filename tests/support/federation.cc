@@ -11,9 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -71,15 +74,18 @@ std::vector<int> PickPorts(size_t count) {
 
 // Spawns `argv` with stdin from /dev/null and stdout+stderr appended to
 // `log`; `notify_socket` (if not empty) replaces NOTIFY_SOCKET in the
-// environment, which is otherwise removed. -1 on failure.
+// environment, which is otherwise removed. `softhsm_conf` (if not empty)
+// replaces SOFTHSM2_CONF. -1 on failure.
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& log,
-            const std::string& notify_socket) {
+            const std::string& notify_socket, const std::string& softhsm_conf = "") {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "NOTIFY_SOCKET=", 14) == 0) continue;
+    if (!softhsm_conf.empty() && std::strncmp(*e, "SOFTHSM2_CONF=", 14) == 0) continue;
     env.emplace_back(*e);
   }
   if (!notify_socket.empty()) env.push_back("NOTIFY_SOCKET=" + notify_socket);
+  if (!softhsm_conf.empty()) env.push_back("SOFTHSM2_CONF=" + softhsm_conf);
   std::vector<char*> cargv, cenv;
   std::vector<std::string> args = argv;
   for (auto& a : args) cargv.push_back(a.data());
@@ -189,6 +195,81 @@ CertSpec TlsSpec(const std::string& subject) {
   return s;
 }
 
+// Runs fn(i) for every i in [0, n) on up to `threads` threads and returns
+// true when every call did. After the first false no new call starts. fn
+// must be thread-safe (GoogleTest's ADD_FAILURE is); it must not fork
+// children that outlive it (popen is fine: it waits).
+bool ParallelFor(size_t n, size_t threads, const std::function<bool(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  std::atomic<bool> ok{true};
+  auto run = [&] {
+    for (size_t i; ok && (i = next++) < n;) {
+      if (!fn(i)) ok = false;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < std::min(threads, n); ++t) pool.emplace_back(run);
+  run();
+  for (auto& t : pool) t.join();
+  return ok;
+}
+
+// The SoftHSM2 token directory of one union: its own softhsm2.conf, so
+// that every softhsm2-util / pkcs11-tool / sealpost-signer of that union
+// opens one token instead of scanning every union's (with 129 unions each
+// C_Initialize read every token of the federation).
+std::string WriteSoftHsmConf(const std::string& dir) {
+  ::mkdir(dir.c_str(), 0700);
+  ::mkdir((dir + "/tokens").c_str(), 0700);
+  std::string conf = dir + "/softhsm2.conf";
+  WriteTestFile(conf, "directories.tokendir = " + dir +
+                          "/tokens\nobjectstore.backend = file\nlog.level = ERROR\n");
+  return conf;
+}
+
+// Initialises token `token` in the SoftHSM2 of `conf`, generates a P-256
+// key ON it (pkcs11-tool --keypairgen, id 01, `label`) and reads its public
+// key back (one shell, three commands). The key, or null (test failure).
+EvpPkeyPtr NewTokenWithKey(const std::string& conf, const std::string& token,
+                           const std::string& so_pin, const std::string& pin,
+                           const std::string& label, const std::string& pub_path) {
+  const std::string env = "SOFTHSM2_CONF=" + ShellQuote(conf) + " ";
+  const std::string tool = env + "pkcs11-tool --module " + kSoftHsmModule + " --token-label " +
+                           ShellQuote(token);
+  std::string out;
+  if (RunCommand(env + "softhsm2-util --init-token --free --label " + ShellQuote(token) +
+                     " --so-pin " + ShellQuote(so_pin) + " --pin " + ShellQuote(pin) +
+                     " >/dev/null && " + tool + " --login --pin " + ShellQuote(pin) +
+                     " --keypairgen --key-type EC:prime256v1 --id 01 --label " + ShellQuote(label) +
+                     " >/dev/null && " + tool + " --read-object --type pubkey --id 01 -o " +
+                     ShellQuote(pub_path),
+                 &out) != 0) {
+    ADD_FAILURE() << "token " << token << " (init, keypairgen, public key): " << out;
+    return nullptr;
+  }
+  std::string der = ReadTestFile(pub_path);
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+  EvpPkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
+  if (!key) ADD_FAILURE() << "the public key of " << token << " does not parse";
+  return key;
+}
+
+// Stores `cert` on the token next to its key (id 01, `label`).
+bool StoreCert(const std::string& conf, const std::string& token, const std::string& pin,
+               const std::string& label, X509* cert, const std::string& der_path) {
+  WriteTestFile(der_path, CertToDer(cert));
+  std::string out;
+  int rc = RunCommand("SOFTHSM2_CONF=" + ShellQuote(conf) + " pkcs11-tool --module " +
+                          kSoftHsmModule + " --token-label " + ShellQuote(token) +
+                          " --login --pin " + ShellQuote(pin) + " --write-object " +
+                          ShellQuote(der_path) + " --type cert --id 01 --label " +
+                          ShellQuote(label),
+                      &out);
+  std::remove(der_path.c_str());
+  if (rc != 0) ADD_FAILURE() << "storing the certificate on " << token << ": " << out;
+  return rc == 0;
+}
+
 // A P-256 key generated ON the token (pkcs11-tool --keypairgen), its public
 // key read back, a certificate issued for it by `ca` and stored on the token
 // under the same id and label. The certificate, or null (test failure).
@@ -243,7 +324,9 @@ Appliance::~Appliance() {
   if (notify_fd_ >= 0) ::close(notify_fd_);
 }
 
-bool Appliance::StartSigner() {
+bool Appliance::StartSigner() { return SpawnSigner() && WaitSigner(30); }
+
+bool Appliance::SpawnSigner() {
 #ifndef SEALPOST_SIGNER_PATH
   ADD_FAILURE() << "sealpost-signer was not built";
   return false;
@@ -252,16 +335,21 @@ bool Appliance::StartSigner() {
   signer_pid_ = Spawn({SEALPOST_SIGNER_PATH, "--key", seal_key_, "--socket", file("signer.sock"),
                        "--pin-file", file("signer.pin"), "--journal",
                        file("signer-journal.jsonl"), "--call-timeout", "10"},
-                      file("signer.log"), "");
+                      file("signer.log"), "", softhsm_conf_);
   if (signer_pid_ <= 0) {
     ADD_FAILURE() << "cannot spawn sealpost-signer for " << id_;
     return false;
   }
+  return true;
+#endif
+}
+
+bool Appliance::WaitSigner(double limit_seconds) {
   auto t0 = Clock::now();
-  while (Since(t0) < 30) {
+  while (Since(t0) < limit_seconds) {
     if (SocketAccepts(file("signer.sock"))) return true;
     int status = 0;
-    if (::waitpid(signer_pid_, &status, WNOHANG) == signer_pid_) {
+    if (signer_pid_ <= 0 || ::waitpid(signer_pid_, &status, WNOHANG) == signer_pid_) {
       signer_pid_ = -1;
       ADD_FAILURE() << "sealpost-signer of " << id_ << " exited (status " << status << "):\n"
                     << SignerLog();
@@ -269,9 +357,10 @@ bool Appliance::StartSigner() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  ADD_FAILURE() << "sealpost-signer of " << id_ << " not listening within 30 s:\n" << SignerLog();
+  ADD_FAILURE() << "sealpost-signer of " << id_ << " not listening within " << limit_seconds
+                << " s:\n"
+                << SignerLog();
   return false;
-#endif
 }
 
 void Appliance::KillSigner() { SignalAndWait(&signer_pid_, SIGKILL, 10); }
@@ -572,6 +661,13 @@ std::unique_ptr<Federation> Federation::Start(const FederationOptions& o) {
 
 bool Federation::Build(const FederationOptions& o) {
   language_ = o.language;
+  auto mark_t0 = Clock::now();
+  auto Mark = [&](const char* phase) {
+    char line[160];
+    std::snprintf(line, sizeof line, "%7.2f s  %s\n", Since(mark_t0), phase);
+    setup_report_ += line;
+    mark_t0 = Clock::now();
+  };
   hsm_ = std::make_unique<SoftHsm>();
   // sealpost-signer and the CLI take SoftHSM2 from the default allowlist.
   ::unsetenv(kAllowlistEnv);
@@ -608,30 +704,62 @@ bool Federation::Build(const FederationOptions& o) {
     appliances_.push_back(std::move(a));
   }
 
-  // Seal tokens: one per union, the key generated on it.
+  // Seal tokens: one SoftHSM2 directory per union (see WriteSoftHsmConf),
+  // the key generated on the token. The token commands wait mostly on the
+  // disk (SoftHSM2 truncates and rewrites its object files), so the unions
+  // are done in parallel.
+  const size_t workers = 16;
+  std::vector<EvpPkeyPtr> seal_pubs(appliances_.size());
   for (auto& a : appliances_) {
-    std::string token = "seal-" + a->id_;
-    std::string pin = "1" + std::to_string(100000 + a->peer_port_);
-    if (!hsm_->InitToken(token, kSoPin, pin)) {
-      ADD_FAILURE() << "init token " << token;
+    a->softhsm_conf_ = WriteSoftHsmConf(a->file("softhsm"));
+    a->seal_key_ = hsm_->KeyUri("seal-" + a->id_, "seal");
+    WriteTestFile(a->file("signer.pin"), "1" + std::to_string(100000 + a->peer_port_) + "\n");
+    ::chmod(a->file("signer.pin").c_str(), 0600);
+  }
+  auto pin_of = [](const Appliance& a) { return "1" + std::to_string(100000 + a.peer_port_); };
+  if (!ParallelFor(appliances_.size(), workers, [&](size_t i) {
+        Appliance& a = *appliances_[i];
+        seal_pubs[i] = NewTokenWithKey(a.softhsm_conf_, "seal-" + a.id_, kSoPin, pin_of(a), "seal",
+                                       a.file("softhsm/seal-pub.der"));
+        return seal_pubs[i] != nullptr;
+      })) {
+    return false;
+  }
+  Mark("seal tokens: init + keypairgen");
+  // Certificates (in this thread: TestCa is not shared across threads).
+  std::vector<X509Ptr> seals(appliances_.size());
+  for (size_t i = 0; i < appliances_.size(); ++i) {
+    Appliance& a = *appliances_[i];
+    CertSpec spec;
+    spec.subject = "/CN=" + a.name_ + "/O=" + a.name_ + "/C=VN";
+    seals[i] = ca.IssueFor(spec, seal_pubs[i].get());
+    if (!seals[i]) {
+      ADD_FAILURE() << "issuing the seal certificate of " << a.id_;
       return false;
     }
-    CertSpec spec;
-    spec.subject = "/CN=" + a->name_ + "/O=" + a->name_ + "/C=VN";
-    X509Ptr seal = KeyOnToken(*hsm_, token, pin, "seal", ca, spec);
-    if (!seal) return false;
-    WriteTestFile(a->file("seal.pem"), CertToPem(seal.get()));
-    a->seal_spki_ = SpkiSha256Hex(seal.get());
-    a->seal_key_ = hsm_->KeyUri(token, "seal");
-    WriteTestFile(a->file("signer.pin"), pin + "\n");
-    ::chmod(a->file("signer.pin").c_str(), 0600);
+    WriteTestFile(a.file("seal.pem"), CertToPem(seals[i].get()));
+    a.seal_spki_ = SpkiSha256Hex(seals[i].get());
 
-    Issued tls = ca.Issue(TlsSpec("/CN=127.0.0.1/OU=" + a->id_ + " appliance/O=" + a->name_ + "/C=VN"));
-    WriteTestFile(a->file("tls.pem"), CertToPem(tls.cert.get()));
-    WriteTestFile(a->file("tls-key.pem"), KeyToPkcs8Pem(tls.key.get()));
-    ::chmod(a->file("tls-key.pem").c_str(), 0600);
-    a->tls_spki_ = SpkiSha256Hex(tls.cert.get());
+    Issued tls = ca.Issue(TlsSpec("/CN=127.0.0.1/OU=" + a.id_ + " appliance/O=" + a.name_ + "/C=VN"));
+    WriteTestFile(a.file("tls.pem"), CertToPem(tls.cert.get()));
+    WriteTestFile(a.file("tls-key.pem"), KeyToPkcs8Pem(tls.key.get()));
+    ::chmod(a.file("tls-key.pem").c_str(), 0600);
+    a.tls_spki_ = SpkiSha256Hex(tls.cert.get());
   }
+  Mark("certificates (seal, TLS)");
+  // The seal certificates onto the tokens, and the clerks' API tokens.
+  if (!ParallelFor(appliances_.size(), workers, [&](size_t i) {
+        Appliance& a = *appliances_[i];
+        if (!StoreCert(a.softhsm_conf_, "seal-" + a.id_, pin_of(a), "seal", seals[i].get(),
+                       a.file("softhsm/seal.der"))) {
+          return false;
+        }
+        a.clerk_token_ = a.CreateToken("clerk", "Văn thư " + a.id_);
+        return !a.clerk_token_.empty();
+      })) {
+    return false;
+  }
+  Mark("seal certificates on the tokens + clerks' API tokens");
   // A TLS client certificate of the same CA that no union claims.
   Issued stranger = ca.Issue(TlsSpec("/CN=127.0.0.1/OU=stranger appliance/O=Không ai/C=VN"));
   WriteTestFile(file("stranger.pem"), CertToPem(stranger.cert.get()));
@@ -739,14 +867,19 @@ bool Federation::Build(const FederationOptions& o) {
       ADD_FAILURE() << "cannot bind " << sock_path << ": " << std::strerror(errno);
       return false;
     }
-    a->clerk_token_ = a->CreateToken("clerk", "Văn thư " + a->id_);
-    if (a->clerk_token_.empty()) return false;
   }
 
+  // Processes: every signer spawned, then awaited; then every daemon.
   for (auto& a : appliances_) {
-    if (!a->StartSigner()) return false;
+    if (!a->SpawnSigner()) return false;
   }
-  // Daemons: spawned all at once, then each awaited.
+  // Whoever is awaited last has waited longest: the limit grows with the
+  // federation (129 signers logging in on 2 cores).
+  const double limit = 30 + 0.25 * static_cast<double>(appliances_.size());
+  for (auto& a : appliances_) {
+    if (!a->WaitSigner(limit)) return false;
+  }
+  Mark("signers spawned and listening");
 #ifdef SEALPOSTD_PATH
   for (auto& a : appliances_) {
     a->daemon_pid_ = Spawn({SEALPOSTD_PATH, "--config", a->file("sealpostd.yaml"), "--log-level", "info"},
@@ -757,22 +890,28 @@ bool Federation::Build(const FederationOptions& o) {
     }
   }
   for (auto& a : appliances_) {
-    if (!a->WaitReady(a->notify_fd_, 30)) return false;
+    if (!a->WaitReady(a->notify_fd_, limit)) return false;
   }
 #else
   ADD_FAILURE() << "sealpostd was not built";
   return false;
 #endif
+  Mark("daemons spawned and READY");
   // The archive is created by the daemon's Exchange, opened on the first
   // documents request: make every appliance open it now (an unknown id: 404).
-  for (auto& a : appliances_) {
-    HttpAnswer w = a->Get("/api/v1/documents/bundle?id=00000000-0000-4000-8000-000000000000");
-    if (w.status != 404 && w.status != 400) {
-      ADD_FAILURE() << a->id_ << ": opening the archive: HTTP " << w.status << " " << w.body
-                    << w.error;
-      return false;
-    }
+  if (!ParallelFor(appliances_.size(), workers, [&](size_t i) {
+        Appliance& a = *appliances_[i];
+        HttpAnswer w = a.Get("/api/v1/documents/bundle?id=00000000-0000-4000-8000-000000000000");
+        if (w.status != 404 && w.status != 400) {
+          ADD_FAILURE() << a.id_ << ": opening the archive: HTTP " << w.status << " " << w.body
+                        << w.error;
+          return false;
+        }
+        return true;
+      })) {
+    return false;
   }
+  Mark("archives opened");
   return true;
 }
 

@@ -32,7 +32,9 @@
 // stranger.pem/-key.pem (a TLS client certificate of the same CA that no union
 // claims), chair.pem; per appliance dir()/<union>/: sealpostd.yaml, state/
 // (archive/, outbox.sqlite, ...), tls.pem/tls-key.pem, seal.pem, signer.sock,
-// signer.pin, signer-journal.jsonl, sealpostd.log, signer.log.
+// signer.pin, signer-journal.jsonl, sealpostd.log, signer.log, softhsm/ (the
+// union's own SoftHSM2 token directory and softhsm2.conf: its signer is
+// started with that SOFTHSM2_CONF; the chair's token is in the process's).
 //
 // On destruction every process still running is SIGKILLed; when the current
 // test has failed, the tail of every log is printed first.
@@ -126,6 +128,12 @@ class Appliance {
   // The signer: SIGKILL it / start it again and wait until its socket accepts.
   void KillSigner();
   bool StartSigner();
+  // StartSigner() in two halves (a federation spawns every signer, then
+  // waits for all): spawn only; wait until the socket accepts.
+  bool SpawnSigner();
+  bool WaitSigner(double limit_seconds);
+  // SOFTHSM2_CONF of this union's own token directory (its seal token).
+  const std::string& softhsm_conf() const { return softhsm_conf_; }
   int StopSigner(int timeout_seconds = 15);
 
   std::string Log() const;
@@ -165,6 +173,7 @@ class Appliance {
   int peer_port_ = 0;
   int user_port_ = 0;
   std::string seal_key_;
+  std::string softhsm_conf_;
   std::string seal_spki_, tls_spki_;
   std::string clerk_token_;
   pid_t daemon_pid_ = -1;
@@ -179,9 +188,10 @@ class Federation {
   static constexpr const char* kDistrict = "ldld-ha-long";
   static constexpr const char* kChairName = "Nguyễn Thị Duyên";
 
-  // Builds every token, certificate, policy and configuration, starts every
-  // signer then every daemon (in parallel), waits for READY=1 and creates
-  // the clerks' tokens. On failure: a test failure (with logs), null.
+  // Builds every token, certificate, policy and configuration (the
+  // unions' tokens and clerks' API tokens in parallel), spawns every signer
+  // and waits for all, then every daemon and waits for READY=1 of all,
+  // then opens every archive. On failure: a test failure (with logs), null.
   static std::unique_ptr<Federation> Start(const FederationOptions& options = FederationOptions());
   ~Federation();
 
@@ -230,6 +240,9 @@ class Federation {
   // Prints the tail of every log (done by the destructor on test failure).
   void DumpLogs() const;
 
+  // What Start() spent its time on: one line per phase, "<seconds> s  <phase>".
+  const std::string& setup_report() const { return setup_report_; }
+
   Federation(const Federation&) = delete;
   Federation& operator=(const Federation&) = delete;
 
@@ -244,6 +257,7 @@ class Federation {
   std::vector<std::unique_ptr<Appliance>> appliances_;
   std::string chair_key_;
   std::string language_ = "en";
+  std::string setup_report_;
 };
 
 }  // namespace sealpost::testing
