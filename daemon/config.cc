@@ -242,7 +242,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
                     {{"certificate", [&](const YamlNode& x) { w.Path(x, "certificate", &d.certificate); }},
                      {"key", [&](const YamlNode& x) { w.Path(x, "key", &d.key); }},
                      {"ca", [&](const YamlNode& x) { w.Path(x, "ca", &d.ca); }},
-                     {"threads", [&](const YamlNode& x) { w.Integer(x, "threads", 1, 64, &d.threads); }},
+                     {"threads", [&](const YamlNode& x) { w.Integer(x, "threads", 1, 256, &d.threads); }},
                      {"poll_millis",
                       [&](const YamlNode& x) { w.Integer(x, "poll_millis", 10, 60000, &d.poll_millis); }},
                      {"max_in_flight_per_recipient",

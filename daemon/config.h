@@ -49,7 +49,7 @@ struct DeliveryConfig {
   std::string certificate;
   std::string key;
   std::string ca;
-  int threads = 4;                   // deliveries in parallel
+  int threads = 32;                  // deliveries in parallel, all recipients (1-256)
   int poll_millis = 250;             // idle look at the outbox
   int max_in_flight_per_recipient = 4;
   int64_t backoff_base_millis = 1000;

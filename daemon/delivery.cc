@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <list>
 #include <set>
 
 #include <openssl/x509_vfy.h>
@@ -166,7 +167,7 @@ class HttpsTransport final : public PeerTransport {
     std::unique_ptr<client::HttpsClient> c;
     {
       std::lock_guard lock(mu_);
-      auto it = idle_.find(key);
+      auto it = std::find_if(idle_.begin(), idle_.end(), [&](const auto& e) { return e.first == key; });
       if (it != idle_.end()) {
         c = std::move(it->second);
         idle_.erase(it);
@@ -192,8 +193,16 @@ class HttpsTransport final : public PeerTransport {
       auto r = file_path.empty() ? c->Post(base + path, content_type, body, headers)
                                  : c->PostFile(base + path, content_type, file_path, headers);
       if (r) {
+        // Kept for the next delivery to this endpoint: most recent first, at
+        // most kIdlePerEndpoint per endpoint and kIdleTotal in all (a
+        // fan-out to 128 appliances does not keep 128 connections open).
         std::lock_guard lock(mu_);
-        if (idle_.count(key) < 8) idle_.emplace(key, std::move(c));
+        size_t same = static_cast<size_t>(std::count_if(
+            idle_.begin(), idle_.end(), [&](const auto& e) { return e.first == key; }));
+        if (same < kIdlePerEndpoint) {
+          idle_.emplace_front(key, std::move(c));
+          if (idle_.size() > kIdleTotal) idle_.pop_back();
+        }
         return r;
       }
       // A kept-alive connection the peer closed meanwhile fails the first
@@ -204,9 +213,12 @@ class HttpsTransport final : public PeerTransport {
   }
 
  private:
+  static constexpr size_t kIdlePerEndpoint = 8;
+  static constexpr size_t kIdleTotal = 64;
   PeerTlsFiles files_;
   std::mutex mu_;
-  std::multimap<std::string, std::unique_ptr<client::HttpsClient>> idle_;  // guarded by mu_
+  // "host:port" -> an idle keep-alive connection, most recently used first.
+  std::list<std::pair<std::string, std::unique_ptr<client::HttpsClient>>> idle_;  // guarded by mu_
 };
 
 // The manifest of `doc`'s document-sent entry. FailedPrecondition when the
@@ -277,7 +289,8 @@ void DeliveryWorker::Start() {
   std::lock_guard lock(mu_);
   if (started_ || stopping_) return;
   started_ = true;
-  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this, i] { Loop(i); });
+  threads_.emplace_back([this] { Dispatch(); });
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Work(); });
 }
 
 void DeliveryWorker::Stop() {
@@ -287,7 +300,16 @@ void DeliveryWorker::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  for (std::thread& t : threads_) t.join();
+  // The dispatcher first (it may be queueing what it just leased), then the
+  // workers: they finish what was leased (at most one job each, since the
+  // dispatcher leases only for free workers) and exit.
+  if (!threads_.empty()) threads_.front().join();
+  {
+    std::lock_guard lock(mu_);
+    workers_stop_ = true;
+  }
+  work_cv_.notify_all();
+  for (size_t i = 1; i < threads_.size(); ++i) threads_[i].join();
   threads_.clear();
   if (Exchange* ex = exchange_.load()) {
     Status s = FlushAttempts(*ex, true);
@@ -317,41 +339,73 @@ Result<Exchange*> DeliveryWorker::GetExchange() {
   return *ex;
 }
 
-void DeliveryWorker::Loop(int n) {
-  const std::string worker = options_.worker_name + "-" + std::to_string(n);
+void DeliveryWorker::Dispatch() {
   int64_t last_flush_check = 0;
   for (;;) {
     uint64_t seen;
+    int free;
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;
       seen = wake_seq_;
+      free = options_.threads - busy_;
     }
-    bool idle = true;
+    bool more = false;  // every free worker got a job: more may be due
     auto ex = GetExchange();
-    if (ex) {
-      auto jobs = (*ex)->outbox().Lease(1, worker);
+    if (ex && free > 0) {
+      auto jobs = (*ex)->outbox().Lease(static_cast<size_t>(free), options_.worker_name);
       if (!jobs) {
         NoteError("outbox: " + jobs.error().message());
         Log(LogLevel::kWarn, "delivery lease failed", "error=" + JsonString(jobs.error().message()));
       } else if (!jobs->empty()) {
-        idle = false;
-        for (const storage::Job& j : *jobs) Handle(**ex, j);
+        more = jobs->size() == static_cast<size_t>(free);
+        {
+          std::lock_guard lock(mu_);
+          busy_ += static_cast<int>(jobs->size());
+          for (storage::Job& j : *jobs) queue_.push_back(std::move(j));
+        }
+        work_cv_.notify_all();
       }
+    }
+    if (ex) {
       int64_t now = NowMillis();
-      if (n == 0 && now - last_flush_check >= 1000) {
+      if (now - last_flush_check >= 1000) {
         last_flush_check = now;
         Status s = FlushAttempts(**ex, false);
         if (!s.ok()) NoteError("attempts: " + s.message());
       }
     }
-    if (idle) {
+    std::unique_lock lock(mu_);
+    if (busy_ >= options_.threads) {
+      // Every worker is busy: lease again when one is free (or a flush is due).
+      cv_.wait_for(lock, std::chrono::milliseconds(1000),
+                   [&] { return stopping_ || busy_ < options_.threads; });
+    } else if (!more) {
       // Without an Exchange (signer down at start) look again less often.
       int wait = ex ? options_.poll_millis : std::max(options_.poll_millis, 1000);
-      std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(wait),
                    [&] { return stopping_ || wake_seq_ != seen; });
     }
+  }
+}
+
+void DeliveryWorker::Work() {
+  for (;;) {
+    storage::Job job;
+    {
+      std::unique_lock lock(mu_);
+      work_cv_.wait(lock, [&] { return workers_stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing leased is left
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    // Jobs are queued only after the dispatcher got the Exchange.
+    Handle(*exchange_.load(), job);
+    {
+      std::lock_guard lock(mu_);
+      --busy_;
+    }
+    cv_.notify_all();
   }
 }
 

@@ -49,6 +49,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <ctime>
+#include <deque>
 #include <expected>
 #include <functional>
 #include <map>
@@ -100,7 +101,9 @@ struct PeerTlsFiles {
 
 // Mutual TLS with client::HttpsClient (server certificate checked against
 // `ca` and against the endpoint's host, e.g. the IP SAN 127.0.0.1), one
-// keep-alive connection per endpoint and concurrent caller, reused.
+// keep-alive connection per endpoint and concurrent caller, reused; at most
+// 8 idle connections per endpoint and 64 in all are kept (least recently
+// used closed first).
 // InvalidArgument if an endpoint is not an https URL.
 std::unique_ptr<PeerTransport> MakeHttpsTransport(PeerTlsFiles files);
 
@@ -123,8 +126,13 @@ struct DeliveryOptions {
   const SharedTrust* trust = nullptr;
   // PEM files of trust anchors, used only when `trust` is null.
   std::vector<std::string> trust_anchor_files;
-  int threads = 4;                 // concurrent deliveries
-  int poll_millis = 250;           // idle wait between looks at the outbox
+  // Deliveries in progress at once, all recipients together (the global
+  // cap; the outbox adds its cap per recipient): this many worker threads,
+  // fed by one dispatcher thread that leases up to as many jobs as workers
+  // are free. A fan-out to 128 appliances keeps `threads` TLS connections
+  // and bundle uploads going, not 128.
+  int threads = 32;
+  int poll_millis = 250;           // the dispatcher's idle wait between looks at the outbox
   int64_t attempts_flush_millis = 60'000;
   std::string worker_name = "delivery";
   // Unset: email jobs are retried (with the reason) until configured.
@@ -199,7 +207,11 @@ class DeliveryWorker {
   struct Index;  // what the worker knows from the archive
   enum class Outcome { kDelivered, kRefused, kRetry };
 
-  void Loop(int n);
+  // The dispatcher: leases due jobs while workers are free, queues them for
+  // the workers, flushes the finished attempts. One thread.
+  void Dispatch();
+  // A worker: handles queued jobs until Stop() and the queue is empty.
+  void Work();
   Result<Exchange*> GetExchange();
   // Handles one leased job and completes it in the outbox.
   void Handle(Exchange& ex, const storage::Job& job);
@@ -239,6 +251,10 @@ class DeliveryWorker {
   bool started_ = false;
   bool stopping_ = false;  // guarded by mu_
   uint64_t wake_seq_ = 0;  // guarded by mu_
+  std::deque<storage::Job> queue_;  // leased, not yet taken by a worker; guarded by mu_
+  int busy_ = 0;                    // leased jobs queued or being handled; guarded by mu_
+  bool workers_stop_ = false;        // set by Stop() after the dispatcher ended; guarded by mu_
+  std::condition_variable work_cv_;  // workers: queue_ not empty or workers_stop_
   std::vector<std::thread> threads_;
   std::atomic<Exchange*> exchange_{nullptr};
 

@@ -62,7 +62,7 @@ TEST(DaemonConfigTest, ParseDeliveryDefaultsToPeerListenerFilesAndIsStrict) {
   EXPECT_EQ(c->delivery.certificate, "/etc/sealpost/tls.pem");
   EXPECT_EQ(c->delivery.key, "/etc/sealpost/tls-key.pem");
   EXPECT_EQ(c->delivery.ca, "/etc/sealpost/ca.pem");
-  EXPECT_EQ(c->delivery.threads, 4);
+  EXPECT_EQ(c->delivery.threads, 32);
   EXPECT_EQ(c->delivery.backoff_base_millis, 1000);
 
   std::string text = std::string(kGood) +
@@ -87,7 +87,7 @@ TEST(DaemonConfigTest, ParseDeliveryDefaultsToPeerListenerFilesAndIsStrict) {
                          "d.yaml");
   ASSERT_FALSE(bad.has_value());
   const std::string& m = bad.error().message();
-  EXPECT_NE(m.find("threads must be a decimal integer from 1 to 64"), std::string::npos) << m;
+  EXPECT_NE(m.find("threads must be a decimal integer from 1 to 256"), std::string::npos) << m;
   EXPECT_NE(m.find("unknown key 'retry' in delivery"), std::string::npos) << m;
   EXPECT_NE(m.find("certificate and key go together"), std::string::npos) << m;
 }

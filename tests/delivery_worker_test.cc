@@ -3,13 +3,20 @@
 // recipients' seals, and a fake PeerTransport standing in for the network:
 // receipt verified and archived once, the 409 consistency dance, final
 // refusals vs retries, a receipt archived before a lost completion, read
-// notices on both sides. The real two-appliance runs are in
+// notices on both sides, the global cap on deliveries in progress. The
+// real two-appliance runs are in
 // tests/delivery_e2e_test.cc.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <ctime>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -59,6 +66,53 @@ class ZeroRandom final : public storage::OutboxRandom {
 struct Call {
   std::string endpoint, path, content_type, body, file;
   client::Headers headers;
+};
+
+// A transport for the threaded worker: holds every call until Release(),
+// counts the calls in progress, answers from a table made beforehand
+// (bundle path + endpoint -> response).
+class GateTransport final : public PeerTransport {
+ public:
+  explicit GateTransport(std::map<std::string, client::Response> answers)
+      : answers_(std::move(answers)) {}
+  Result<client::Response> Post(const std::string& endpoint, const std::string&,
+                                const std::string&, const std::string&,
+                                const std::string& file_path, const client::Headers&) override {
+    std::unique_lock lock(mu_);
+    ++calls_;
+    max_in_flight_ = std::max(max_in_flight_, ++in_flight_);
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    --in_flight_;
+    auto it = answers_.find(file_path + " " + endpoint);
+    if (it == answers_.end()) return Err(Status::Unavailable("no answer for " + endpoint));
+    return it->second;
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  // Waits up to 10 s until `n` calls are in progress.
+  bool WaitInFlight(int n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return in_flight_ >= n; });
+  }
+  int calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+  int max_in_flight() {
+    std::lock_guard lock(mu_);
+    return max_in_flight_;
+  }
+
+ private:
+  std::map<std::string, client::Response> answers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+  int in_flight_ = 0, max_in_flight_ = 0, calls_ = 0;
 };
 
 class FakeTransport final : public PeerTransport {
@@ -184,14 +238,19 @@ class DeliveryWorkerTest : public ::testing::Test {
   std::unique_ptr<DeliveryWorker> MakeWorker(const std::string& union_id, Exchange* ex,
                                              FakeTransport::Handler* handler,
                                              std::vector<Call>* calls,
-                                             const SharedTrust* trust = nullptr) {
+                                             const SharedTrust* trust = nullptr,
+                                             std::unique_ptr<PeerTransport> transport = nullptr,
+                                             int threads = 32) {
     DeliveryOptions d;
     d.union_id = union_id;
     d.policy = policy_.get();
     d.trust = trust;
     d.trust_anchor_files = {tmp_.file("ca.pem")};
+    d.threads = threads;
+    d.poll_millis = 5;
+    if (!transport) transport = std::make_unique<FakeTransport>(handler, calls);
     auto w = DeliveryWorker::Create(d, [ex]() -> Result<Exchange*> { return ex; },
-                                    std::make_unique<FakeTransport>(handler, calls));
+                                    std::move(transport));
     EXPECT_TRUE(w.has_value()) << w.error().message();
     return w ? std::move(*w) : nullptr;
   }
@@ -632,6 +691,92 @@ TEST_F(DeliveryWorkerTest, ReceiptOrNoticeByRevokedOrExpiredSealIsRefusedWithThe
   };
   ASSERT_TRUE(worker_->RunOnce().has_value());
   EXPECT_EQ(StateOf(sub2.id, "cd-a").state, storage::JobState::kDelivered);
+}
+
+}  // namespace
+}  // namespace sealpost::daemon
+
+namespace sealpost::daemon {
+namespace {
+
+// Six deliveries (three directives to two unions) through a worker with two
+// threads: never more than two in progress, two reached, every receipt
+// archived once when the peers answer; Stop() returns with nothing leased.
+TEST_F(DeliveryWorkerTest, ConcurrentDeliveriesNeverExceedTheThreadCap) {
+  std::map<std::string, client::Response> answers;
+  std::vector<Submitted> subs;
+  for (int i = 0; i < 3; ++i) {
+    Submitted sub = SubmitDirective();
+    ASSERT_FALSE(sub.id.empty());
+    answers[sub.bundle_path + " https://127.0.0.1:7002"] =
+        ReceiptFrom("cd-a", seal_a_, "seal-a", sub.id, sub.content_sha256);
+    answers[sub.bundle_path + " https://127.0.0.1:7003"] =
+        ReceiptFrom("cd-b", seal_b_, "seal-b", sub.id, sub.content_sha256);
+    subs.push_back(sub);
+  }
+  auto gate = std::make_unique<GateTransport>(answers);
+  GateTransport* g = gate.get();
+  auto worker = MakeWorker("ldld-thu", sender_.get(), nullptr, nullptr, nullptr, std::move(gate), 2);
+  ASSERT_TRUE(worker);
+  worker->Start();
+  ASSERT_TRUE(g->WaitInFlight(2));
+  // The dispatcher polls every 5 ms: time enough to overshoot, if it could.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(g->max_in_flight(), 2);
+  EXPECT_EQ(g->calls(), 2);
+  auto m = sender_->outbox().Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->delivering, 2);
+  g->Release();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  size_t delivered = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    delivered = 0;
+    for (const Submitted& sub : subs) {
+      for (const char* r : {"cd-a", "cd-b"}) {
+        if (StateOf(sub.id, r).state == storage::JobState::kDelivered) ++delivered;
+      }
+    }
+    if (delivered == 6) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(delivered, 6u);
+  worker->Stop();
+  EXPECT_EQ(g->max_in_flight(), 2);
+  EXPECT_EQ(g->calls(), 6);
+  EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size(), 6u);
+  m = sender_->outbox().Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->delivering, 0);
+  EXPECT_EQ(m->delivered, 6);
+  ExpectAuditClean(*sender_);
+}
+
+// Stop() while deliveries are in progress waits for them: they complete
+// (the receipt archived, the job delivered), nothing is left leased.
+TEST_F(DeliveryWorkerTest, StopLetsDeliveriesInProgressFinish) {
+  Submitted sub = SubmitDirective();
+  std::map<std::string, client::Response> answers;
+  answers[sub.bundle_path + " https://127.0.0.1:7002"] =
+      ReceiptFrom("cd-a", seal_a_, "seal-a", sub.id, sub.content_sha256);
+  answers[sub.bundle_path + " https://127.0.0.1:7003"] =
+      ReceiptFrom("cd-b", seal_b_, "seal-b", sub.id, sub.content_sha256);
+  auto gate = std::make_unique<GateTransport>(answers);
+  GateTransport* g = gate.get();
+  auto worker = MakeWorker("ldld-thu", sender_.get(), nullptr, nullptr, nullptr, std::move(gate), 4);
+  ASSERT_TRUE(worker);
+  worker->Start();
+  ASSERT_TRUE(g->WaitInFlight(2));
+  std::thread stopper([&] { worker->Stop(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  g->Release();
+  stopper.join();
+  EXPECT_EQ(StateOf(sub.id, "cd-a").state, storage::JobState::kDelivered);
+  EXPECT_EQ(StateOf(sub.id, "cd-b").state, storage::JobState::kDelivered);
+  auto m = sender_->outbox().Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->delivering, 0);
+  EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size(), 2u);
 }
 
 }  // namespace
