@@ -123,7 +123,7 @@ TEST_F(SealChangeE2eTest, RotatedSealOfARunningApplianceKeepsTheExchangeWorkingA
                                " --new-key " + ShellQuote(new_key) + " --new-pin-file " +
                                ShellQuote(d.file("signer.pin")) + " --trust " +
                                ShellQuote(fed_->ca_pem()),
-                           &out),
+                           &out, &d),
             0)
       << out;
   EXPECT_TRUE(Contains(out, "rotate")) << out;

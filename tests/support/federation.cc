@@ -456,14 +456,19 @@ bool Appliance::UseSealKey(const std::string& key_uri, const std::string& pin) {
 
 std::string Federation::NewSealToken(const Appliance& a, const std::string& label,
                                      const std::string& pin) {
-  if (!hsm_->InitToken(label, kSoPin, pin)) {
-    ADD_FAILURE() << "init token " << label;
-    return "";
-  }
+  EvpPkeyPtr pub = NewTokenWithKey(a.softhsm_conf(), label, kSoPin, pin, "seal",
+                                   a.file("softhsm/" + label + "-pub.der"));
+  if (!pub) return "";
   CertSpec spec;
   spec.subject = "/CN=" + a.name() + "/O=" + a.name() + "/C=VN";
-  X509Ptr seal = KeyOnToken(*hsm_, label, pin, "seal", *ca_, spec);
-  if (!seal) return "";
+  X509Ptr seal = ca_->IssueFor(spec, pub.get());
+  if (!seal) {
+    ADD_FAILURE() << "issuing the certificate of " << label;
+    return "";
+  }
+  if (!StoreCert(a.softhsm_conf(), label, pin, "seal", seal.get(), a.file("softhsm/" + label + ".der"))) {
+    return "";
+  }
   return hsm_->KeyUri(label, "seal");
 }
 std::string Appliance::SignerLog() const { return ReadTestFile(file("signer.log")); }
@@ -563,9 +568,12 @@ Appliance* Federation::Find(const std::string& union_id) {
   return nullptr;
 }
 
-int Federation::Sealpost(const std::string& args, std::string* out) const {
+int Federation::Sealpost(const std::string& args, std::string* out,
+                         const Appliance* tokens_of) const {
   std::string ignored;
-  return RunCommand(ShellQuote(SEALPOST_CLI_PATH) + " --lang " + language_ + " " + args,
+  std::string env =
+      tokens_of != nullptr ? "SOFTHSM2_CONF=" + ShellQuote(tokens_of->softhsm_conf()) + " " : "";
+  return RunCommand(env + ShellQuote(SEALPOST_CLI_PATH) + " --lang " + language_ + " " + args,
                     out != nullptr ? out : &ignored);
 }
 

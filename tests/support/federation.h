@@ -209,7 +209,8 @@ class Federation {
   Appliance* Find(const std::string& union_id);
   const std::vector<std::unique_ptr<Appliance>>& appliances() const { return appliances_; }
 
-  // A new seal token for `a`: a SoftHSM2 token `label` with PIN `pin`, a
+  // A new seal token for `a`, in `a`'s own token directory (so its signer
+  // finds it): a SoftHSM2 token `label` with PIN `pin`, a
   // P-256 key generated on it (label "seal"), a certificate with the
   // subject of `a`'s seal from the federation's CA, stored on the token.
   // The key URI (no PIN in it), or "" and a test failure.
@@ -221,9 +222,11 @@ class Federation {
   // failure on error).
   std::string SignAsChair(const std::string& content_path) const;
 
-  // Runs the CLI with the federation's SoftHSM2 environment; exit status,
-  // stdout+stderr in *out.
-  int Sealpost(const std::string& args, std::string* out = nullptr) const;
+  // Runs the CLI with the federation's SoftHSM2 environment (the chair's
+  // token) or, given `tokens_of`, that appliance's (its seal tokens);
+  // exit status, stdout+stderr in *out.
+  int Sealpost(const std::string& args, std::string* out = nullptr,
+               const Appliance* tokens_of = nullptr) const;
 
   // `sealpost audit <archive> --trust ca.pem`: exit status, output in *out.
   int Audit(const Appliance& a, std::string* out = nullptr) const;
