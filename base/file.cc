@@ -60,18 +60,24 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   return std::string(data.begin(), data.end());
 }
 
-Result<SecretBytes> ReadSecretFile(const std::string& path, size_t max_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return Err(Status::NotFound(path + ": cannot open: " + ErrnoText(errno)));
+// The rest of an open secret file, without a trailing newline; the buffer
+// it passed through is wiped.
+static Result<SecretBytes> ReadSecretFromFd(int fd, const std::string& path, size_t max_bytes) {
   std::vector<char> data;
   data.reserve(max_bytes + 1);  // no reallocation: no stray copies of the secret
-  Status s = ReadAllInto(fd.get(), path, max_bytes, &data);
+  Status s = ReadAllInto(fd, path, max_bytes, &data);
   SecretBytes out(std::string_view(data.data(), data.size()));
   std::memset(data.data(), 0, data.size());
   data.clear();
   if (!s.ok()) return Err(s);
   out.StripOneTrailingNewline();
   return out;
+}
+
+Result<SecretBytes> ReadSecretFile(const std::string& path, size_t max_bytes) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Err(Status::NotFound(path + ": cannot open: " + ErrnoText(errno)));
+  return ReadSecretFromFd(fd.get(), path, max_bytes);
 }
 
 Result<SecretBytes> ReadPrivateSecretFile(const std::string& path, std::string_view what,
@@ -91,14 +97,8 @@ Result<SecretBytes> ReadPrivateSecretFile(const std::string& path, std::string_v
     return Err(Status::PermissionDenied(name + " is accessible by group or others (mode " + mode +
                                         "); chmod 600 it"));
   }
-  std::vector<char> data;
-  data.reserve(max_bytes + 1);  // no reallocation: no stray copies of the secret
-  Status s = ReadAllInto(fd.get(), path, max_bytes, &data);
-  SecretBytes out(std::string_view(data.data(), data.size()));
-  std::memset(data.data(), 0, data.size());
-  data.clear();
-  if (!s.ok()) return Err(s.WithContext(std::string(what)));
-  out.StripOneTrailingNewline();
+  auto out = ReadSecretFromFd(fd.get(), path, max_bytes);
+  if (!out) return Err(out.error().WithContext(std::string(what)));
   return out;
 }
 
