@@ -795,7 +795,7 @@ std::string Inbox::MetricsText() const {
   out += "# HELP sealpost_inbox_refused_total Deliveries refused, by reason.\n";
   out += "# TYPE sealpost_inbox_refused_total counter\n";
   for (const auto& [reason, n] : refused_) {
-    out += "sealpost_inbox_refused_total{reason=" + JsonString(reason) + "} " + std::to_string(n) +
+    out += "sealpost_inbox_refused_total{reason=\"" + LabelValue(reason) + "\"} " + std::to_string(n) +
            "\n";
   }
   out += "# HELP sealpost_inbox_checkpoint_alarms Inconsistent peer checkpoints on record.\n";
