@@ -312,7 +312,11 @@ PathResult TrustStore::Validate(X509* leaf, STACK_OF(X509)* extra, std::time_t a
     while (((with_dp >> depth) & 1) == 0) ++depth;
     result.sub_indication = SubIndication::kTryLater;
     result.reason = Reason::kCrlMissing;
-    result.detail = Describe(X509_V_ERR_UNABLE_TO_GET_CRL, depth, sk_X509_value(chain, depth));
+    // Name the CA whose CRL is missing: for a path through an intermediate
+    // it is not the anchor's CRL that is wanted.
+    result.detail = Describe(X509_V_ERR_UNABLE_TO_GET_CRL, depth, sk_X509_value(chain, depth)) +
+                    ": no CRL of \"" + DisplayName(sk_X509_value(chain, depth + 1)) +
+                    "\" at hand";
     result.revocation = Revocation::kNoCrlAvailable;
     return result;
   }

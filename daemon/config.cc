@@ -232,7 +232,9 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
               w.Map(v, "verify",
                     {{"trust_anchors",
                       [&](const YamlNode& a) { w.PathList(a, "trust_anchors", &c.trust_anchors); }},
-                     {"crls", [&](const YamlNode& a) { w.PathList(a, "crls", &c.crls); }}},
+                     {"crls", [&](const YamlNode& a) { w.PathList(a, "crls", &c.crls); }},
+                     {"intermediates",
+                      [&](const YamlNode& a) { w.PathList(a, "intermediates", &c.intermediates); }}},
                     {"trust_anchors"});
             }},
            {"delivery",

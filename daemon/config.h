@@ -107,6 +107,9 @@ struct Config {
   // The verification desk's trust: anchors (required) and CRLs.
   std::vector<std::string> trust_anchors;
   std::vector<std::string> crls;
+  // Intermediate CA certificates (optional): untrusted, offered for path
+  // building and for verifying the CRLs such a CA signs (daemon/trust.h).
+  std::vector<std::string> intermediates;
   Limits limits;
   DeliveryConfig delivery;
   EmailConfig email;

@@ -177,19 +177,12 @@ Status CrlManager::Accept(Source& s, std::string body, X509CrlPtr crl) {
                              "' (sha256 " + policy->anchors[ai->second].sha256 +
                              ") is not among verify.trust_anchors");
   }
-  X509* issuer = nullptr;
   const X509_NAME* iname = X509_CRL_get_issuer(crl.get());
-  if (X509_NAME_cmp(iname, X509_get_subject_name(anchor)) == 0) {
-    issuer = anchor;
-  } else {
-    for (X509* c : options_.trust->IssuedBy(anchor)) {
-      if (X509_NAME_cmp(iname, X509_get_subject_name(c)) == 0) issuer = c;
-    }
-  }
+  X509* issuer = options_.trust->CrlIssuerUnder(anchor, iname);
   if (issuer == nullptr) {
     return Status::DataError(what + ": issued by \"" + crypto::NameToUtf8(iname) +
                              "\", which is not trust anchor '" + s.st.anchor +
-                             "' nor a CA of verify.trust_anchors under it");
+                             "' nor a CA under it in verify.trust_anchors or verify.intermediates");
   }
   if (X509_CRL_verify(crl.get(), X509_get0_pubkey(issuer)) != 1) {
     return Status::DataError(what + ": the signature does not verify with the key of \"" +

@@ -8,8 +8,10 @@
 // For each source, on each fetch:
 //   1. the body must be exactly one CRL, DER or PEM, of at most max_bytes;
 //   2. its signature must verify with the source's trust anchor (the policy
-//      anchor's certificate, found by its SHA-256 among verify.trust_anchors)
-//      or with a CA certificate of verify.trust_anchors issued by that anchor;
+//      anchor's certificate, found by its SHA-256 among verify.trust_anchors),
+//      a CA certificate of verify.trust_anchors issued by that anchor, or an
+//      intermediate CA of verify.intermediates under it
+//      (SharedTrust::CrlIssuerUnder);
 //      its thisUpdate may not be in the future (5 minutes of clock skew);
 //   3. an older CRL than the one held is refused (lower CRL number; without
 //      numbers, an earlier thisUpdate; the same number with other bytes);

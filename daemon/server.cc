@@ -959,7 +959,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     return Err(Status::DataError("union '" + config.union_id +
                                  "' is not in the installed policy's registry"));
   }
-  auto trust = SharedTrust::Create(config.trust_anchors, config.crls);
+  auto trust = SharedTrust::Create(config.trust_anchors, config.crls, config.intermediates);
   if (!trust) return Err(trust.error().WithContext("verification trust"));
   st->trust = std::move(*trust);
   auto peers = PeerIdentifier::Create(config.peer.client_ca);

@@ -1,8 +1,11 @@
 #include "daemon/trust.h"
 
+#include <cstdint>
+
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "base/encoding.h"
 #include "crypto/certs.h"
@@ -52,13 +55,27 @@ std::string CertSha256Hex(X509* cert) {
   return HexEncode(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
-Result<std::unique_ptr<SharedTrust>> SharedTrust::Create(const std::vector<std::string>& anchor_files,
-                                                         const std::vector<std::string>& crl_files) {
+Result<std::unique_ptr<SharedTrust>> SharedTrust::Create(
+    const std::vector<std::string>& anchor_files, const std::vector<std::string>& crl_files,
+    const std::vector<std::string>& intermediate_files) {
   if (anchor_files.empty()) return Err(Status::InvalidArgument("no trust anchor file"));
   std::unique_ptr<SharedTrust> t(new SharedTrust());
   t->anchors_.reset(sk_X509_new_null());
+  t->intermediates_.reset(sk_X509_new_null());
   t->static_crls_.reset(sk_X509_CRL_new_null());
-  if (!t->anchors_ || !t->static_crls_) return Err(OpenSslStatus(Code::kInternal, "stack"));
+  if (!t->anchors_ || !t->intermediates_ || !t->static_crls_) {
+    return Err(OpenSslStatus(Code::kInternal, "stack"));
+  }
+  for (const std::string& f : intermediate_files) {
+    auto certs = crypto::LoadCertificates(f);
+    if (!certs) return Err(certs.error().WithContext("intermediate CA certificates"));
+    for (int i = 0; i < sk_X509_num(certs->get()); ++i) {
+      X509* c = sk_X509_value(certs->get(), i);
+      if (X509_up_ref(c) != 1 || !sk_X509_push(t->intermediates_.get(), c)) {
+        return Err(OpenSslStatus(Code::kInternal, "sk_X509_push"));
+      }
+    }
+  }
   for (const std::string& f : anchor_files) {
     auto certs = crypto::LoadCertificates(f);
     if (!certs) return Err(certs.error().WithContext("trust anchors"));
@@ -109,7 +126,9 @@ Status SharedTrust::Rebuild(const std::vector<X509_CRL*>& fetched) {
   }
   auto store_anchors = CopyCerts(anchors_.get());
   if (!store_anchors) return store_anchors.error();
-  auto store = crypto::TrustStore::Create(std::move(*store_anchors), nullptr,
+  auto store_untrusted = CopyCerts(intermediates_.get());
+  if (!store_untrusted) return store_untrusted.error();
+  auto store = crypto::TrustStore::Create(std::move(*store_anchors), std::move(*store_untrusted),
                                           all.empty() ? nullptr : std::move(for_store),
                                           crypto::TrustOptions{});
   if (!store) return store.error();
@@ -139,6 +158,35 @@ std::vector<X509*> SharedTrust::IssuedBy(X509* anchor) const {
     if (X509_check_issued(anchor, c) == X509_V_OK && X509_verify(c, key) == 1) out.push_back(c);
   }
   return out;
+}
+
+X509* SharedTrust::CrlIssuerUnder(X509* anchor, const X509_NAME* issuer) const {
+  if (anchor == nullptr || issuer == nullptr) return nullptr;
+  if (X509_NAME_cmp(issuer, X509_get_subject_name(anchor)) == 0) return anchor;
+  for (X509* c : IssuedBy(anchor)) {
+    if (X509_NAME_cmp(issuer, X509_get_subject_name(c)) == 0) return c;
+  }
+  for (int i = 0; i < sk_X509_num(intermediates_.get()); ++i) {
+    X509* c = sk_X509_value(intermediates_.get(), i);
+    if (X509_NAME_cmp(issuer, X509_get_subject_name(c)) != 0) continue;
+    if (X509_check_ca(c) == 0) continue;
+    uint32_t ku = X509_get_key_usage(c);
+    if (ku != UINT32_MAX && (ku & KU_CRL_SIGN) == 0) continue;
+    // Its path must end at this anchor: a store holding `anchor` alone,
+    // the other intermediates as untrusted candidates.
+    X509StorePtr store(X509_STORE_new());
+    X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+    if (!store || !ctx || X509_STORE_add_cert(store.get(), anchor) != 1 ||
+        X509_STORE_CTX_init(ctx.get(), store.get(), c, intermediates_.get()) != 1) {
+      ClearOpenSslErrors();
+      continue;
+    }
+    X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_ANY);
+    const bool ok = X509_verify_cert(ctx.get()) == 1;
+    ClearOpenSslErrors();
+    if (ok) return c;
+  }
+  return nullptr;
 }
 
 }  // namespace sealpost::daemon

@@ -448,6 +448,45 @@ TEST_F(VerifyTest, VerifyIntermediateSuppliedAsUntrustedBuildsThePath) {
   ExpectSigner(*embedded, 0, Indication::kPassed, SubIndication::kNone);
 }
 
+// root -> intermediate (embedded in the CMS, not an anchor) -> signer:
+// revocation is checked at every depth with the CRL of each certificate's
+// own issuer. The intermediate's CRL revokes the signer -> REVOKED; without
+// it, a signer naming a distribution point is TRY_LATER, the detail naming
+// the CA whose CRL is missing.
+TEST_F(VerifyTest, VerifySignerRevokedByItsIntermediateCaFailsRevoked) {
+  TestCa intermediate = root_.CreateIntermediate("/CN=Provincial CA/O=Test Federation/C=VN");
+  CertSpec spec;
+  spec.crl_dp = "URI:http://127.0.0.1/provincial.crl";
+  Issued signer = intermediate.Issue(spec, KeyType::kP256);
+  X509StackPtr extra = Stack({intermediate.cert()});
+  std::string sig = Sign(content_, {{signer.cert.get(), signer.key.get()}}, extra.get());
+  X509CrlPtr root_crl = root_.MakeCrl({});
+  X509CrlPtr inter_crl = intermediate.MakeCrl({SerialOf(signer.cert.get())});
+  auto revoked =
+      MakeVerifier({}, CrlStack({root_crl.get(), inter_crl.get()})).VerifyBytes(content_, sig);
+  ASSERT_TRUE(revoked);
+  ExpectSigner(*revoked, 0, Indication::kFailed, SubIndication::kRevoked, Reason::kRevoked);
+  EXPECT_NE(revoked->signers[0].detail.find("depth 0"), std::string::npos)
+      << revoked->signers[0].detail;
+
+  auto missing = MakeVerifier({}, CrlStack({root_crl.get()})).VerifyBytes(content_, sig);
+  ASSERT_TRUE(missing);
+  ExpectSigner(*missing, 0, Indication::kIndeterminate, SubIndication::kTryLater,
+               Reason::kCrlMissing);
+  EXPECT_NE(missing->signers[0].detail.find("no CRL of \"Provincial CA\""), std::string::npos)
+      << missing->signers[0].detail;
+
+  // The root revokes the intermediate: REVOKED at depth 1.
+  X509CrlPtr root_revokes = root_.MakeCrl({SerialOf(intermediate.cert())});
+  X509CrlPtr inter_empty = intermediate.MakeCrl({});
+  auto by_root = MakeVerifier({}, CrlStack({root_revokes.get(), inter_empty.get()}))
+                     .VerifyBytes(content_, sig);
+  ASSERT_TRUE(by_root);
+  ExpectSigner(*by_root, 0, Indication::kFailed, SubIndication::kRevoked, Reason::kRevoked);
+  EXPECT_NE(by_root->signers[0].detail.find("depth 1"), std::string::npos)
+      << by_root->signers[0].detail;
+}
+
 TEST_F(VerifyTest, VerifySignerCertificateNotEmbeddedButUntrustedIsFound) {
   Issued signer = IssueSigner();
   std::string sig = Sign(content_, {{signer.cert.get(), signer.key.get()}}, nullptr,

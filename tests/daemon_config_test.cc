@@ -30,7 +30,7 @@ const char* kGood =
     "    client_ca: ca.pem\n"
     "    client_certificates:\n"
     "      - {sha256: \"" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" "\", role: officer, name: \"Nguyễn Thị Duyên\"}\n"
-    "verify: {trust_anchors: [roots.pem], crls: crl.pem}\n"
+    "verify: {trust_anchors: [roots.pem], crls: crl.pem, intermediates: [provincial-ca.pem]}\n"
     "limits: {max_body_bytes: 1048576, read_timeout_seconds: 7, max_connections: 4}\n";
 
 TEST(DaemonConfigTest, ParseCompleteFileResolvesRelativePaths) {
@@ -50,6 +50,8 @@ TEST(DaemonConfigTest, ParseCompleteFileResolvesRelativePaths) {
   EXPECT_EQ(c->user.client_certificates[0].name, "Nguyễn Thị Duyên");
   ASSERT_EQ(c->crls.size(), 1u);
   EXPECT_EQ(c->crls[0], "/etc/sealpost/crl.pem");
+  ASSERT_EQ(c->intermediates.size(), 1u);
+  EXPECT_EQ(c->intermediates[0], "/etc/sealpost/provincial-ca.pem");
   EXPECT_EQ(c->limits.max_body_bytes, 1048576u);
   EXPECT_EQ(c->limits.read_timeout_seconds, 7);
   EXPECT_EQ(c->limits.max_connections, 4);
