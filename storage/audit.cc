@@ -14,6 +14,7 @@
 #include <set>
 
 #include <openssl/cms.h>
+#include <openssl/err.h>
 #include <openssl/x509.h>
 
 #include "base/encoding.h"
@@ -590,7 +591,9 @@ Status LeafOf(const Repo& repo, const EntryTask& t, Leaf* out) {
   if (!manifest) return manifest.error();
   const std::string text = manifest->value_or(std::string());  // absent: reported by CheckEntry
   out->hash = merkle::LeafHash(text);
-  out->maybe_key_change = t.seq == 1 || text.find("\"key-change\"") != std::string::npos;
+  // (A crl entry is read by the walk too: its CRL judges the commit seal.)
+  out->maybe_key_change = t.seq == 1 || text.find("\"key-change\"") != std::string::npos ||
+                          text.find("\"kind\":\"crl\"") != std::string::npos;
   return Status::Ok();
 }
 
@@ -824,6 +827,48 @@ std::string OtherSigner(std::string_view sig_der) {
   return {};
 }
 
+// A CRL archived as a `crl` entry (daemon/crls.h), in archive order.
+struct ArchivedCrl {
+  uint64_t seq = 0;
+  std::shared_ptr<X509_CRL> crl;
+};
+
+// Whether a certificate of the commit seal's verified path `chain` (leaf
+// first, anchor last; the anchor is not checked) is revoked by an archived
+// CRL of its issuer (issuer name and signature checked) for a commit made at
+// `at` that follows entry `size`: revoked when the revocation date is not
+// after `at`, or when the CRL saying so was archived before the commit (an
+// archive that knew the seal revoked goes on signing: whatever time the
+// commit claims). "" when not revoked, else the finding's detail.
+std::string CommitSealRevocation(STACK_OF(X509)* chain, const std::vector<ArchivedCrl>& crls,
+                                 std::time_t at, uint64_t size) {
+  const int n = chain ? sk_X509_num(chain) : 0;
+  for (int i = 0; i + 1 < n; ++i) {
+    X509* cert = sk_X509_value(chain, i);
+    X509* issuer = sk_X509_value(chain, i + 1);
+    for (const ArchivedCrl& a : crls) {
+      X509_CRL* crl = a.crl.get();
+      if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0 ||
+          X509_CRL_verify(crl, X509_get0_pubkey(issuer)) != 1) {
+        ERR_clear_error();
+        continue;
+      }
+      X509_REVOKED* rev = nullptr;
+      if (X509_CRL_get0_by_cert(crl, &rev, cert) != 1 || rev == nullptr) continue;
+      const ASN1_TIME* when = X509_REVOKED_get0_revocationDate(rev);
+      std::time_t when_t = 0;
+      struct tm tm {};
+      if (when != nullptr && ASN1_TIME_to_tm(when, &tm) == 1) when_t = timegm(&tm);
+      if (when_t <= at || a.seq <= size) {
+        return "\"" + crypto::DisplayName(cert) + "\" (serial " + crypto::SerialHex(cert) +
+               ") is revoked since " + Rfc3339Utc(when_t) + " by the CRL of entry " +
+               std::to_string(a.seq) + "; the commit is of " + Rfc3339Utc(at);
+      }
+    }
+  }
+  return {};
+}
+
 std::shared_ptr<X509> FirstCert(std::string_view pem) {
   auto certs = crypto::ParseCertificates(pem, "seal.pem");
   if (!certs || sk_X509_num(certs->get()) != 1) return nullptr;
@@ -951,6 +996,7 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
   merkle::CompactRange range;
   std::shared_ptr<X509> seal;  // in force
   std::vector<std::shared_ptr<X509>> seals;
+  std::vector<ArchivedCrl> archived_crls;  // of crl entries, for the commit seal
   std::vector<EntryTask> tasks;
   std::vector<CommitCheck> commit_checks;
   std::string origin;
@@ -1057,6 +1103,17 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
         if (parsed) m = std::move(*parsed);
       }
       bool key_change = m && m->kind == EntryKind::kKeyChange;
+      if (m && m->kind == EntryKind::kCrl) {
+        // A malformed one is reported by CheckEntry (crl-entry-invalid).
+        auto der = repo->File(etree.get(), "crl.der");
+        if (!der) return Err(der.error());
+        if (der->has_value()) {
+          const auto* p = reinterpret_cast<const unsigned char*>((*der)->data());
+          X509_CRL* c = d2i_X509_CRL(nullptr, &p, static_cast<long>((*der)->size()));
+          if (c != nullptr) archived_crls.push_back({t.seq, std::shared_ptr<X509_CRL>(c, X509_CRL_free)});
+          ERR_clear_error();
+        }
+      }
       if (t.seq == 1 && !key_change) {
         Add(problems, "seal-not-announced", 1, hex, "entry 1 is not the seal announcement");
       }
@@ -1125,7 +1182,10 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
     CommitCheck cc;
     cc.commit = hex;
     cc.size = range.size();
+    // A commit is never judged earlier than one before it (a signer with a
+    // revoked key cannot backdate past the history it extends).
     cc.time = static_cast<std::time_t>(git_commit_time(commit.get()));
+    if (!commit_checks.empty()) cc.time = std::max(cc.time, commit_checks.back().time);
     cc.seal = seal;
     GitBuf sig, signed_data;
     git_oid id_copy = id;  // libgit2 1.5 takes a non-const pointer
@@ -1214,6 +1274,10 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
             crypto::IndicationOf(path.sub_indication) == crypto::Indication::kFailed
                 ? Severity::kFailed
                 : Severity::kIndeterminate);
+      } else if (std::string why = CommitSealRevocation(path.chain.get(), archived_crls, cc.time,
+                                                        cc.size);
+                 !why.empty()) {
+        Add(problems, "commit-seal-revoked", 0, cc.commit, why);
       }
     }
     if (cc.checkpoint_body.has_value()) {

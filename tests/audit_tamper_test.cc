@@ -6,9 +6,12 @@
 // audit, `git fsck --strict` and `git verify-commit` (x509, gpgsm).
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <ctime>
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include <git2.h>
 
@@ -613,6 +616,65 @@ TEST_F(AuditTamperTest, CommitSignedByTheNewSealBeforeTheChangeIsFound) {
   EXPECT_NE(out.find(git_oid_tostr_s(&early)), std::string::npos) << out;
   // The commits from the change on are the new seal's: only the early one.
   EXPECT_EQ(out.find(git_oid_tostr_s(&change)), std::string::npos) << out;
+}
+
+
+// The seal revoked at T by a CRL the archive holds (a `crl` entry, as the
+// daemon archives the CRLs it fetches): the commits made before T stay
+// clean, the commits after T (and the one archiving the CRL) are found as
+// commit-seal-revoked. Without the CRL entry the same history is clean.
+TEST_F(AuditTamperTest, CommitsSignedAfterTheSealWasRevokedByAnArchivedCrlAreFound) {
+  const std::time_t revoked_at = std::time(nullptr) + 1;
+  // Commit times are whole seconds: the next commits are after T.
+  std::this_thread::sleep_until(std::chrono::system_clock::from_time_t(revoked_at + 1));
+  {
+    ArchiveOptions o;
+    o.origin = kOrigin;
+    o.signer = seal_.get();
+    o.seal_key = seal_key_;
+    auto a = Archive::Open(path_, o);
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE((*a)->Append(SignedDocument(*officer_, 200 + i)));
+  }
+  std::string out;
+  EXPECT_EQ(Audit(&out), 0) << out;  // no CRL in the archive: clean
+
+  auto cert = seal_->Certificate(seal_key_);
+  ASSERT_TRUE(cert.has_value());
+  const long serial = ASN1_INTEGER_get(X509_get0_serialNumber(cert->get()));
+  X509CrlPtr crl = ca_->MakeCrl({serial}, 30, revoked_at);
+  std::string der = sealpost::testing::CrlToDer(crl.get());
+  {
+    ArchiveOptions o;
+    o.origin = kOrigin;
+    o.signer = seal_.get();
+    o.seal_key = seal_key_;
+    auto a = Archive::Open(path_, o);
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    EntryInput e;
+    e.kind = EntryKind::kCrl;
+    e.fields = {{"anchor", "test-root"},
+                {"url", "file:///crl/root.crl"},
+                {"issuer", "CN=Test Root, O=Test Federation, C=VN"},
+                {"crl_sha256", HexEncode(*crypto::DigestBytes(EVP_sha256(), der))},
+                {"revoked_count", "1"}};
+    e.files = {{"crl.der", der}};
+    auto r = (*a)->Append(std::move(e));
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->seq, 10u);
+  }
+  EXPECT_EQ(Audit(&out), 1) << out;
+  size_t found = 0;
+  for (size_t pos = out.find("\"commit-seal-revoked\""); pos != std::string::npos;
+       pos = out.find("\"commit-seal-revoked\"", pos + 1)) {
+    ++found;
+  }
+  // Entries 8 and 9 (after T) and the commit archiving the CRL (entry 10).
+  EXPECT_EQ(found, 3u) << out;
+  EXPECT_NE(out.find("is revoked since"), std::string::npos) << out;
+  // Nothing else is wrong with the archive.
+  EXPECT_EQ(out.find("\"code\":\"commit-signature"), std::string::npos) << out;
+  EXPECT_EQ(out.find("\"code\":\"crl-entry-invalid\""), std::string::npos) << out;
 }
 
 }  // namespace

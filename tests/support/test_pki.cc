@@ -162,7 +162,8 @@ X509Ptr TestCa::IssueFor(const CertSpec& spec, EVP_PKEY* subject_key) {
   return MakeCert(spec, subject_key, cert_.get(), key_.get());
 }
 
-X509CrlPtr TestCa::MakeCrl(const std::vector<long>& revoked, long next_update_days) {
+X509CrlPtr TestCa::MakeCrl(const std::vector<long>& revoked, long next_update_days,
+                           std::time_t revoked_at) {
   X509CrlPtr crl(X509_CRL_new());
   Check(crl != nullptr, "X509_CRL_new");
   X509_CRL_set_version(crl.get(), 1);
@@ -176,7 +177,8 @@ X509CrlPtr TestCa::MakeCrl(const std::vector<long>& revoked, long next_update_da
     Asn1IntegerPtr s(ASN1_INTEGER_new());
     ASN1_INTEGER_set(s.get(), serial);
     X509_REVOKED_set_serialNumber(r, s.get());
-    Asn1TimePtr when(X509_gmtime_adj(nullptr, -1800));
+    Asn1TimePtr when(revoked_at != 0 ? ASN1_TIME_set(nullptr, revoked_at)
+                                     : X509_gmtime_adj(nullptr, -1800));
     X509_REVOKED_set_revocationDate(r, when.get());
     X509_CRL_add0_revoked(crl.get(), r);
   }

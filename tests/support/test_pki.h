@@ -53,8 +53,10 @@ class TestCa {
   Issued Issue(const CertSpec& spec, KeyType type = KeyType::kP256);
   X509Ptr IssueFor(const CertSpec& spec, EVP_PKEY* subject_key);
 
-  // A CRL listing `revoked` serials, thisUpdate now-1h, nextUpdate +days.
-  X509CrlPtr MakeCrl(const std::vector<long>& revoked, long next_update_days = 30);
+  // A CRL listing `revoked` serials, thisUpdate now-1h, nextUpdate +days;
+  // each revoked at `revoked_at` (0: now-30min).
+  X509CrlPtr MakeCrl(const std::vector<long>& revoked, long next_update_days = 30,
+                     std::time_t revoked_at = 0);
 
   X509* cert() const { return cert_.get(); }
   EVP_PKEY* key() const { return key_.get(); }
