@@ -534,17 +534,28 @@ Result<X509Ptr> DeliveryWorker::PeerSeal(const std::string& union_id, const std:
                                  " must have one signer and carry its certificate"));
   }
   X509* cert = parsed->signers()[0].cert.get();
+  // The certificates the CMS carries (the seal's intermediates) are offered
+  // for path building as untrusted certificates, never as anchors: a seal
+  // under an intermediate CA validates through it to verify.trust_anchors.
+  X509StackPtr embedded;
+  {
+    const auto* p = reinterpret_cast<const unsigned char*>(cms_der.data());
+    CmsPtr cms(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(cms_der.size())));
+    if (cms) embedded.reset(CMS_get1_certs(cms.get()));  // null when there are none
+  }
   // A receipt dated ahead of our clock is judged now, not at its claim.
   const std::time_t now = std::time(nullptr);
   if (at > now) at = now;
   std::shared_ptr<const TrustSnapshot> snap = trust_->Current();
   const crypto::TrustStore& store = snap->verifier->trust();
-  crypto::PathResult path = store.Validate(cert, nullptr, at, crypto::Usage::kDocumentSigning);
+  crypto::PathResult path =
+      store.Validate(cert, embedded.get(), at, crypto::Usage::kDocumentSigning);
   if (!path.ok() && path.reason == crypto::Reason::kCrlOutdated && at < now) {
     // The CRL held may be newer than the receipt (a redelivered stored
     // receipt): then revocation is judged with it now, and the seal's own
     // validity period at the receipt's time.
-    crypto::PathResult later = store.Validate(cert, nullptr, now, crypto::Usage::kDocumentSigning);
+    crypto::PathResult later =
+        store.Validate(cert, embedded.get(), now, crypto::Usage::kDocumentSigning);
     if (later.ok()) {
       if (X509_cmp_time(X509_get0_notBefore(cert), &at) > 0) {
         path.sub_indication = crypto::SubIndication::kNotYetValid;

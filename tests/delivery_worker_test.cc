@@ -781,3 +781,80 @@ TEST_F(DeliveryWorkerTest, StopLetsDeliveriesInProgressFinish) {
 
 }  // namespace
 }  // namespace sealpost::daemon
+
+namespace sealpost::daemon {
+namespace {
+
+// A detached CMS over `data` by `cert`/`key` carrying `extra` certificates
+// (plain CMS_sign: signing-time now).
+std::string SignWithChain(X509* cert, EVP_PKEY* key, STACK_OF(X509)* extra,
+                          const std::string& data) {
+  BioPtr in(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+  CmsPtr cms(CMS_sign(cert, key, extra, in.get(), CMS_DETACHED | CMS_BINARY));
+  EXPECT_NE(cms, nullptr);
+  if (!cms) return "";
+  BioPtr out(BIO_new(BIO_s_mem()));
+  EXPECT_EQ(i2d_CMS_bio(out.get(), cms.get()), 1);
+  char* p = nullptr;
+  long n = BIO_get_mem_data(out.get(), &p);
+  return std::string(p, static_cast<size_t>(n));
+}
+
+// cd-a's receipt signed under a seal certificate (the registry's key) issued
+// by an intermediate CA that is not a trust anchor: the intermediate comes
+// only from the receipt's CMS. Used as an untrusted intermediate, the path
+// reaches the anchor and the receipt is archived; an "intermediate" that is
+// a self-signed CA of its own is never taken as an anchor.
+TEST_F(DeliveryWorkerTest, ReceiptSealUnderAnIntermediateValidatesWithTheEmbeddedCertificates) {
+  TestCa inter = ca_->CreateIntermediate("/CN=CA tỉnh Thử/O=Test/C=VN");
+  CertSpec spec;
+  spec.subject = "/CN=Con dấu CĐ A/O=CĐ A/C=VN";
+  X509Ptr a_under_inter = inter.IssueFor(spec, seal_a_.key.get());
+  ASSERT_NE(a_under_inter, nullptr);
+  TestCa rogue = TestCa::CreateRoot("/CN=CA tỉnh Thử/O=Test/C=VN");
+  X509Ptr a_under_rogue = rogue.IssueFor(spec, seal_a_.key.get());
+  ASSERT_NE(a_under_rogue, nullptr);
+
+  auto receipt = [&](X509* cert, X509* ca_cert, const std::string& doc, const std::string& sha) {
+    X509StackPtr chain(sk_X509_new_null());
+    X509_up_ref(ca_cert);
+    sk_X509_push(chain.get(), ca_cert);
+    crypto::Checkpoint cp;
+    cp.origin = "cd-a/archive";
+    cp.size = 7;
+    cp.root.fill(0x42);
+    auto body = crypto::SerializeCheckpoint(cp);
+    EXPECT_TRUE(body.has_value());
+    crypto::DeliveryReceipt r;
+    r.document_id = doc;
+    r.content_sha256 = sha;
+    r.recipient = "cd-a";
+    r.received_at = std::time(nullptr);
+    r.checkpoint = *body;
+    r.checkpoint_signature = SignWithChain(cert, seal_a_.key.get(), chain.get(), *body);
+    auto json = crypto::SerializeDeliveryReceipt(r);
+    EXPECT_TRUE(json.has_value());
+    return Json(200, "{\"receipt\":\"" + Base64Encode(*json) + "\",\"signature\":\"" +
+                         Base64Encode(SignWithChain(cert, seal_a_.key.get(), chain.get(), *json)) +
+                         "\"}");
+  };
+
+  Submitted sub = SubmitDirective();
+  handler_ = [&](const Call& c) -> Result<client::Response> {
+    if (c.endpoint == "https://127.0.0.1:7002") {
+      return receipt(a_under_inter.get(), inter.cert(), sub.id, sub.content_sha256);
+    }
+    return receipt(a_under_rogue.get(), rogue.cert(), sub.id, sub.content_sha256);
+  };
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  storage::DeliveryState a = StateOf(sub.id, "cd-a");
+  EXPECT_EQ(a.state, storage::JobState::kDelivered) << a.last_error;
+  // cd-b's answer names cd-a's seal; whatever else, the rogue CA is no anchor.
+  storage::DeliveryState b = StateOf(sub.id, "cd-b");
+  EXPECT_EQ(b.state, storage::JobState::kRefused) << b.last_error;
+  EXPECT_NE(b.last_error.find("NO_CERTIFICATE_CHAIN_FOUND"), std::string::npos) << b.last_error;
+  EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size(), 1u);
+}
+
+}  // namespace
+}  // namespace sealpost::daemon
