@@ -23,6 +23,7 @@
 #include "crypto/certs.h"
 #include "crypto/digest.h"
 #include "crypto/receipt.h"
+#include "crypto/report.h"
 #include "crypto/smime.h"
 #include "daemon/metrics.h"
 #include "policies/verdict.h"
@@ -220,6 +221,46 @@ class HttpsTransport final : public PeerTransport {
   // "host:port" -> an idle keep-alive connection, most recently used first.
   std::list<std::pair<std::string, std::unique_ptr<client::HttpsClient>>> idle_;  // guarded by mu_
 };
+
+// How far a receipt's time may lie ahead of our clock or before the
+// document was sent (clocks of two appliances disagree a little).
+constexpr std::time_t kReceiptClockSkew = 300;
+
+// The signing-time attribute of the one SignerInfo of `cms_der`, if any.
+std::optional<std::time_t> CmsSigningTime(std::string_view cms_der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(cms_der.data());
+  CmsPtr cms(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(cms_der.size())));
+  if (!cms) return std::nullopt;
+  STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms.get());
+  if (sk_CMS_SignerInfo_num(infos) != 1) return std::nullopt;
+  CMS_SignerInfo* si = sk_CMS_SignerInfo_value(infos, 0);
+  int idx = CMS_signed_get_attr_by_NID(si, NID_pkcs9_signingTime, -1);
+  if (idx < 0) return std::nullopt;
+  X509_ATTRIBUTE* attr = CMS_signed_get_attr(si, idx);
+  ASN1_TYPE* t = attr ? X509_ATTRIBUTE_get0_type(attr, 0) : nullptr;
+  if (t == nullptr || (t->type != V_ASN1_UTCTIME && t->type != V_ASN1_GENERALIZEDTIME)) {
+    return std::nullopt;
+  }
+  struct tm tm {};
+  if (ASN1_TIME_to_tm(t->value.utctime, &tm) != 1) return std::nullopt;
+  return timegm(&tm);
+}
+
+// "" when `t` (the receipt's `what`) lies between the document's sending
+// (`sent`, less the skew) and now (plus the skew); else why not.
+std::string ReceiptTimeProblem(std::string_view what, std::time_t t, std::time_t sent,
+                               std::time_t now) {
+  if (t + kReceiptClockSkew < sent) {
+    return std::string(what) + " " + storage::Rfc3339Utc(t) +
+           " is before the document was sent at " + storage::Rfc3339Utc(sent);
+  }
+  if (t > now + kReceiptClockSkew) {
+    return std::string(what) + " " + storage::Rfc3339Utc(t) + " is in the future (now " +
+           storage::Rfc3339Utc(now) + ", " + std::to_string(kReceiptClockSkew) +
+           " s of clock skew allowed)";
+  }
+  return "";
+}
 
 // The manifest of `doc`'s document-sent entry. FailedPrecondition when the
 // document was not sent from this appliance (final); Unavailable, with
@@ -674,6 +715,22 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
   crypto::ReceiptExpectation expect{doc, sha, rcpt, seal->get()};
   auto receipt = crypto::VerifyDeliveryReceipt(signed_receipt, expect, source);
   if (!receipt) return {Outcome::kRetry, receipt.error().message()};
+  // Its time (received_at and the CMS signing-time) must lie between our
+  // sending and now: a receipt dated before we sent the document, or far
+  // ahead of our clock, is refused like a receipt of a revoked seal (final:
+  // a redelivery gets the same stored receipt).
+  {
+    auto sent = crypto::ParseRfc3339(manifest->time);
+    if (!sent) return {Outcome::kRetry, "archive: entry " + std::to_string(manifest->seq) +
+                                            " has no readable time"};
+    const std::time_t now = std::time(nullptr);
+    std::string why = ReceiptTimeProblem("its received_at", receipt->received_at, *sent, now);
+    if (std::optional<std::time_t> st = CmsSigningTime(signed_receipt.signature);
+        why.empty() && st) {
+      why = ReceiptTimeProblem("its signing-time", *st, *sent, now);
+    }
+    if (!why.empty()) return {Outcome::kRefused, source + " refused: " + why};
+  }
 
   // Archive it once per (document, recipient). The index lock is not held
   // across the append, so receipts of several threads share a commit.

@@ -272,8 +272,10 @@ class DeliveryWorkerTest : public ::testing::Test {
   }
 
   // The receipt `union_id` would answer with, signed by `seal`.
+  // Dated `received_at` (0: now), which is also its CMS signing-time.
   client::Response ReceiptFrom(const std::string& union_id, Seal& seal, const std::string& label,
-                               const std::string& doc, const std::string& sha) {
+                               const std::string& doc, const std::string& sha,
+                               std::time_t received_at = 0) {
     crypto::Checkpoint cp;
     cp.origin = union_id + "/archive";
     cp.size = 7;
@@ -286,7 +288,7 @@ class DeliveryWorkerTest : public ::testing::Test {
     r.document_id = doc;
     r.content_sha256 = sha;
     r.recipient = union_id;
-    r.received_at = 1'800'000'100;
+    r.received_at = received_at != 0 ? received_at : std::time(nullptr);
     r.checkpoint = *body;
     r.checkpoint_signature = *sig;
     auto signed_receipt =
@@ -854,6 +856,45 @@ TEST_F(DeliveryWorkerTest, ReceiptSealUnderAnIntermediateValidatesWithTheEmbedde
   EXPECT_EQ(b.state, storage::JobState::kRefused) << b.last_error;
   EXPECT_NE(b.last_error.find("NO_CERTIFICATE_CHAIN_FOUND"), std::string::npos) << b.last_error;
   EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size(), 1u);
+}
+
+}  // namespace
+}  // namespace sealpost::daemon
+
+namespace sealpost::daemon {
+namespace {
+
+// A receipt dated (received_at = CMS signing-time) before the document was
+// sent, or further ahead of our clock than the allowed skew, is refused with
+// the reason, nothing archived; one a minute ahead (within the skew) is fine.
+TEST_F(DeliveryWorkerTest, ReceiptDatedBeforeSendingOrInTheFarFutureIsRefused) {
+  Submitted sub = SubmitDirective();
+  const std::time_t now = std::time(nullptr);
+  handler_ = [&](const Call& c) -> Result<client::Response> {
+    if (c.endpoint == "https://127.0.0.1:7002") {
+      return ReceiptFrom("cd-a", seal_a_, "seal-a", sub.id, sub.content_sha256, now - 1800);
+    }
+    return ReceiptFrom("cd-b", seal_b_, "seal-b", sub.id, sub.content_sha256, now + 1800);
+  };
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  storage::DeliveryState a = StateOf(sub.id, "cd-a");
+  EXPECT_EQ(a.state, storage::JobState::kRefused);
+  EXPECT_NE(a.last_error.find("receipt from cd-a refused"), std::string::npos) << a.last_error;
+  EXPECT_NE(a.last_error.find("before the document was sent"), std::string::npos) << a.last_error;
+  storage::DeliveryState b = StateOf(sub.id, "cd-b");
+  EXPECT_EQ(b.state, storage::JobState::kRefused);
+  EXPECT_NE(b.last_error.find("in the future"), std::string::npos) << b.last_error;
+  EXPECT_TRUE(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).empty());
+
+  Submitted sub2 = SubmitDirective();
+  handler_ = [&](const Call&) -> Result<client::Response> {
+    return ReceiptFrom("cd-a", seal_a_, "seal-a", sub2.id, sub2.content_sha256,
+                       std::time(nullptr) + 60);
+  };
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(StateOf(sub2.id, "cd-a").state, storage::JobState::kDelivered)
+      << StateOf(sub2.id, "cd-a").last_error;
+  ExpectAuditClean(*sender_);
 }
 
 }  // namespace
