@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <random>
 
 #include "base/handle.h"
@@ -12,7 +13,7 @@
 namespace sealpost::storage {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr struct {
   Channel channel;
@@ -58,7 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs(
   UNIQUE(document_id, recipient, channel)) STRICT;
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs(state, lease_expires_at);
-CREATE INDEX IF NOT EXISTS jobs_recipient ON jobs(recipient, state);
+CREATE INDEX IF NOT EXISTS jobs_peer_due ON jobs(recipient, state, next_attempt_at, id);
 CREATE TABLE IF NOT EXISTS attempts(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   job_id INTEGER NOT NULL REFERENCES jobs(id),
@@ -71,7 +72,42 @@ CREATE TABLE IF NOT EXISTS attempts(
   error TEXT NOT NULL DEFAULT '',
   UNIQUE(job_id, number)) STRICT;
 CREATE INDEX IF NOT EXISTS attempts_finished ON attempts(finished_at, id);
+CREATE TABLE IF NOT EXISTS peers(
+  recipient TEXT PRIMARY KEY,
+  failures INTEGER NOT NULL DEFAULT 0,
+  down_since INTEGER NOT NULL DEFAULT 0,
+  down_until INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '') STRICT;
 )sql";
+
+// Version 1 -> 2: the peers table (created by kSchema above) gets a row for
+// every recipient with work left; jobs_peer_due replaces jobs_recipient.
+constexpr char kMigrateFrom1[] = R"sql(
+INSERT OR IGNORE INTO peers(recipient)
+  SELECT DISTINCT recipient FROM jobs WHERE state IN ('queued','delivering');
+DROP INDEX IF EXISTS jobs_recipient;
+UPDATE meta SET value='2' WHERE key='schema';
+)sql";
+
+// The statements of a poll (Lease), named so that PollQueryPlans explains
+// exactly these. Every one is an index search bounded by the number of
+// recipients and the per-recipient cap, never by the backlog.
+constexpr char kSqlAnyExpired[] =
+    "SELECT 1 FROM jobs WHERE state='delivering' AND lease_expires_at <= ? LIMIT 1";
+constexpr char kSqlPeers[] = "SELECT recipient, failures, down_until FROM peers";
+constexpr char kSqlInFlight[] =
+    "SELECT COUNT(*) FROM jobs WHERE recipient=? AND state='delivering'";
+constexpr char kSqlPeerDue[] =
+    "SELECT id, next_attempt_at FROM jobs WHERE recipient=? AND state='queued' AND "
+    "next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?";
+constexpr char kSqlPeerHasQueued[] =
+    "SELECT 1 FROM jobs WHERE recipient=? AND state='queued' LIMIT 1";
+constexpr char kSqlJobForLease[] =
+    "SELECT document_id, recipient, channel, payload, attempts FROM jobs WHERE id=? AND "
+    "state='queued'";
+constexpr char kSqlDropPeer[] =
+    "DELETE FROM peers WHERE recipient=?1 AND (failures=0 OR down_until <= ?2) AND NOT EXISTS "
+    "(SELECT 1 FROM jobs WHERE recipient=?1 AND state IN ('queued','delivering'))";
 
 using SqlitePtr = std::unique_ptr<sqlite3, CDeleter<sqlite3_close_v2>>;
 using StmtPtr = std::unique_ptr<sqlite3_stmt, CDeleter<sqlite3_finalize>>;
@@ -96,6 +132,13 @@ class SystemRandom final : public OutboxRandom {
  private:
   std::mutex mu_;
   std::mt19937_64 gen_;
+};
+
+// The ceiling of a backoff window (BackoffDelayMillis with a "random"
+// source that always draws the maximum).
+class MaxRandom final : public OutboxRandom {
+ public:
+  uint64_t UniformUpTo(uint64_t max) override { return max; }
 };
 
 Status CheckText(std::string_view what, std::string_view value, size_t max, bool may_be_empty) {
@@ -186,7 +229,58 @@ struct Outbox::Db {
     if (rc != SQLITE_OK) return Err(Error("cannot prepare statement"));
     return stmt;
   }
+
+  // A statement prepared once per connection and kept (the hot paths run
+  // the same few statements many times a second). Use it through Cached
+  // below, which resets it after use.
+  Result<sqlite3_stmt*> CachedStmt(std::string_view sql) {
+    auto it = cache.find(sql);
+    if (it != cache.end()) return it->second.get();
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v3(db.get(), sql.data(), static_cast<int>(sql.size()),
+                                SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+    StmtPtr stmt(raw);
+    if (rc != SQLITE_OK) return Err(Error("cannot prepare statement"));
+    sqlite3_stmt* s = stmt.get();
+    cache.emplace(std::string(sql), std::move(stmt));
+    return s;
+  }
+
+  std::map<std::string, StmtPtr, std::less<>> cache;
+  uint64_t* vm_steps = nullptr;  // when set, cached statements add their VM steps here
 };
+
+namespace {
+
+// A cached statement in use: reset (read lock released, bindings cleared)
+// when it goes out of scope.
+class Cached {
+ public:
+  template <typename D>
+  static Result<Cached> Get(D& db, std::string_view sql) {
+    auto s = db.CachedStmt(sql);
+    if (!s) return Err(s.error());
+    return Cached(*s, db.vm_steps);
+  }
+  Cached(Cached&& o) noexcept : s_(o.s_), steps_(o.steps_) { o.s_ = nullptr; }
+  Cached& operator=(Cached&&) = delete;
+  ~Cached() {
+    if (s_ == nullptr) return;
+    if (steps_ != nullptr) {
+      *steps_ += static_cast<uint64_t>(sqlite3_stmt_status(s_, SQLITE_STMTSTATUS_VM_STEP, 1));
+    }
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  sqlite3_stmt* get() const { return s_; }
+
+ private:
+  Cached(sqlite3_stmt* s, uint64_t* steps) : s_(s), steps_(steps) {}
+  sqlite3_stmt* s_;
+  uint64_t* steps_;
+};
+
+}  // namespace
 
 namespace {
 
@@ -206,8 +300,8 @@ void BindOne(sqlite3_stmt* s, int i, Blob v) {
 }
 
 template <typename... Args>
-void Bind(sqlite3_stmt* s, const Args&... args) {
-  int i = 0;
+void Bind([[maybe_unused]] sqlite3_stmt* s, const Args&... args) {
+  [[maybe_unused]] int i = 0;
   (BindOne(s, ++i, args), ...);
 }
 
@@ -224,7 +318,7 @@ namespace {
 // Runs one statement that returns no rows (or whose rows are ignored).
 template <typename D, typename... Args>
 Status Run(D& db, std::string_view sql, const Args&... args) {
-  auto stmt = db.Prepare(sql);
+  auto stmt = Cached::Get(db, sql);
   if (!stmt) return stmt.error();
   Bind(stmt->get(), args...);
   int rc;
@@ -345,6 +439,12 @@ Result<std::unique_ptr<Outbox>> Outbox::Open(const OutboxOptions& options) {
     int step = sqlite3_step(get->get());
     if (step == SQLITE_ROW) {
       std::string v = ColumnText(get->get(), 0);
+      if (v == "1") {
+        get->reset();
+        Status m = db->Exec(kMigrateFrom1);
+        if (!m.ok()) return Err(m.WithContext("outbox " + options.path + ": upgrade to version 2"));
+        v = std::to_string(kSchemaVersion);
+      }
       if (v != std::to_string(kSchemaVersion)) {
         return Err(Status::DataError("outbox " + options.path + ": schema version " + v +
                                      ", this program reads version " +
@@ -403,6 +503,9 @@ Result<bool> Outbox::EnqueueLocked(const JobKey& key, std::string_view payload, 
              "INSERT INTO jobs(document_id, recipient, channel, payload, state, enqueued_at, "
              "next_attempt_at) VALUES(?, ?, ?, ?, 'queued', ?, ?)",
              key.document_id, key.recipient, ChannelName(key.channel), Blob{payload}, now, now));
+  // Lease() finds work through the peers table: every recipient with a job
+  // queued or leased has its row.
+  SP_RETURN_IF_ERROR(Run(*db_, "INSERT OR IGNORE INTO peers(recipient) VALUES(?)", key.recipient));
   return true;
 }
 
@@ -513,6 +616,15 @@ Status Outbox::ExpireLeases(int64_t now, int64_t cutoff, std::string_view why) {
 }
 
 Status Outbox::ExpireLeases(int64_t now) {
+  // Nothing to write in the usual case: one index probe says so.
+  {
+    auto any = Cached::Get(*db_, kSqlAnyExpired);
+    if (!any) return any.error();
+    Bind(any->get(), now);
+    int rc = sqlite3_step(any->get());
+    if (rc == SQLITE_DONE) return Status::Ok();
+    if (rc != SQLITE_ROW) return db_->Error("cannot look for expired leases");
+  }
   return ExpireLeases(now, now, "lease expired: the worker did not complete the attempt");
 }
 
@@ -528,8 +640,79 @@ Result<size_t> Outbox::EndLeasesOfPreviousProcess(std::string_view why) {
   if (sqlite3_step(count->get()) == SQLITE_ROW) n = sqlite3_column_int64(count->get(), 0);
   count->reset();
   SP_RETURN_IF_ERROR(ExpireLeases(now, INT64_MAX, why));
+  // Once per start: every recipient with work left has its peers row (a
+  // file written by hand or by a bug would otherwise keep its jobs unseen).
+  SP_RETURN_IF_ERROR(Run(*db_,
+                         "INSERT OR IGNORE INTO peers(recipient) SELECT DISTINCT recipient FROM "
+                         "jobs WHERE state IN ('queued','delivering')"));
   SP_RETURN_IF_ERROR(tx->Commit(*db_));
   return static_cast<size_t>(n);
+}
+
+// Per recipient that is not down: up to (cap - in flight) of its due jobs,
+// by an index search each; then the earliest `max_jobs` of those. The work
+// is bounded by recipients x cap, whatever the backlog.
+Result<Outbox::LeasePlan> Outbox::PlanLease(size_t max_jobs, int64_t now) {
+  LeasePlan plan;
+  {
+    auto any = Cached::Get(*db_, kSqlAnyExpired);
+    if (!any) return Err(any.error());
+    Bind(any->get(), now);
+    int rc = sqlite3_step(any->get());
+    if (rc == SQLITE_ROW) plan.expired = true;
+    else if (rc != SQLITE_DONE) return Err(db_->Error("cannot look for expired leases"));
+  }
+  std::vector<std::pair<int64_t, int64_t>> due;  // (due time, id)
+  auto peers = Cached::Get(*db_, kSqlPeers);
+  if (!peers) return Err(peers.error());
+  auto in_flight = Cached::Get(*db_, kSqlInFlight);
+  if (!in_flight) return Err(in_flight.error());
+  auto peer_due = Cached::Get(*db_, kSqlPeerDue);
+  if (!peer_due) return Err(peer_due.error());
+  auto has_queued = Cached::Get(*db_, kSqlPeerHasQueued);
+  if (!has_queued) return Err(has_queued.error());
+  int rc;
+  while ((rc = sqlite3_step(peers->get())) == SQLITE_ROW) {
+    const int failures = sqlite3_column_int(peers->get(), 1);
+    const int64_t down_until = sqlite3_column_int64(peers->get(), 2);
+    if (down_until > now) continue;  // down: its jobs are deferred
+    std::string recipient = ColumnText(peers->get(), 0);
+    // A recipient that was unreachable gets one probe at a time.
+    const int64_t cap = failures > 0 ? 1 : options_.max_in_flight_per_recipient;
+    sqlite3_reset(in_flight->get());
+    Bind(in_flight->get(), recipient);
+    if (sqlite3_step(in_flight->get()) != SQLITE_ROW) {
+      return Err(db_->Error("cannot count leased jobs"));
+    }
+    const int64_t flying = sqlite3_column_int64(in_flight->get(), 0);
+    sqlite3_reset(in_flight->get());
+    if (flying >= cap) continue;
+    sqlite3_reset(peer_due->get());
+    Bind(peer_due->get(), recipient, now, cap - flying);
+    size_t found = 0;
+    int r;
+    while ((r = sqlite3_step(peer_due->get())) == SQLITE_ROW) {
+      due.emplace_back(sqlite3_column_int64(peer_due->get(), 1),
+                       sqlite3_column_int64(peer_due->get(), 0));
+      ++found;
+    }
+    sqlite3_reset(peer_due->get());
+    if (r != SQLITE_DONE) return Err(db_->Error("cannot select due jobs"));
+    if (found == 0 && flying == 0) {
+      sqlite3_reset(has_queued->get());
+      Bind(has_queued->get(), recipient);
+      int q = sqlite3_step(has_queued->get());
+      sqlite3_reset(has_queued->get());
+      if (q == SQLITE_DONE) plan.drop_peers.push_back(std::move(recipient));
+      else if (q != SQLITE_ROW) return Err(db_->Error("cannot look up queued jobs"));
+    }
+  }
+  if (rc != SQLITE_DONE) return Err(db_->Error("cannot read peers"));
+  std::sort(due.begin(), due.end());
+  if (due.size() > max_jobs) due.resize(max_jobs);
+  plan.ids.reserve(due.size());
+  for (const auto& d : due) plan.ids.push_back(d.second);
+  return plan;
 }
 
 Result<std::vector<Job>> Outbox::Lease(size_t max_jobs, std::string_view worker) {
@@ -538,38 +721,53 @@ Result<std::vector<Job>> Outbox::Lease(size_t max_jobs, std::string_view worker)
   if (max_jobs == 0) return jobs;
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = Now();
+  ++counters_.leases;
+  uint64_t steps = 0;
+  db_->vm_steps = &steps;
+  struct StepsOff {
+    Outbox* self;
+    uint64_t* steps;
+    ~StepsOff() {
+      self->counters_.lease_rows_read += *steps;
+      self->db_->vm_steps = nullptr;
+    }
+  } steps_off{this, &steps};
+  // First without the write lock: a poll that finds nothing to do writes
+  // nothing (no transaction, no WAL frame, no fsync).
+  {
+    auto plan = PlanLease(max_jobs, now);
+    if (!plan) return Err(plan.error());
+    if (plan->ids.empty() && !plan->expired && plan->drop_peers.empty()) return jobs;
+  }
   auto tx = Tx::Begin(*db_);
   if (!tx) return Err(tx.error());
+  ++counters_.lease_writes;
   SP_RETURN_IF_ERROR(ExpireLeases(now));
-  // Due jobs ranked per recipient; a recipient with f jobs in flight may get
-  // at most cap - f more.
-  auto pick = db_->Prepare(
-      "SELECT q.id, q.document_id, q.recipient, q.channel, q.payload, q.attempts FROM "
-      "(SELECT id, document_id, recipient, channel, payload, attempts, next_attempt_at, "
-      "ROW_NUMBER() OVER (PARTITION BY recipient ORDER BY next_attempt_at, id) AS rn "
-      "FROM jobs WHERE state='queued' AND next_attempt_at <= ?) q "
-      "LEFT JOIN (SELECT recipient, COUNT(*) AS n FROM jobs WHERE state='delivering' "
-      "GROUP BY recipient) f ON f.recipient = q.recipient "
-      "WHERE q.rn + COALESCE(f.n, 0) <= ? ORDER BY q.next_attempt_at, q.id LIMIT ?");
-  if (!pick) return Err(pick.error());
-  Bind(pick->get(), now, options_.max_in_flight_per_recipient,
-       static_cast<int64_t>(std::min<size_t>(max_jobs, INT32_MAX)));
-  int rc;
-  while ((rc = sqlite3_step(pick->get())) == SQLITE_ROW) {
+  // Again inside the transaction: another connection may have leased.
+  auto plan = PlanLease(max_jobs, now);
+  if (!plan) return Err(plan.error());
+  for (const std::string& r : plan->drop_peers) {
+    SP_RETURN_IF_ERROR(Run(*db_, kSqlDropPeer, r, now));
+  }
+  for (int64_t id : plan->ids) {
+    auto get = Cached::Get(*db_, kSqlJobForLease);
+    if (!get) return Err(get.error());
+    Bind(get->get(), id);
+    int rc = sqlite3_step(get->get());
+    if (rc == SQLITE_DONE) continue;
+    if (rc != SQLITE_ROW) return Err(db_->Error("cannot read a due job"));
+    sqlite3_stmt* s = get->get();
     Job job;
-    sqlite3_stmt* s = pick->get();
-    job.id = sqlite3_column_int64(s, 0);
-    job.key.document_id = ColumnText(s, 1);
-    job.key.recipient = ColumnText(s, 2);
-    auto ch = ParseChannel(ColumnText(s, 3));
+    job.id = id;
+    job.key.document_id = ColumnText(s, 0);
+    job.key.recipient = ColumnText(s, 1);
+    auto ch = ParseChannel(ColumnText(s, 2));
     if (!ch) return Err(ch.error().WithContext("outbox " + options_.path));
     job.key.channel = *ch;
-    job.payload = ColumnText(s, 4);
-    job.attempt = sqlite3_column_int(s, 5) + 1;
+    job.payload = ColumnText(s, 3);
+    job.attempt = sqlite3_column_int(s, 4) + 1;
     jobs.push_back(std::move(job));
   }
-  if (rc != SQLITE_DONE) return Err(db_->Error("cannot select due jobs"));
-  pick->reset();
   for (Job& job : jobs) {
     SP_RETURN_IF_ERROR(Run(*db_,
                "INSERT INTO attempts(job_id, number, worker, started_at, result) "
@@ -637,16 +835,33 @@ Status Outbox::Succeeded(const Job& job, std::string_view receipt_ref) {
                "UPDATE jobs SET state='delivered', delivered_at=?, receipt_ref=?, last_error='', "
                "lease_id=NULL, lease_expires_at=NULL WHERE id=?",
                now, receipt_ref, job.id));
-    return Status::Ok();
+    return PeerAnsweredLocked(job.key.recipient);
   };
   OUTBOX_RETURN_IF_ERROR(run());
   return tx->Commit(*db_);
 }
 
 Status Outbox::Failed(const Job& job, std::string_view error, bool retryable) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return FailLocked(job, error, retryable, false);
+}
+
+Status Outbox::Unreachable(const Job& job, std::string_view error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return FailLocked(job, error, true, true);
+}
+
+Status Outbox::PeerAnsweredLocked(const std::string& recipient) {
+  return Run(*db_,
+             "UPDATE peers SET failures=0, down_since=0, down_until=0, last_error='' "
+             "WHERE recipient=? AND failures>0",
+             recipient);
+}
+
+Status Outbox::FailLocked(const Job& job, std::string_view error, bool retryable,
+                          bool unreachable) {
   std::string err = Truncate(error, kOutboxMaxErrorBytes);
   if (!IsValidUtf8(err)) err = "(error text is not UTF-8)";
-  std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = Now();
   auto tx = Tx::Begin(*db_);
   if (!tx) return tx.error();
@@ -664,6 +879,8 @@ Status Outbox::Failed(const Job& job, std::string_view error, bool retryable) {
                  "UPDATE jobs SET state='refused', finished_at=?, last_error=?, lease_id=NULL, "
                  "lease_expires_at=NULL WHERE id=?",
                  now, err, job.id));
+      // A refusal is an answer: the recipient is up.
+      OUTBOX_RETURN_IF_ERROR(PeerAnsweredLocked(job.key.recipient));
     } else if (job.attempt >= options_.max_attempts) {
       OUTBOX_RETURN_IF_ERROR(Run(*db_, "UPDATE attempts SET result='failed', finished_at=?, error=? WHERE id=?",
                  now, err, job.lease_id));
@@ -680,6 +897,34 @@ Status Outbox::Failed(const Job& job, std::string_view error, bool retryable) {
                  "UPDATE jobs SET state='queued', next_attempt_at=?, last_error=?, lease_id=NULL, "
                  "lease_expires_at=NULL WHERE id=?",
                  now + delay, err, job.id));
+    }
+    if (unreachable) {
+      // The recipient is down: none of its jobs is leased before down_until
+      // (equal jitter: at least half the window, so probes stay apart),
+      // unless it is already down (this attempt started before that was
+      // known, and does not lengthen the wait).
+      OUTBOX_RETURN_IF_ERROR(
+          Run(*db_, "INSERT OR IGNORE INTO peers(recipient) VALUES(?)", job.key.recipient));
+      auto get = Cached::Get(*db_, "SELECT failures, down_until FROM peers WHERE recipient=?");
+      if (!get) return get.error();
+      Bind(get->get(), job.key.recipient);
+      if (sqlite3_step(get->get()) != SQLITE_ROW) return db_->Error("cannot read peer");
+      const int failures = sqlite3_column_int(get->get(), 0);
+      const int64_t down_until = sqlite3_column_int64(get->get(), 1);
+      if (down_until <= now) {
+        const int f = failures + 1;
+        MaxRandom ceiling;
+        const int64_t window = BackoffDelayMillis(f, options_.backoff_base_millis,
+                                                  options_.backoff_cap_millis, ceiling);
+        const int64_t wait =
+            window / 2 + static_cast<int64_t>(random_->UniformUpTo(
+                             static_cast<uint64_t>(window - window / 2)));
+        OUTBOX_RETURN_IF_ERROR(Run(*db_,
+                   "UPDATE peers SET failures=?, down_until=?, last_error=?, "
+                   "down_since=CASE WHEN down_since=0 THEN ? ELSE down_since END "
+                   "WHERE recipient=?",
+                   f, now + wait, err, now, job.key.recipient));
+      }
     }
     return Status::Ok();
   };
@@ -718,7 +963,8 @@ Status Outbox::MarkRead(const JobKey& key, int64_t read_at) {
                "delivered_at=CASE WHEN delivered_at=0 THEN ? ELSE delivered_at END, "
                "finished_at=0, lease_id=NULL, lease_expires_at=NULL WHERE id=?",
                read_at, read_at, id));
-    return Status::Ok();
+    // The reader's appliance sent the notice: it is up.
+    return PeerAnsweredLocked(key.recipient);
   };
   OUTBOX_RETURN_IF_ERROR(run());
   return tx->Commit(*db_);
@@ -858,7 +1104,59 @@ Result<OutboxMetrics> Outbox::Metrics() {
   if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
     m.oldest_due_age_millis = std::max<int64_t>(0, now - sqlite3_column_int64(s, 6));
   }
+  stmt->reset();
+  auto down = db_->Prepare(
+      "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM jobs j WHERE j.recipient=p.recipient "
+      "AND j.state='queued')), 0) FROM peers p WHERE p.down_until > ?");
+  if (!down) return Err(down.error());
+  Bind(down->get(), now);
+  if (sqlite3_step(down->get()) != SQLITE_ROW) return Err(db_->Error("cannot count peers down"));
+  m.peers_down = sqlite3_column_int64(down->get(), 0);
+  m.deferred = sqlite3_column_int64(down->get(), 1);
   return m;
+}
+
+Result<std::vector<PeerState>> Outbox::Peers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Collect<PeerState>(
+      *db_,
+      "SELECT recipient, failures, down_since, down_until, last_error, (SELECT COUNT(*) FROM jobs "
+      "j WHERE j.recipient=p.recipient AND j.state='queued') FROM peers p WHERE failures > 0 "
+      "ORDER BY recipient",
+      [](sqlite3_stmt* s) -> Result<PeerState> {
+        PeerState p;
+        p.recipient = ColumnText(s, 0);
+        p.failures = sqlite3_column_int(s, 1);
+        p.down_since = sqlite3_column_int64(s, 2);
+        p.down_until = sqlite3_column_int64(s, 3);
+        p.last_error = ColumnText(s, 4);
+        p.deferred = sqlite3_column_int64(s, 5);
+        return p;
+      });
+}
+
+Result<std::vector<std::string>> Outbox::PollQueryPlans() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> plans;
+  for (const char* sql : {kSqlAnyExpired, kSqlPeers, kSqlInFlight, kSqlPeerDue, kSqlPeerHasQueued,
+                          kSqlJobForLease, kSqlDropPeer}) {
+    auto stmt = db_->Prepare(std::string("EXPLAIN QUERY PLAN ") + sql);
+    if (!stmt) return Err(stmt.error());
+    std::string plan;
+    int rc;
+    while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+      if (!plan.empty()) plan += "; ";
+      plan += ColumnText(stmt->get(), 3);
+    }
+    if (rc != SQLITE_DONE) return Err(db_->Error("cannot explain a query"));
+    plans.push_back(std::string(sql) + " => " + plan);
+  }
+  return plans;
+}
+
+OutboxCounters Outbox::Counters() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
 }
 
 Status Outbox::CheckConsistency() {
@@ -891,6 +1189,9 @@ Status Outbox::CheckConsistency() {
       {"a delivered or read job must have its delivery time",
        "SELECT id FROM jobs WHERE state IN ('delivered','read') AND delivered_at=0"},
       {"a read job must have its read time", "SELECT id FROM jobs WHERE state='read' AND read_at=0"},
+      {"a recipient with a job queued or leased must have its peers row",
+       "SELECT j.id FROM jobs j LEFT JOIN peers p ON p.recipient=j.recipient WHERE "
+       "j.state IN ('queued','delivering') AND p.recipient IS NULL"},
       {"a refused or failed job must have its final time",
        "SELECT id FROM jobs WHERE state IN ('refused','failed') AND finished_at=0"},
   };

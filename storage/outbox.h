@@ -19,6 +19,17 @@
 // Backoff after a retryable failure is exponential with full jitter:
 //   delay = uniform [0, min(cap, base * 2^(attempts-1))]
 //
+// Peers (recipients) that cannot be reached: Unreachable() records the
+// attempt like a retryable failure and also marks the recipient down until
+// a delay drawn from [w/2, w], w = min(cap, base * 2^(f-1)) after f
+// consecutive unreachable probes. While a recipient is down none of its
+// jobs is leased (they are deferred: no attempt is made or recorded for
+// them, their attempt counts do not grow). Once the time has passed one job
+// is leased as the probe (the recipient's cap is 1 until it answers); a
+// probe that reaches the recipient (Succeeded, a refusal, a read notice)
+// ends the down state and the backlog is leased again under the usual cap.
+// The down state is in the file: it survives restarts.
+//
 // Thread-safety: an Outbox may be used from several threads (calls are
 // serialised on its connection). Several Outbox objects, in one process or
 // several, may open the same file: every change is one IMMEDIATE transaction,
@@ -141,13 +152,32 @@ struct DeliveryState {
 };
 
 struct OutboxMetrics {
-  int64_t queued = 0;           // waiting (due or not)
+  int64_t queued = 0;           // waiting (due or not), deferred included
   int64_t due = 0;              // queued and due now, plus expired leases
   int64_t delivering = 0;       // leased, lease not expired
   int64_t delivered = 0;        // delivered or read
   int64_t refused = 0;
   int64_t failed = 0;
   int64_t oldest_due_age_millis = 0;  // now - due time of the oldest due job; 0 if none
+  int64_t deferred = 0;         // queued jobs of recipients that are down now
+  int64_t peers_down = 0;       // recipients that are down now
+};
+
+// A recipient the outbox knows to be unreachable (see Unreachable()).
+struct PeerState {
+  std::string recipient;
+  int failures = 0;          // consecutive unreachable attempts
+  int64_t down_since = 0;    // first of those failures
+  int64_t down_until = 0;    // no job is leased before; then one probe
+  std::string last_error;
+  int64_t deferred = 0;      // its queued jobs
+};
+
+// Work done by Lease() so far (tests and benches: the cost of a poll).
+struct OutboxCounters {
+  uint64_t leases = 0;             // Lease() calls
+  uint64_t lease_writes = 0;       // of those, how many took the write lock
+  uint64_t lease_rows_read = 0;    // rows stepped by Lease()'s queries (VM rows)
 };
 
 class Outbox {
@@ -206,6 +236,16 @@ class Outbox {
   // "refused" (final). FailedPrecondition as for Succeeded.
   [[nodiscard]] Status Failed(const Job& job, std::string_view error, bool retryable);
 
+  // Completes the attempt as a retryable failure because the recipient
+  // could not be reached at all (connection refused, TLS handshake failed,
+  // timeout): as Failed(job, error, true), and the recipient is marked down
+  // (see the top of this file) unless it already is (attempts started
+  // before it was known down do not lengthen the wait).
+  [[nodiscard]] Status Unreachable(const Job& job, std::string_view error);
+
+  // Recipients that are down or probing (failures > 0), by recipient.
+  [[nodiscard]] Result<std::vector<PeerState>> Peers();
+
   // Records that the recipient read the document (a verified read notice
   // arrived): state "read", read_at = `read_at` (the first notice wins). A
   // notice proves delivery, so a queued or leased job becomes "read" too (a
@@ -230,6 +270,13 @@ class Outbox {
   // final states have their times). DataError naming the first violation.
   [[nodiscard]] Status CheckConsistency();
 
+  // The query plans (EXPLAIN QUERY PLAN) of the statements a poll runs,
+  // one string per statement ("SEARCH jobs USING INDEX ..."): for the tests
+  // that no poll scans the jobs table.
+  [[nodiscard]] Result<std::vector<std::string>> PollQueryPlans();
+
+  OutboxCounters Counters();
+
  private:
   struct Db;
   Outbox(const OutboxOptions& options, std::unique_ptr<Db> db);
@@ -237,8 +284,21 @@ class Outbox {
   // Leases whose expiry is <= `cutoff` end now (REQUIRES: mu_ held, inside
   // a transaction).
   Status ExpireLeases(int64_t now, int64_t cutoff, std::string_view why);
-  // The usual case: leases that expired by `now`.
+  // The usual case: leases that expired by `now`; an index probe when none.
   Status ExpireLeases(int64_t now);
+  // The jobs a Lease would take now (ids, ordered by due time), and whether
+  // anything else needs writing (expired leases, peer rows to drop).
+  // REQUIRES: mu_ held.
+  struct LeasePlan {
+    std::vector<int64_t> ids;
+    std::vector<std::string> drop_peers;  // no job left and not down
+    bool expired = false;
+  };
+  Result<LeasePlan> PlanLease(size_t max_jobs, int64_t now);
+  // Completion shared by Failed and Unreachable. REQUIRES: mu_ held.
+  Status FailLocked(const Job& job, std::string_view error, bool retryable, bool unreachable);
+  // The recipient answered: its down state ends. REQUIRES: mu_ held, in a tx.
+  Status PeerAnsweredLocked(const std::string& recipient);
   // REQUIRES: mu_ held, inside a transaction.
   Result<bool> EnqueueLocked(const JobKey& key, std::string_view payload, int64_t now);
   // One EnqueueBatch call waiting for the group commit.
@@ -258,6 +318,7 @@ class Outbox {
   OutboxRandom* random_ = nullptr;
   std::mutex mu_;
   std::unique_ptr<Db> db_;
+  OutboxCounters counters_;  // guarded by mu_
   // Group commit of EnqueueBatch, guarded by group_mu_ (the leader releases
   // it before taking mu_ to write).
   std::mutex group_mu_;

@@ -5,6 +5,7 @@
 #include "storage/outbox.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <map>
@@ -561,6 +562,289 @@ TEST_F(OutboxTest, EndLeasesOfPreviousProcessEndsEveryHeldLeaseAtOnce) {
     EXPECT_EQ((*attempts)[1].result, "started");
   }
   EXPECT_TRUE(box->CheckConsistency().ok());
+}
+
+// A recipient that cannot be reached is marked down: its other jobs are
+// deferred (no attempt, no record), then one job at a time probes it on the
+// jittered backoff, and once it answers its backlog is leased again under
+// the usual cap, each job delivered once.
+TEST_F(OutboxTest, UnreachableRecipientIsDeferredThenProbedOnceThenDrains) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(box->Enqueue(Key("doc-" + std::to_string(i), "cd-a"), "p").has_value());
+  }
+  ASSERT_TRUE(box->Enqueue(Key("doc-b", "cd-b"), "p").has_value());
+  auto jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value()) << jobs.error().ToString();
+  ASSERT_EQ(jobs->size(), 3u);  // cd-a up to its cap of 2, cd-b 1
+  int unreachable = 0;
+  for (const Job& j : *jobs) {
+    if (j.key.recipient == "cd-a") {
+      ASSERT_TRUE(box->Unreachable(j, "Connection refused").ok());
+      ++unreachable;
+    } else {
+      ASSERT_TRUE(box->Succeeded(j, "r").ok());
+    }
+  }
+  ASSERT_EQ(unreachable, 2);
+  // Down once, not twice: the second attempt started before it was known.
+  auto peers = box->Peers();
+  ASSERT_TRUE(peers.has_value());
+  ASSERT_EQ(peers->size(), 1u);
+  EXPECT_EQ((*peers)[0].recipient, "cd-a");
+  EXPECT_EQ((*peers)[0].failures, 1);
+  EXPECT_EQ((*peers)[0].down_since, clock_.now);
+  // Equal jitter on the window of 1 s (the fake draws the maximum): 1 s.
+  EXPECT_EQ((*peers)[0].down_until, clock_.now + 1'000);
+  EXPECT_EQ((*peers)[0].deferred, 10);
+  EXPECT_EQ((*peers)[0].last_error, "Connection refused");
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->peers_down, 1);
+  EXPECT_EQ(m->deferred, 10);
+  // While down: nothing of cd-a, even what was never tried.
+  clock_.now += 999;
+  jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  EXPECT_TRUE(jobs->empty());
+  auto untried = box->State(Key("doc-9", "cd-a"));
+  ASSERT_TRUE(untried.has_value());
+  EXPECT_EQ(untried->attempts, 0);
+  // Then one probe: the oldest due job (one never tried), and no second
+  // job while it runs.
+  clock_.now += 1;
+  jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].key.document_id, "doc-2");
+  auto none = box->Lease(10, "w");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());
+  ASSERT_TRUE(box->Unreachable((*jobs)[0], "Connection refused").ok());
+  peers = box->Peers();
+  ASSERT_TRUE(peers.has_value());
+  ASSERT_EQ(peers->size(), 1u);
+  EXPECT_EQ((*peers)[0].failures, 2);
+  EXPECT_EQ((*peers)[0].down_until, clock_.now + 2'000);  // the window doubled
+  clock_.now += 1'999;
+  jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  EXPECT_TRUE(jobs->empty());
+  clock_.now += 1;
+  jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  // It answers: up again, the backlog drains under the cap of 2.
+  std::map<std::string, int> delivered;
+  ASSERT_TRUE(box->Succeeded((*jobs)[0], "r").ok());
+  ++delivered[(*jobs)[0].key.document_id];
+  peers = box->Peers();
+  ASSERT_TRUE(peers.has_value());
+  EXPECT_TRUE(peers->empty());
+  clock_.now += 60'000;  // every backoff of the jobs themselves is over
+  for (int round = 0; round < 20; ++round) {
+    jobs = box->Lease(10, "w");
+    ASSERT_TRUE(jobs.has_value());
+    if (jobs->empty()) break;
+    EXPECT_LE(jobs->size(), 2u);
+    for (const Job& j : *jobs) {
+      ASSERT_TRUE(box->Succeeded(j, "r").ok());
+      ++delivered[j.key.document_id];
+    }
+  }
+  EXPECT_EQ(delivered.size(), 10u);
+  for (const auto& [doc, n] : delivered) EXPECT_EQ(n, 1) << doc;
+  // Attempts are the ones made: 3 unreachable + 10 deliveries; the deferred
+  // ones are not attempts.
+  size_t attempts = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto a = box->Attempts(Key("doc-" + std::to_string(i), "cd-a"));
+    ASSERT_TRUE(a.has_value());
+    attempts += a->size();
+  }
+  EXPECT_EQ(attempts, 13u);
+  EXPECT_TRUE(box->CheckConsistency().ok()) << box->CheckConsistency().ToString();
+}
+
+TEST_F(OutboxTest, RefusalOrReadNoticeEndsTheDownState) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+  ASSERT_TRUE(box->Enqueue(Key("doc-2", "cd-a"), "p").has_value());
+  ASSERT_TRUE(box->Enqueue(Key("doc-3", "cd-a"), "p").has_value());
+  auto jobs = box->Lease(1, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);
+  ASSERT_TRUE(box->Unreachable((*jobs)[0], "timeout").ok());
+  ASSERT_EQ(box->Peers()->size(), 1u);
+  // A read notice from cd-a proves it is up.
+  ASSERT_TRUE(box->MarkRead(Key("doc-2", "cd-a"), clock_.now).ok());
+  EXPECT_TRUE(box->Peers()->empty());
+  jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);  // doc-3 (doc-1 waits for its own backoff)
+  ASSERT_TRUE(box->Unreachable((*jobs)[0], "timeout").ok());
+  ASSERT_EQ(box->Peers()->size(), 1u);
+  clock_.now += 60'000;
+  jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);  // one probe
+  // A retryable answer (e.g. 503) is neither up nor down; a refusal is up.
+  ASSERT_TRUE(box->Failed((*jobs)[0], "HTTP 503", true).ok());
+  EXPECT_EQ(box->Peers()->size(), 1u);
+  clock_.now += 60'000;
+  jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  ASSERT_EQ(jobs->size(), 1u);  // still one at a time
+  ASSERT_TRUE(box->Failed((*jobs)[0], "HTTP 403", false).ok());
+  EXPECT_TRUE(box->Peers()->empty());
+  EXPECT_TRUE(box->CheckConsistency().ok());
+}
+
+TEST_F(OutboxTest, DownStateSurvivesReopen) {
+  {
+    auto box = OpenOutbox();
+    ASSERT_TRUE(box);
+    ASSERT_TRUE(box->Enqueue(Key("doc-1", "cd-a"), "p").has_value());
+    ASSERT_TRUE(box->Enqueue(Key("doc-2", "cd-a"), "p").has_value());
+    auto jobs = box->Lease(1, "w");
+    ASSERT_TRUE(jobs.has_value());
+    ASSERT_EQ(jobs->size(), 1u);
+    ASSERT_TRUE(box->Unreachable((*jobs)[0], "Connection refused").ok());
+  }
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  auto ended = box->EndLeasesOfPreviousProcess("restart");
+  ASSERT_TRUE(ended.has_value());
+  auto jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  EXPECT_TRUE(jobs->empty());
+  auto peers = box->Peers();
+  ASSERT_TRUE(peers.has_value());
+  ASSERT_EQ(peers->size(), 1u);
+  EXPECT_EQ((*peers)[0].deferred, 2);
+  clock_.now += 1'000;
+  jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value());
+  EXPECT_EQ(jobs->size(), 1u);
+}
+
+// A poll's cost does not grow with the backlog: with thousands of due jobs
+// for a recipient that is down (or at its cap), Lease does a bounded number
+// of index searches and takes no write lock.
+TEST_F(OutboxTest, LeaseCostDoesNotGrowWithTheBacklog) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  auto fill = [&](const std::string& recipient, int n) {
+    for (int i = 0; i < n;) {
+      std::vector<Outbox::NewJob> batch;
+      for (int k = 0; k < 1000 && i < n; ++k, ++i) {
+        batch.push_back({Key(recipient + "-doc-" + std::to_string(i), recipient), "p"});
+      }
+      ASSERT_TRUE(box->EnqueueBatch(batch).has_value());
+    }
+  };
+  // Measures `polls` leases that find nothing: VM steps per Lease.
+  auto idle_cost = [&](int polls) {
+    OutboxCounters before = box->Counters();
+    for (int p = 0; p < polls; ++p) {
+      auto jobs = box->Lease(32, "w");
+      EXPECT_TRUE(jobs.has_value());
+      EXPECT_TRUE(jobs->empty());
+    }
+    OutboxCounters after = box->Counters();
+    EXPECT_EQ(after.lease_writes, before.lease_writes) << "an idle poll took the write lock";
+    return (after.lease_rows_read - before.lease_rows_read) / static_cast<uint64_t>(polls);
+  };
+  // Small backlogs: "absent" down (one Unreachable), "busy" at its cap;
+  // then 3,000 jobs each (the first 10 keys are the same ones).
+  fill("absent", 10);
+  fill("busy", 10);
+  auto first = box->Lease(32, "w");
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->size(), 4u);  // 2 each
+  for (const Job& j : *first) {
+    if (j.key.recipient == "absent") ASSERT_TRUE(box->Unreachable(j, "refused").ok());
+  }
+  const uint64_t small = idle_cost(10);
+  fill("absent", 3000);
+  fill("busy", 3000);
+  const uint64_t large = idle_cost(10);
+  EXPECT_GT(small, 0u);
+  EXPECT_LE(large, small + 8) << "small backlog " << small << " steps, large " << large;
+  auto m = box->Metrics();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->deferred, 3000);  // the first 10 keys were queued already
+  EXPECT_EQ(m->delivering, 2);
+}
+
+TEST_F(OutboxTest, PollQueriesSearchIndexesNeverScanJobs) {
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  auto plans = box->PollQueryPlans();
+  ASSERT_TRUE(plans.has_value()) << plans.error().ToString();
+  ASSERT_GE(plans->size(), 5u);
+  for (const std::string& p : *plans) {
+    EXPECT_EQ(p.find("SCAN jobs"), std::string::npos) << p;
+    EXPECT_EQ(p.find("TEMP B-TREE"), std::string::npos) << p;
+    if (p.find("FROM jobs") != std::string::npos) {
+      EXPECT_NE(p.find("SEARCH jobs"), std::string::npos) << p;
+    }
+    // Per recipient: the (recipient, state, next_attempt_at) index, not the
+    // due-time one (which would walk every recipient's due jobs).
+    if (p.find("WHERE recipient=?") != std::string::npos) {
+      EXPECT_NE(p.find("jobs_peer_due"), std::string::npos) << p;
+    }
+  }
+}
+
+// A file of schema version 1 (before the peers table) is upgraded in place:
+// its queued jobs are leased as before.
+TEST_F(OutboxTest, VersionOneFileIsUpgradedAndItsJobsLeased) {
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(Options().path.c_str(), &db), SQLITE_OK);
+    const char* v1 =
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;"
+        "INSERT INTO meta VALUES('schema','1');"
+        "CREATE TABLE jobs(id INTEGER PRIMARY KEY, document_id TEXT NOT NULL, recipient TEXT NOT "
+        "NULL, channel TEXT NOT NULL CHECK(channel IN ('appliance','email','webhook','notice')), "
+        "payload BLOB NOT NULL, state TEXT NOT NULL CHECK(state IN "
+        "('queued','delivering','delivered','read','refused','failed')), attempts INTEGER NOT "
+        "NULL DEFAULT 0, enqueued_at INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL, "
+        "lease_id INTEGER, lease_expires_at INTEGER, delivered_at INTEGER NOT NULL DEFAULT 0, "
+        "read_at INTEGER NOT NULL DEFAULT 0, finished_at INTEGER NOT NULL DEFAULT 0, last_error "
+        "TEXT NOT NULL DEFAULT '', receipt_ref TEXT NOT NULL DEFAULT '', UNIQUE(document_id, "
+        "recipient, channel)) STRICT;"
+        "CREATE INDEX jobs_due ON jobs(state, next_attempt_at);"
+        "CREATE INDEX jobs_lease ON jobs(state, lease_expires_at);"
+        "CREATE INDEX jobs_recipient ON jobs(recipient, state);"
+        "CREATE TABLE attempts(id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL "
+        "REFERENCES jobs(id), number INTEGER NOT NULL, worker TEXT NOT NULL, started_at INTEGER "
+        "NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0, result TEXT NOT NULL CHECK(result IN "
+        "('started','delivered','retry','refused','failed','lease-expired','superseded')), error "
+        "TEXT NOT NULL DEFAULT '', UNIQUE(job_id, number)) STRICT;"
+        "CREATE INDEX attempts_finished ON attempts(finished_at, id);"
+        "INSERT INTO jobs(document_id, recipient, channel, payload, state, enqueued_at, "
+        "next_attempt_at) VALUES('doc-1','cd-a','appliance',X'70','queued',1,1),"
+        "('doc-2','cd-b','appliance',X'70','queued',1,1);";
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+  auto box = OpenOutbox();
+  ASSERT_TRUE(box);
+  EXPECT_TRUE(box->CheckConsistency().ok()) << box->CheckConsistency().ToString();
+  auto jobs = box->Lease(10, "w");
+  ASSERT_TRUE(jobs.has_value()) << jobs.error().ToString();
+  ASSERT_EQ(jobs->size(), 2u);
+  EXPECT_EQ((*jobs)[0].key.document_id, "doc-1");
+  EXPECT_EQ((*jobs)[1].key.document_id, "doc-2");
+  box.reset();
+  box = OpenOutbox();  // and opens again as version 2
+  ASSERT_TRUE(box);
 }
 
 TEST_F(OutboxTest, OpenWithBadOptionsOrNotAnOutboxFails) {
