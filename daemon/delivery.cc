@@ -48,6 +48,13 @@ bool IsFinalRefusal(int status) {
   return status >= 400 && status < 500 && status != 408 && status != 429;
 }
 
+// The transport's Unavailable: the appliance could not be reached at all.
+// Anything else (a bad endpoint, ...) is an ordinary retry.
+template <typename O>
+O TransportOutcomeOf(const Status& s) {
+  return s.code() == Code::kUnavailable ? O::kUnreachable : O::kRetry;
+}
+
 std::string ProblemText(const client::Response& r) {
   return client::StatusFromProblem(r).message();
 }
@@ -516,6 +523,14 @@ void DeliveryWorker::Handle(Exchange& ex, const storage::Job& job) {
       NoteError(r.second);
       Log(LogLevel::kWarn, "delivery will be retried", kv + " error=" + JsonString(r.second));
       break;
+    case Outcome::kUnreachable:
+      s = ex.outbox().Unreachable(job, r.second);
+      ++retries_;
+      ++unreachable_;
+      NoteError(r.second);
+      Log(LogLevel::kWarn, "recipient unreachable: its jobs wait for the next probe",
+          kv + " error=" + JsonString(r.second));
+      break;
   }
   if (!s.ok()) {
     // The lease expired meanwhile (another attempt owns the job now): the
@@ -663,7 +678,7 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
   }
 
   auto resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, "", job.payload, {});
-  if (!resp) return {Outcome::kRetry, resp.error().message()};
+  if (!resp) return {TransportOutcomeOf<Outcome>(resp.error()), resp.error().message()};
   if (resp->status == 409) {
     // The recipient holds another checkpoint of ours: prove that both are
     // states of one log, then send again (once).
@@ -682,7 +697,7 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
                                                             std::to_string(*to) + ":" +
                                                             Base64Encode(raw)}};
     resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, "", job.payload, h);
-    if (!resp) return {Outcome::kRetry, resp.error().message()};
+    if (!resp) return {TransportOutcomeOf<Outcome>(resp.error()), resp.error().message()};
     if (resp->status == 409) {
       return {Outcome::kRetry, "409 again after the consistency proof: " + ProblemText(*resp)};
     }
@@ -841,7 +856,7 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::SendNotice(
   }
   auto resp = transport_->Post(u->endpoint, "/api/v1/notices", "application/json", job.payload,
                                "", {});
-  if (!resp) return {Outcome::kRetry, resp.error().message()};
+  if (!resp) return {TransportOutcomeOf<Outcome>(resp.error()), resp.error().message()};
   if (resp->status == 200) return {Outcome::kDelivered, ""};
   std::string why = "HTTP " + std::to_string(resp->status) + ": " + ProblemText(*resp);
   return {IsFinalRefusal(resp->status) ? Outcome::kRefused : Outcome::kRetry, why};
@@ -1064,6 +1079,7 @@ DeliveryStatus DeliveryWorker::Snapshot() {
   s.delivered = delivered_;
   s.refused = refused_;
   s.retries = retries_;
+  s.unreachable = unreachable_;
   s.notices_sent = notices_sent_;
   s.notices_received = notices_received_;
   s.attempt_entries = attempt_entries_;
@@ -1092,6 +1108,8 @@ std::string DeliveryHealthJson(const DeliveryStatus& s) {
          ",\"refused\":" + std::to_string(s.outbox.refused) +
          ",\"failed\":" + std::to_string(s.outbox.failed) +
          ",\"oldest_due_age_seconds\":" + std::to_string(s.outbox.oldest_due_age_millis / 1000) +
+         ",\"deferred\":" + std::to_string(s.outbox.deferred) +
+         ",\"peers_down\":" + std::to_string(s.outbox.peers_down) +
          "}";
   } else {
     o += "null";
@@ -1115,6 +1133,9 @@ std::string DeliveryMetricsText(const DeliveryStatus& s) {
         std::to_string(s.refused));
   gauge("sealpost_delivery_retries_total", "counter", "Delivery attempts to be retried.",
         std::to_string(s.retries));
+  gauge("sealpost_delivery_unreachable_total", "counter",
+        "Delivery attempts that could not reach the recipient (it is then marked down).",
+        std::to_string(s.unreachable));
   gauge("sealpost_read_notices_sent_total", "counter", "Read notices delivered to senders.",
         std::to_string(s.notices_sent));
   gauge("sealpost_read_notices_received_total", "counter", "Read notices archived from recipients.",
@@ -1128,6 +1149,11 @@ std::string DeliveryMetricsText(const DeliveryStatus& s) {
                             std::pair{"failed", s.outbox.failed}}) {
       out += std::string("sealpost_outbox_jobs{state=\"") + state + "\"} " + std::to_string(v) + "\n";
     }
+    gauge("sealpost_outbox_deferred_jobs", "gauge",
+          "Queued jobs of recipients that are down (deferred, not attempted).",
+          std::to_string(s.outbox.deferred));
+    gauge("sealpost_outbox_peers_down", "gauge", "Recipients marked down (unreachable).",
+          std::to_string(s.outbox.peers_down));
     gauge("sealpost_outbox_oldest_due_age_seconds", "gauge",
           "Age of the oldest due outbox job (0 when none).",
           std::to_string(static_cast<double>(s.outbox.oldest_due_age_millis) / 1000.0));

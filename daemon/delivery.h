@@ -36,6 +36,11 @@
 // Channel `webhook` (payload = the document's facts): a signed notification
 //   through DeliveryOptions::webhook (daemon/webhook.h); 2xx -> delivered,
 //   408/429/5xx/network -> retried, else refused.
+// When the transport cannot reach an appliance at all (Unavailable:
+//   connection refused, TLS handshake, timeout) on channels appliance and
+//   notice, the attempt is completed with Outbox::Unreachable: the recipient
+//   is down, its other jobs are deferred (not attempted) until its probe
+//   time, then one job probes it (docs/outbox.md, "Recipients that are down").
 // Every attempt is recorded by the outbox; finished attempts are archived in
 // batches as delivery-attempts entries (at most kAttemptsPerEntry per
 // entry, written when that many are waiting or the oldest has waited
@@ -146,7 +151,8 @@ struct DeliveryStatus {
   std::string state;  // "starting" (no Exchange yet), "running", "stopped"
   uint64_t delivered = 0;        // receipts verified (jobs completed)
   uint64_t refused = 0;          // final refusals
-  uint64_t retries = 0;          // retryable failures
+  uint64_t retries = 0;          // retryable failures (unreachable included)
+  uint64_t unreachable = 0;      // of those, the recipient could not be reached
   uint64_t notices_sent = 0;
   uint64_t notices_received = 0;
   uint64_t attempt_entries = 0;  // delivery-attempts entries written
@@ -205,7 +211,9 @@ class DeliveryWorker {
  private:
   DeliveryWorker() = default;
   struct Index;  // what the worker knows from the archive
-  enum class Outcome { kDelivered, kRefused, kRetry };
+  // kUnreachable: retried, and the recipient is marked down in the outbox
+  // (the transport could not reach it at all: connection, TLS, timeout).
+  enum class Outcome { kDelivered, kRefused, kRetry, kUnreachable };
 
   // The dispatcher: leases due jobs while workers are free, queues them for
   // the workers, flushes the finished attempts. One thread.
@@ -259,7 +267,7 @@ class DeliveryWorker {
   std::atomic<Exchange*> exchange_{nullptr};
 
   std::atomic<uint64_t> delivered_{0}, refused_{0}, retries_{0}, notices_sent_{0},
-      notices_received_{0}, attempt_entries_{0};
+      notices_received_{0}, attempt_entries_{0}, unreachable_{0};
   std::mutex error_mu_;
   std::string last_error_;  // guarded by error_mu_
 };

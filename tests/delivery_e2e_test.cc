@@ -163,6 +163,47 @@ TEST_F(DeliveryE2eTest, RecipientDownThenUpIsDeliveredAfterBackoff) {
   EXPECT_EQ(Count(down, "document-received", id), 1u);
 }
 
+// Issue 5: a backlog for a recipient that is down. The district marks it
+// down (its jobs wait for one probe per backoff period instead of being tried
+// one by one), and once it is back every document arrives once.
+TEST_F(DeliveryE2eTest, BacklogForADownRecipientIsDeliveredOnceWhenItIsBack) {
+  Appliance& down = fed_->grassroots(1);
+  down.Kill();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(SubmitDirective("chi-thi-tondong-" + std::to_string(i) + ".txt",
+                                  "CHỈ THỊ tồn đọng số " + std::to_string(i) + "\n"));
+    ASSERT_FALSE(ids.back().empty());
+  }
+  auto peer_down = [&] {
+    storage::OutboxOptions o;
+    o.path = fed_->district().file("state/outbox.sqlite");
+    auto box = storage::Outbox::Open(o);
+    if (!box) return false;
+    auto peers = (*box)->Peers();
+    return peers && peers->size() == 1 && (*peers)[0].recipient == down.id() &&
+           (*peers)[0].failures >= 1;
+  };
+  ASSERT_TRUE(WaitFor(peer_down, 30)) << fed_->district().Log();
+  HttpAnswer h = fed_->district().Get("/api/v1/health", "");
+  EXPECT_TRUE(Contains(h.body, "\"peers_down\":1")) << h.body;
+  ASSERT_TRUE(down.Restart());
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(ids); }, 60)) << fed_->district().Log();
+  EXPECT_FALSE(peer_down());
+  for (const std::string& id : ids) {
+    SCOPED_TRACE(id);
+    EXPECT_EQ(Count(down, "document-received", id), 1u);
+    size_t receipts = 0;
+    for (const storage::Manifest& m : fed_->ArchiveEntries(fed_->district())) {
+      if (m.kind == storage::EntryKind::kDeliveryReceipt && m.Field("id") == id &&
+          m.Field("recipient") == down.id() && m.Field("receipt_type") == "delivery-receipt") {
+        ++receipts;
+      }
+    }
+    EXPECT_EQ(receipts, 1u);
+  }
+}
+
 TEST_F(DeliveryE2eTest, ReadNoticeGoesBackOnceWhenTheRecipientsClerkOpensTheContent) {
   std::string id = SubmitDirective("chi-thi-doc.txt", "CHỈ THỊ số 3: đọc và báo cáo\n");
   ASSERT_FALSE(id.empty());

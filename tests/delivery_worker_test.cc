@@ -512,6 +512,85 @@ TEST_F(DeliveryWorkerTest, FinalRefusalsAreRefusedAndOtherFailuresRetried) {
   EXPECT_EQ(archived, 7u);
 }
 
+// A recipient whose appliance cannot be reached (connection refused) is
+// marked down: its other jobs, old and new, are deferred (not attempted, not
+// recorded), one job probes it per backoff period, and once it answers the
+// backlog is delivered, each document once.
+TEST_F(DeliveryWorkerTest, UnreachableRecipientIsProbedOncePerBackoffNotOncePerJob) {
+  std::map<std::string, Submitted> by_bundle;
+  bool b_up = false;
+  std::map<std::string, int> b_calls_after_up;  // bundle -> calls once cd-b is up
+  handler_ = [&](const Call& c) -> Result<client::Response> {
+    const Submitted& sub = by_bundle.at(c.file);
+    if (c.endpoint == "https://127.0.0.1:7002") {
+      return ReceiptFrom("cd-a", seal_a_, "seal-a", sub.id, sub.content_sha256);
+    }
+    if (!b_up) return Err(Status::Unavailable("POST /api/v1/inbox: Connection refused"));
+    ++b_calls_after_up[c.file];
+    return ReceiptFrom("cd-b", seal_b_, "seal-b", sub.id, sub.content_sha256);
+  };
+  auto b_calls = [&] {
+    return std::count_if(calls_.begin(), calls_.end(),
+                         [](const Call& c) { return c.endpoint == "https://127.0.0.1:7003"; });
+  };
+  std::vector<Submitted> subs;
+  for (int i = 0; i < 3; ++i) {
+    subs.push_back(SubmitDirective());
+    by_bundle[subs.back().bundle_path] = subs.back();
+  }
+  // The first pass tries all three (leased before cd-b was known down).
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(b_calls(), 3);
+  for (int i = 0; i < 3; ++i) {
+    subs.push_back(SubmitDirective());
+    by_bundle[subs.back().bundle_path] = subs.back();
+  }
+  // cd-a gets the new ones; nothing goes to cd-b while it is down.
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(b_calls(), 3);
+  for (const Submitted& sub : subs) {
+    EXPECT_EQ(StateOf(sub.id, "cd-a").state, storage::JobState::kDelivered);
+  }
+  EXPECT_EQ(StateOf(subs[5].id, "cd-b").attempts, 0);
+  DeliveryStatus st = worker_->Snapshot();
+  EXPECT_EQ(st.unreachable, 3u);
+  EXPECT_EQ(st.outbox.peers_down, 1);
+  EXPECT_EQ(st.outbox.deferred, 6);
+  EXPECT_NE(DeliveryHealthJson(st).find("\"deferred\":6,\"peers_down\":1"), std::string::npos)
+      << DeliveryHealthJson(st);
+  EXPECT_NE(DeliveryMetricsText(st).find("sealpost_outbox_deferred_jobs 6"), std::string::npos);
+  // The probe time (half the first 1 s window; the random source draws 0):
+  // one attempt, which fails again.
+  clock_.now += 499;
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(b_calls(), 3);
+  clock_.now += 1;
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(b_calls(), 4);
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  EXPECT_EQ(b_calls(), 4);
+  // cd-b is back: the next probe reaches it and the backlog drains.
+  b_up = true;
+  clock_.now += 1'000;
+  for (int pass = 0; pass < 6; ++pass) ASSERT_TRUE(worker_->RunOnce().has_value());
+  for (const Submitted& sub : subs) {
+    EXPECT_EQ(StateOf(sub.id, "cd-b").state, storage::JobState::kDelivered) << sub.id;
+    EXPECT_EQ(b_calls_after_up[sub.bundle_path], 1) << sub.id;
+  }
+  auto receipts = Entries(*sender_, storage::EntryKind::kDeliveryReceipt);
+  EXPECT_EQ(receipts.size(), 12u);
+  // Archived attempts: 6 to cd-a, 4 failed ones and 6 deliveries to cd-b;
+  // the deferrals are not attempts.
+  size_t archived = 0;
+  for (const storage::Manifest& m : Entries(*sender_, storage::EntryKind::kDeliveryAttempts)) {
+    archived += std::stoul(m.Field("count"));
+  }
+  EXPECT_EQ(archived, 16u);
+  EXPECT_EQ(worker_->Snapshot().outbox.peers_down, 0);
+  EXPECT_TRUE(sender_->outbox().CheckConsistency().ok());
+  ExpectAuditClean(*sender_);
+}
+
 TEST_F(DeliveryWorkerTest, ReadNoticeQueuedOnceByReaderAndRecordedBySender) {
   Submitted sub = SubmitDirective();
   AnswerWithReceipts(sub);
