@@ -28,9 +28,19 @@ double Since(Clock::time_point t0) {
 }  // namespace
 
 SignerProcess::SignerProcess(std::vector<std::string> args, std::string log_path)
-    : log_(std::move(log_path)) {
 #ifdef SEALPOST_SIGNER_PATH
-  std::vector<std::string> argv{SEALPOST_SIGNER_PATH};
+    : SignerProcess(SEALPOST_SIGNER_PATH, std::move(args), std::move(log_path)) {
+}
+#else
+    : log_(std::move(log_path)) {
+  (void)args;
+}
+#endif
+
+SignerProcess::SignerProcess(const std::string& program, std::vector<std::string> args,
+                             std::string log_path)
+    : log_(std::move(log_path)) {
+  std::vector<std::string> argv{program};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
@@ -41,9 +51,6 @@ SignerProcess::SignerProcess(std::vector<std::string> args, std::string log_path
   posix_spawn_file_actions_addopen(&fa, 2, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
   if (posix_spawn(&pid_, cargv[0], &fa, nullptr, cargv.data(), environ) != 0) pid_ = -1;
   posix_spawn_file_actions_destroy(&fa);
-#else
-  (void)args;
-#endif
 }
 
 SignerProcess::~SignerProcess() {

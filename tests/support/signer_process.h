@@ -20,6 +20,9 @@ class SignerProcess {
  public:
   // Spawns SEALPOST_SIGNER_PATH with `args`; pid() is -1 if that failed.
   SignerProcess(std::vector<std::string> args, std::string log_path);
+  // The same with another sealpost-signer binary (bench_signer --signer:
+  // an older build as the "before" of a measurement).
+  SignerProcess(const std::string& program, std::vector<std::string> args, std::string log_path);
   ~SignerProcess();
   SignerProcess(const SignerProcess&) = delete;
   SignerProcess& operator=(const SignerProcess&) = delete;
