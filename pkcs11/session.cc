@@ -128,6 +128,7 @@ ModuleSession::~ModuleSession() {
 
 void ModuleSession::TearDown() {
   // Order matters (LIBRARY-NOTES): EVP_PKEYs first, then slots, then the context.
+  resolved_keys_.clear();
   key_cache_.clear();
   logged_in_.clear();
   if (slots_ != nullptr) {

@@ -117,6 +117,14 @@ class ModuleSession : public std::enable_shared_from_this<ModuleSession> {
   std::set<std::string>& logged_in() { return logged_in_; }
   // libp11 EVP_PKEYs, freed before the context is torn down.
   std::map<std::string, EvpPkeyPtr>& key_cache() { return key_cache_; }
+  // Signing keys already looked up (Token::Sign): key URI -> an EVP_PKEY
+  // owned by key_cache(), and when it was looked up. Emptied with the
+  // context (a rebuild after removal, re-insertion or a lost session).
+  struct ResolvedKey {
+    EVP_PKEY* pkey = nullptr;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, ResolvedKey>& resolved_keys() { return resolved_keys_; }
   unsigned long generation() const { return generation_; }
 
  private:
@@ -135,6 +143,7 @@ class ModuleSession : public std::enable_shared_from_this<ModuleSession> {
   unsigned long generation_ = 0;
   std::set<std::string> logged_in_;
   std::map<std::string, EvpPkeyPtr> key_cache_;
+  std::map<std::string, ResolvedKey> resolved_keys_;  // points into key_cache_
 };
 
 // The CKR_* code a libp11 call left on this thread's OpenSSL error queue (0 if

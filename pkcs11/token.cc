@@ -386,6 +386,36 @@ Result<std::vector<PKCS11_CERT*>> CertsWithId(State& st, const SlotRef& slot, PK
   return out;
 }
 
+// The private key a signing URI names, looked up (C_FindObjects) at most
+// once per kKeyRecheck per context: the lookup enumerates every private key
+// on the token, and SoftHSM2 re-reads its object files for it, which was a
+// fifth of the signer's CPU per signature (docs/performance.md). The cached
+// handle is not trusted blindly: the module checks it in every C_SignInit
+// (an object deleted or replaced fails with CKR_OBJECT_HANDLE_INVALID or
+// CKR_KEY_HANDLE_INVALID, the failure drops the entry and the former marks
+// the context for a rebuild, as before); a failed signature drops it; a
+// rebuild (removal, re-insertion, lost session or login) empties the cache;
+// and the URI is resolved again once the entry is kKeyRecheck old, so a key
+// that became ambiguous or was replaced is seen as promptly as a new
+// certificate would be.
+constexpr std::chrono::seconds kKeyRecheck{1};
+
+Result<EVP_PKEY*> SigningKey(State& st, const SlotRef& slot, const Uri& k, const std::string& ref) {
+  auto& resolved = st.session->resolved_keys();
+  const std::string rk = slot.key() + "\x1f" + ref;
+  const auto now = std::chrono::steady_clock::now();
+  if (auto it = resolved.find(rk); it != resolved.end()) {
+    if (now - it->second.at < kKeyRecheck) return it->second.pkey;
+    resolved.erase(it);
+  }
+  auto pk = FindKey(st, slot, k);
+  if (!pk) return Err(pk.error());
+  auto priv = PrivateKey(st, slot, *pk);
+  if (!priv) return Err(priv.error());
+  resolved[rk] = internal::ModuleSession::ResolvedKey{*priv, now};
+  return *priv;
+}
+
 Result<std::string> SignDigest(State& st, EVP_PKEY* pkey, crypto::DigestAlg alg,
                                const std::string& digest) {
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pkey, nullptr));
@@ -688,16 +718,20 @@ Result<std::string> Token::Sign(const crypto::KeyRef& key, crypto::DigestAlg alg
   }
   auto u = ParseKeyRef(*state_, key);
   if (!u) return Err(u.error());
-  return RunOp<std::string>(state_, "C_Sign",
-                            [k = *u, alg, d = std::string(digest)](State& st) -> Result<std::string> {
-                              auto slot = Prepare(st);
-                              if (!slot) return Err(slot.error());
-                              auto pk = FindKey(st, *slot, k);
-                              if (!pk) return Err(pk.error());
-                              auto priv = PrivateKey(st, *slot, *pk);
-                              if (!priv) return Err(priv.error());
-                              return SignDigest(st, *priv, alg, d);
-                            });
+  return RunOp<std::string>(
+      state_, "C_Sign",
+      [k = *u, ref = key.id, alg, d = std::string(digest)](State& st) -> Result<std::string> {
+        auto slot = Prepare(st);
+        if (!slot) return Err(slot.error());
+        auto priv = SigningKey(st, *slot, k, ref);
+        if (!priv) return Err(priv.error());
+        auto sig = SignDigest(st, *priv, alg, d);
+        // Any failure: the next signature looks the key up afresh (and a
+        // removed token, lost session or vanished object has already
+        // marked the context for a rebuild, which empties the cache).
+        if (!sig) st.session->resolved_keys().erase(slot->key() + "\x1f" + ref);
+        return sig;
+      });
 }
 
 Status Token::StoreCertificate(const crypto::KeyRef& key, X509* cert) {

@@ -166,6 +166,89 @@ TEST_F(FaultTest, DeviceRemovedDuringSigningFailsThenNextSignatureWorks) {
   EXPECT_EQ(fault_->Count("C_Login"), 2);
 }
 
+// Token::Sign keeps the key it looked up (C_FindObjects enumerates every
+// private key, and SoftHSM2 re-reads its object files for it): repeated
+// signatures do not look the key up each time, but removal and re-insertion
+// empty that cache, so the key is found again on the re-inserted token.
+TEST_F(FaultTest, SigningKeyLookupIsCachedAndRedoneAfterReinsertion) {
+  auto signer = OpenTokenSigner(uri_, Options());
+  ASSERT_TRUE(signer.has_value()) << signer.error().message();
+  crypto::KeyRef key{uri_};
+  ASSERT_TRUE((*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest()).has_value());
+  fault_->ResetCounts();
+  constexpr int kN = 20;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kN; ++i) {
+    auto sig = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());
+    ASSERT_TRUE(sig.has_value()) << sig.error().message();
+    EXPECT_TRUE(Verifies(*sig));
+  }
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(fault_->Count("C_Sign"), kN);
+  // At most one lookup per second (the cache's recheck), not one per signature.
+  int finds = fault_->Count("C_FindObjectsInit");
+  EXPECT_LE(finds, 1 + static_cast<int>(elapsed)) << finds << " lookups in " << elapsed << " s";
+  ASSERT_LT(elapsed, kN - 2) << "too slow to tell a cache from none";
+
+  fault_->Set("removed=1\n");  // pulled out: the cached key is not used
+  auto gone = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(gone.error().code(), Code::kUnavailable);
+  fault_->Set("");  // put back
+  fault_->ResetCounts();
+  auto again = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());
+  ASSERT_TRUE(again.has_value()) << again.error().message();
+  EXPECT_TRUE(Verifies(*again));
+  // The new context logged in once and looked the key up again.
+  EXPECT_EQ(fault_->Count("C_Login"), 1);
+  EXPECT_GE(fault_->Count("C_FindObjectsInit"), 1);
+}
+
+// The key object behind the cached handle is deleted and a new key is
+// stored under the same label and id (by another process, as an operator
+// would with pkcs11-tool): no signature is ever made with the old key, the
+// change is noticed at once (the module refuses the stale handle), and
+// signing resumes with the new key.
+TEST_F(FaultTest, ReplacedKeyObjectIsNeverSignedWithThroughTheCachedHandle) {
+  auto signer = OpenTokenSigner(uri_, Options());
+  ASSERT_TRUE(signer.has_value()) << signer.error().message();
+  crypto::KeyRef key{uri_};
+  auto first = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());
+  ASSERT_TRUE(first.has_value()) << first.error().message();
+  ASSERT_TRUE(Verifies(*first));
+
+  std::string out;
+  ASSERT_EQ(testing::RunCommand(std::string("pkcs11-tool --module ") + testing::kSoftHsmModule +
+                                    " --token-label " + kToken + " --login --pin " + kPin +
+                                    " --delete-object --type privkey --label seal",
+                                &out),
+            0)
+      << out;
+  testing::Issued replacement = ca_.Issue(testing::CertSpec(), KeyType::kP256);
+  ASSERT_TRUE(hsm_.ImportKey(kToken, kPin, replacement.key.get(), "01", "seal"));
+  auto verifies_with = [&](EVP_PKEY* pub, const std::string& sig) {
+    EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub, nullptr));
+    std::string d = Digest();
+    return ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
+           EVP_PKEY_verify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                           reinterpret_cast<const unsigned char*>(d.data()), d.size()) == 1;
+  };
+
+  // Immediately (well within the cache's recheck interval).
+  auto next = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());
+  if (next.has_value()) {
+    EXPECT_FALSE(Verifies(*next)) << "signed with the deleted key";
+    EXPECT_TRUE(verifies_with(replacement.key.get(), *next));
+  } else {
+    EXPECT_EQ(next.error().code(), Code::kUnavailable) << next.error().message();
+  }
+  // Then signing works with the new key.
+  auto later = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());
+  ASSERT_TRUE(later.has_value()) << later.error().message();
+  EXPECT_FALSE(Verifies(*later)) << "signed with the deleted key";
+  EXPECT_TRUE(verifies_with(replacement.key.get(), *later));
+}
+
 class RebuildCodeTest : public FaultTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(RebuildCodeTest, SessionLossDuringSigningRecoversOnNextSignature) {
