@@ -24,8 +24,10 @@
 #include "crypto/receipt.h"
 #include "crypto/software_signer.h"
 #include "crypto/verify.h"
+#include "daemon/crls.h"
 #include "daemon/exchange.h"
 #include "daemon/inbox.h"
+#include "daemon/trust.h"
 #include "policies/holder.h"
 #include "policies/verdict.h"
 #include "storage/audit.h"
@@ -69,6 +71,8 @@ class InboxTest : public ::testing::Test {
     chair_spec.serial = kChairSerial;
     Issued chair = ca_->Issue(chair_spec);
     chair_spki_ = SpkiSha256Hex(chair.cert.get());
+    EVP_PKEY_up_ref(chair.key.get());
+    chair_key_.reset(chair.key.get());
     auto c = crypto::SoftwareKeySigner::CreateForTesting("chair", std::move(chair.key),
                                                          std::move(chair.cert));
     ASSERT_TRUE(c.has_value());
@@ -119,7 +123,10 @@ class InboxTest : public ::testing::Test {
     return "federation: {id: thu, name: \"Liên đoàn thử\"}\n"
            "trust:\n  anchors:\n    - {id: test-ca, name: \"Test CA\", sha256: \"" +
            CertSha256Hex(ca_->cert()) +
-           "\"}\n"
+           "\"}\n" +
+           (receiver ? "  crl_sources:\n    - {anchor: test-ca, url: \"file://" +
+                           tmp_.file("provincial.crl") + "\"}\n"
+                     : std::string()) +
            "unions:\n"
            "  - {id: ldld-thu, name: \"Liên đoàn Lao động Thử\", code: \"LĐLĐ-T\", level: district,\n"
            "     seal: {spki_sha256: \"" + district_.spki + "\"}}\n"
@@ -158,7 +165,7 @@ class InboxTest : public ::testing::Test {
     return ex ? std::move(*ex) : nullptr;
   }
 
-  void OpenInbox(const std::vector<std::string>& crls) {
+  void OpenInbox(const std::vector<std::string>& crls, const SharedTrust* trust = nullptr) {
     inbox_.reset();
     InboxOptions o;
     o.union_id = "cd-a";
@@ -169,6 +176,7 @@ class InboxTest : public ::testing::Test {
     o.policy = receiver_policy_.get();
     o.trust_anchors = {tmp_.file("ca.pem")};
     o.crls = crls;
+    o.trust = trust;
     auto in = Inbox::Create(o);
     ASSERT_TRUE(in.has_value()) << in.error().message();
     inbox_ = std::move(*in);
@@ -185,7 +193,9 @@ class InboxTest : public ::testing::Test {
     r.subject = "Họp ban chấp hành";
     r.recipients = std::move(recipients);
     if (chair) {
-      auto der = crypto::SignFile(*chair_signer_, crypto::KeyRef{"chair"}, r.content_path, {});
+      crypto::CadesSignOptions so;
+      so.chain = chair_chain_;
+      auto der = crypto::SignFile(*chair_signer_, crypto::KeyRef{"chair"}, r.content_path, so);
       EXPECT_TRUE(der.has_value());
       r.officer_signature = der.value_or("");
     }
@@ -231,6 +241,8 @@ class InboxTest : public ::testing::Test {
   Seal district_, cd_a_, cd_b_;
   std::string chair_spki_;
   std::unique_ptr<crypto::SoftwareKeySigner> chair_signer_;
+  EvpPkeyPtr chair_key_;
+  std::vector<X509*> chair_chain_;  // intermediates embedded in the chair's signature
   std::unique_ptr<policies::PolicyHolder> sender_policy_, receiver_policy_;
   std::optional<crypto::Verifier> verifier_;
   std::unique_ptr<Exchange> sender_, receiver_;
@@ -434,6 +446,54 @@ TEST_F(InboxTest, RevokedOfficerIsRefused422) {
   WriteTestFile(tmp_.file("empty.crl"), CrlToPem(empty.get()));
   OpenInbox({tmp_.file("empty.crl")});
   EXPECT_TRUE(Deliver(sent.bundle_path).has_value());
+}
+
+// The chair's certificate (the registry's key) issued by a provincial CA
+// that is not a trust anchor; the CA travels in the chair's CMS and the
+// bundle, and is in the receiver's verify.intermediates. The provincial
+// CA's CRL comes from the receiver policy's CRL source (file:///), fetched
+// by the CRL manager into the shared trust: revoking the chair refuses the
+// bundle (422, REVOKED); a later CRL that revokes nothing lets it in.
+TEST_F(InboxTest, OfficerRevokedByAnIntermediateCaWhoseCrlIsFetchedIsRefused422) {
+  TestCa provincial = ca_->CreateIntermediate("/CN=CA tỉnh Thử/O=Test/C=VN");
+  CertSpec spec;
+  spec.subject = "/CN=Nguyễn Văn Chủ Tịch/O=Liên đoàn Lao động Thử/C=VN";
+  X509Ptr chair_cert = provincial.IssueFor(spec, chair_key_.get());
+  const long serial = ASN1_INTEGER_get(X509_get0_serialNumber(chair_cert.get()));
+  EVP_PKEY_up_ref(chair_key_.get());
+  auto c = crypto::SoftwareKeySigner::CreateForTesting("chair", EvpPkeyPtr(chair_key_.get()),
+                                                       std::move(chair_cert));
+  ASSERT_TRUE(c.has_value());
+  chair_signer_ = std::move(*c);
+  chair_chain_ = {provincial.cert()};
+  Submitted sent = Send(*sender_);
+  ASSERT_FALSE(sent.bundle_path.empty());
+
+  WriteTestFile(tmp_.file("provincial.pem"), CertToPem(provincial.cert()));
+  WriteTestFile(tmp_.file("provincial.crl"), testing::CrlToDer(provincial.MakeCrl({serial}).get()));
+  auto trust = SharedTrust::Create({tmp_.file("ca.pem")}, {}, {tmp_.file("provincial.pem")});
+  ASSERT_TRUE(trust.has_value()) << trust.error().message();
+  CrlManagerOptions mo;
+  mo.state_dir = tmp_.file("receiver");
+  mo.policy = receiver_policy_.get();
+  mo.trust = trust->get();
+  auto crls = CrlManager::Create(std::move(mo));
+  ASSERT_TRUE(crls.has_value()) << crls.error().message();
+  (*crls)->RefreshAll();
+  ASSERT_EQ((*crls)->Snapshot().size(), 1u);
+  EXPECT_EQ((*crls)->Snapshot()[0].state, "fresh") << (*crls)->Snapshot()[0].last_error;
+
+  OpenInbox({}, trust->get());
+  auto r = Deliver(sent.bundle_path);
+  ExpectRefused(r, 422, "bundle-invalid", receiver_->archive().size());
+  EXPECT_NE(r.error().detail_en.find("revoked (certificate revoked at depth 0"), std::string::npos)
+      << r.error().detail_en;
+
+  WriteTestFile(tmp_.file("provincial.crl"), testing::CrlToDer(provincial.MakeCrl({}).get()));
+  (*crls)->RefreshAll();
+  EXPECT_EQ((*crls)->Snapshot()[0].revoked, 0u) << (*crls)->Snapshot()[0].last_error;
+  auto ok = Deliver(sent.bundle_path);
+  EXPECT_TRUE(ok.has_value()) << (ok ? "" : ok.error().detail_en);
 }
 
 TEST_F(InboxTest, BundleSealedByAnUnregisteredKeyIsRefused422) {
