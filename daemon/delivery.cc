@@ -670,7 +670,9 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
   const policies::Union* u = policy->FindUnion(rcpt);
   if (u == nullptr) return {Outcome::kRefused, "union " + rcpt + " is not in the registry"};
   if (u->endpoint.empty()) {
-    return {Outcome::kRetry, "the registry names no endpoint for union " + rcpt};
+    // No way to reach it until a policy update names one: like a peer that
+    // is down, one probe per backoff period, the rest deferred.
+    return {Outcome::kUnreachable, "the registry names no endpoint for union " + rcpt};
   }
   struct stat st {};
   if (::stat(job.payload.c_str(), &st) != 0) {
@@ -852,7 +854,7 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::SendNotice(
     return {Outcome::kRefused, "union " + job.key.recipient + " is not in the registry"};
   }
   if (u->endpoint.empty()) {
-    return {Outcome::kRetry, "the registry names no endpoint for union " + job.key.recipient};
+    return {Outcome::kUnreachable, "the registry names no endpoint for union " + job.key.recipient};
   }
   auto resp = transport_->Post(u->endpoint, "/api/v1/notices", "application/json", job.payload,
                                "", {});

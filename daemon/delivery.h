@@ -37,8 +37,9 @@
 //   through DeliveryOptions::webhook (daemon/webhook.h); 2xx -> delivered,
 //   408/429/5xx/network -> retried, else refused.
 // When the transport cannot reach an appliance at all (Unavailable:
-//   connection refused, TLS handshake, timeout) on channels appliance and
-//   notice, the attempt is completed with Outbox::Unreachable: the recipient
+//   connection refused, TLS handshake, timeout), or the registry names no
+//   endpoint for it, on channels appliance and notice, the attempt is
+//   completed with Outbox::Unreachable: the recipient
 //   is down, its other jobs are deferred (not attempted) until its probe
 //   time, then one job probes it (docs/outbox.md, "Recipients that are down").
 // Every attempt is recorded by the outbox; finished attempts are archived in

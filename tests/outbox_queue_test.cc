@@ -765,7 +765,9 @@ TEST_F(OutboxTest, LeaseCostDoesNotGrowWithTheBacklog) {
   ASSERT_TRUE(first.has_value());
   ASSERT_EQ(first->size(), 4u);  // 2 each
   for (const Job& j : *first) {
-    if (j.key.recipient == "absent") ASSERT_TRUE(box->Unreachable(j, "refused").ok());
+    if (j.key.recipient == "absent") {
+      ASSERT_TRUE(box->Unreachable(j, "refused").ok());
+    }
   }
   const uint64_t small = idle_cost(10);
   fill("absent", 3000);
