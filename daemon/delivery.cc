@@ -1031,6 +1031,30 @@ std::expected<std::string, Problem> DeliveryWorker::ReceiveNotice(const std::str
     return std::unexpected(Problem{500, "internal", "Internal error", "Lỗi nội bộ",
                                    state.error().message(), "Lỗi hàng đợi gửi."});
   }
+  // Its time (read_at and the CMS signing-time) within the same bounds as a
+  // delivery receipt's: not before we sent the document, not after now.
+  {
+    auto manifest = SentManifest(**ex, doc);
+    if (!manifest) {
+      return std::unexpected(Problem{503, "unavailable", "Archive unavailable",
+                                     "Kho lưu trữ tạm thời không dùng được",
+                                     manifest.error().message(), manifest.error().message()});
+    }
+    auto sent = crypto::ParseRfc3339(manifest->time);
+    const std::time_t now = std::time(nullptr);
+    std::string why = sent ? ReceiptTimeProblem("its read_at", notice->read_at, *sent, now)
+                           : "the document-sent entry has no readable time";
+    if (std::optional<std::time_t> st = CmsSigningTime(signed_notice.signature);
+        why.empty() && st) {
+      why = ReceiptTimeProblem("its signing-time", *st, *sent, now);
+    }
+    if (!why.empty()) {
+      Log(LogLevel::kWarn, "read notice refused",
+          "peer=" + JsonString(peer) + " document=" + JsonString(doc) +
+              " reason=" + JsonString(why));
+      return std::unexpected(BadNotice(source + " refused: " + why));
+    }
+  }
   std::lock_guard serial(notice_mu_);
   bool known = false;
   {

@@ -973,6 +973,20 @@ TEST_F(DeliveryWorkerTest, ReceiptDatedBeforeSendingOrInTheFarFutureIsRefused) {
   ASSERT_TRUE(worker_->RunOnce().has_value());
   EXPECT_EQ(StateOf(sub2.id, "cd-a").state, storage::JobState::kDelivered)
       << StateOf(sub2.id, "cd-a").last_error;
+
+  // A read notice dated before the sending: 422 naming it, nothing archived.
+  const size_t notices_before = Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size();
+  crypto::ReadNotice early{sub2.id, "cd-a", "clerk", now - 1800};
+  auto signed_early = crypto::SignReadNotice(*seal_a_.signer, crypto::KeyRef{"seal-a"}, early);
+  ASSERT_TRUE(signed_early.has_value());
+  auto refused = worker_->ReceiveNotice(
+      "cd-a", "{\"notice\":\"" + Base64Encode(signed_early->json) + "\",\"signature\":\"" +
+                  Base64Encode(signed_early->signature) + "\"}");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().status, 422);
+  EXPECT_NE(refused.error().detail_en.find("before the document was sent"), std::string::npos)
+      << refused.error().detail_en;
+  EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size(), notices_before);
   ExpectAuditClean(*sender_);
 }
 
