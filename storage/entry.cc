@@ -115,8 +115,8 @@ std::string Rfc3339Utc(std::time_t t) {
   return buf;
 }
 
-std::string BuildManifest(const EntryInput& entry, std::string_view origin, uint64_t seq,
-                          std::time_t time) {
+std::string ManifestPrefix(const EntryInput& entry, std::string_view origin,
+                           const std::vector<std::string>& file_sha256) {
   std::string out = "{\"fields\":{";
   bool first = true;
   for (const auto& [name, value] : entry.fields) {  // std::map: sorted by bytes
@@ -125,23 +125,35 @@ std::string BuildManifest(const EntryInput& entry, std::string_view origin, uint
     out += JsonString(name) + ":" + JsonString(value);
   }
   out += "},\"files\":[";
-  std::vector<const EntryFile*> files;
-  for (const EntryFile& f : entry.files) files.push_back(&f);
+  std::vector<size_t> files;
+  for (size_t i = 0; i < entry.files.size(); ++i) files.push_back(i);
   std::sort(files.begin(), files.end(),
-            [](const EntryFile* a, const EntryFile* b) { return a->name < b->name; });
+            [&](size_t a, size_t b) { return entry.files[a].name < entry.files[b].name; });
   first = true;
-  for (const EntryFile* f : files) {
+  for (size_t i : files) {
+    const EntryFile* f = &entry.files[i];
     if (!first) out.push_back(',');
     first = false;
-    std::string digest = f->path.empty() ? *crypto::DigestBytes(EVP_sha256(), f->data) : f->sha256;
+    std::string digest = !f->path.empty()                                         ? f->sha256
+                         : i < file_sha256.size() && file_sha256[i].size() == 32 ? file_sha256[i]
+                                                     : *crypto::DigestBytes(EVP_sha256(), f->data);
     out += "{\"name\":" + JsonString(f->name) + ",\"sha256\":\"" + HexEncode(digest) +
            "\",\"size\":" + std::to_string(f->content_size()) + "}";
   }
   out += "],\"format\":" + std::to_string(kFormatVersion) +
          ",\"kind\":" + JsonString(EntryKindName(entry.kind)) + ",\"origin\":" + JsonString(origin) +
-         ",\"refers_to\":" + std::to_string(entry.refers_to) + ",\"seq\":" + std::to_string(seq) +
-         ",\"time\":\"" + Rfc3339Utc(time) + "\"}";
+         ",\"refers_to\":" + std::to_string(entry.refers_to);
   return out;
+}
+
+std::string FinishManifest(std::string prefix, uint64_t seq, std::time_t time) {
+  prefix += ",\"seq\":" + std::to_string(seq) + ",\"time\":\"" + Rfc3339Utc(time) + "\"}";
+  return prefix;
+}
+
+std::string BuildManifest(const EntryInput& entry, std::string_view origin, uint64_t seq,
+                          std::time_t time) {
+  return FinishManifest(ManifestPrefix(entry, origin), seq, time);
 }
 
 std::string EntryDir(uint64_t seq) {

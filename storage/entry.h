@@ -98,6 +98,15 @@ Status ValidateEntry(const EntryInput& entry);
 // REQUIRES: ValidateEntry(entry).ok().
 std::string BuildManifest(const EntryInput& entry, std::string_view origin, uint64_t seq,
                           std::time_t time);
+// BuildManifest in two steps, for an entry made ready before its seq is
+// known (the archive does this in the appender's thread):
+// FinishManifest(ManifestPrefix(entry, origin, sha), seq, time) ==
+// BuildManifest(entry, origin, seq, time). `file_sha256[i]`, when 32 bytes,
+// is taken as the SHA-256 of entry.files[i].data (the caller computed it);
+// otherwise it is computed. REQUIRES: as BuildManifest.
+std::string ManifestPrefix(const EntryInput& entry, std::string_view origin,
+                           const std::vector<std::string>& file_sha256 = {});
+std::string FinishManifest(std::string prefix, uint64_t seq, std::time_t time);
 
 // Directory of entry `seq` in the tree, without a trailing slash:
 // "entries/<hh>/<hh>/<hh>/<seq>" where the three <hh> are (seq >> 24),

@@ -1,6 +1,7 @@
 #include "storage/git.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cerrno>
 #include <cstdio>
@@ -258,49 +259,138 @@ Status PackWriter::Flush() {
   return Status::Ok();
 }
 
-Result<git_oid> PackWriter::AddObject(git_object_t type, std::string_view data) {
-  git_oid id = HashObject(type, data);
-  if (!seen_.insert(RawId(id)).second) return id;
-  std::string entry = PackEntryHeader(type, data.size());
+namespace {
+
+// A zlib stream of stored blocks — what deflate at level 0 writes — made
+// without zlib's deflate: a 2-byte header, blocks of at most 65,535 bytes
+// (final bit, LEN, NLEN), the Adler-32. Any inflater reads it.
+void AppendStoredZlib(std::string* out, std::string_view data) {
+  out->reserve(out->size() + 2 + data.size() + 5 * (data.size() / 65535 + 1) + 4);
+  out->push_back(static_cast<char>(0x78));  // deflate, 32 KiB window
+  out->push_back(static_cast<char>(0x01));  // (0x7801 % 31 == 0), no dictionary
+  size_t pos = 0;
+  do {
+    const size_t n = std::min<size_t>(65535, data.size() - pos);
+    const bool final = pos + n == data.size();
+    out->push_back(static_cast<char>(final ? 1 : 0));
+    out->push_back(static_cast<char>(n & 0xff));
+    out->push_back(static_cast<char>((n >> 8) & 0xff));
+    out->push_back(static_cast<char>(~n & 0xff));
+    out->push_back(static_cast<char>((~n >> 8) & 0xff));
+    out->append(data.substr(pos, n));
+    pos += n;
+  } while (pos < data.size());
+  PutBe32(out, static_cast<uint32_t>(adler32_z(1L, reinterpret_cast<const Bytef*>(data.data()),
+                                               data.size())));
+}
+
+// Level-1 deflate streams of this thread, one per window size, made once
+// and reset per object. Why: deflateReset clears the stream's hash table
+// (64 KiB with the default memLevel 8) and deflateInit allocates ~270 KiB;
+// nearly all of a commit's objects (manifests, trees, signatures,
+// checkpoints, the commit) are far smaller than 32 KiB. A window and hash
+// table sized to the object compress it exactly as well (every match is
+// within the window) for a fraction of the clearing. Inflaters read any
+// window size up to 32 KiB.
+class SmallDeflaters {
+ public:
+  ~SmallDeflaters() {
+    for (Slot& s : slots_) {
+      if (s.ready) deflateEnd(&s.zs);
+    }
+  }
+  // The stream for `size` bytes, reset; nullptr if zlib cannot make it.
+  z_stream* For(size_t size) {
+    // window 2^bits must hold the object plus zlib's look-ahead (262).
+    size_t k = 0;
+    while (k + 1 < kBits.size() && (size_t{1} << kBits[k]) < size + 262) ++k;
+    Slot& s = slots_[k];
+    if (!s.ready) {
+      s.zs = z_stream{};
+      const int bits = kBits[k];
+      const int mem_level = std::clamp(bits - 7, 1, 8);  // hash of 2^(mem_level+7) heads
+      if (deflateInit2(&s.zs, 1, Z_DEFLATED, bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
+        return nullptr;
+      }
+      s.ready = true;
+    } else if (deflateReset(&s.zs) != Z_OK) {
+      return nullptr;
+    }
+    return &s.zs;
+  }
+
+ private:
+  static constexpr std::array<int, 4> kBits = {10, 12, 14, 15};
+  struct Slot {
+    z_stream zs{};
+    bool ready = false;
+  };
+  std::array<Slot, kBits.size()> slots_;
+};
+
+}  // namespace
+
+namespace {
+
+// Fills out->entry and out->crc (out->id is the caller's).
+Status DeflateObject(git_object_t type, std::string_view data, PackedObject* out) {
+  std::string& entry = out->entry;
+  entry = PackEntryHeader(type, data.size());
   const size_t header_len = entry.size();
-  // Level 1: the small text objects (manifests, trees) gain little from
-  // harder work; level 0 (stored) for data that looks incompressible. One
-  // stream per level, reset per object (z_stream counts in 32 bits: objects
-  // of 1 GiB and more go through compress2, which loops).
-  const int level = LooksIncompressible(data) ? 0 : 1;
-  if (data.size() >= (1u << 30)) {
+  // Stored (level 0) for data that looks incompressible, level 1 for the
+  // rest: the small text objects (manifests, trees) gain little from
+  // harder work. z_stream counts in 32 bits: objects of 1 GiB and more go
+  // through compress2, which loops.
+  if (LooksIncompressible(data)) {
+    AppendStoredZlib(&entry, data);
+  } else if (data.size() >= (1u << 30)) {
     uLongf bound = compressBound(static_cast<uLong>(data.size()));
     entry.resize(header_len + bound);
     int rc = compress2(reinterpret_cast<Bytef*>(entry.data() + header_len), &bound,
-                       reinterpret_cast<const Bytef*>(data.data()), static_cast<uLong>(data.size()),
-                       level);
-    if (rc != Z_OK) return Err(Status::Internal("zlib cannot deflate an object (" + std::to_string(rc) + ")"));
+                       reinterpret_cast<const Bytef*>(data.data()), static_cast<uLong>(data.size()), 1);
+    if (rc != Z_OK) return Status::Internal("zlib cannot deflate an object (" + std::to_string(rc) + ")");
     entry.resize(header_len + bound);
   } else {
-    z_stream& zs = zs_[level];
-    if (!zs_ready_[level]) {
-      if (deflateInit(&zs, level) != Z_OK) return Err(Status::Internal("zlib cannot start deflating"));
-      zs_ready_[level] = true;
-    } else if (deflateReset(&zs) != Z_OK) {
-      return Err(Status::Internal("zlib cannot reset its stream"));
-    }
-    const uLong bound = deflateBound(&zs, static_cast<uLong>(data.size()));
+    thread_local SmallDeflaters deflaters;
+    z_stream* zs = deflaters.For(data.size());
+    if (zs == nullptr) return Status::Internal("zlib cannot start deflating");
+    const uLong bound = deflateBound(zs, static_cast<uLong>(data.size()));
     entry.resize(header_len + bound);
-    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    zs.avail_in = static_cast<uInt>(data.size());
-    zs.next_out = reinterpret_cast<Bytef*>(entry.data() + header_len);
-    zs.avail_out = static_cast<uInt>(bound);
-    int rc = deflate(&zs, Z_FINISH);
+    zs->next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    zs->avail_in = static_cast<uInt>(data.size());
+    zs->next_out = reinterpret_cast<Bytef*>(entry.data() + header_len);
+    zs->avail_out = static_cast<uInt>(bound);
+    int rc = deflate(zs, Z_FINISH);
     if (rc != Z_STREAM_END) {
-      return Err(Status::Internal("zlib cannot deflate an object (" + std::to_string(rc) + ")"));
+      return Status::Internal("zlib cannot deflate an object (" + std::to_string(rc) + ")");
     }
-    entry.resize(header_len + (bound - zs.avail_out));
+    entry.resize(header_len + (bound - zs->avail_out));
   }
-  uint32_t crc = static_cast<uint32_t>(
-      crc32(0L, reinterpret_cast<const Bytef*>(entry.data()), static_cast<uInt>(entry.size())));
-  entries_.push_back({id, offset_, crc});
-  SP_RETURN_IF_ERROR(Write(entry));
-  return id;
+  out->crc = static_cast<uint32_t>(
+      crc32_z(0L, reinterpret_cast<const Bytef*>(entry.data()), entry.size()));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<PackedObject> PackObject(git_object_t type, std::string_view data) {
+  PackedObject out;
+  out.id = HashObject(type, data);
+  SP_RETURN_IF_ERROR(DeflateObject(type, data, &out));
+  return out;
+}
+
+Result<git_oid> PackWriter::AddObject(git_object_t type, std::string_view data) {
+  PackedObject packed;
+  packed.id = HashObject(type, data);
+  if (seen_.count(RawId(packed.id)) != 0) return packed.id;
+  SP_RETURN_IF_ERROR(DeflateObject(type, data, &packed));
+  SP_RETURN_IF_ERROR(AddPacked(packed));
+  return packed.id;
+}
+
+Status PackWriter::AddPacked(const PackedObject& object) {
+  return AddRawEntry(object.id, object.entry, object.crc);
 }
 
 Result<PackWriter::FileObject> PackWriter::AddFileObject(git_object_t type, const std::string& path) {

@@ -80,6 +80,22 @@ struct TreeItem {
 // REQUIRES: names unique, non-empty, without '/' or NUL.
 std::string SerializeTree(std::vector<TreeItem> items);
 
+// An object made ready for a pack: its id, its pack entry (header and
+// zlib data) and that entry's CRC-32. PackObject() is pure and thread-safe,
+// so the archive makes the objects of an entry's files in the appender's
+// thread, before the entry is queued for the single writer.
+struct PackedObject {
+  git_oid id{};
+  std::string entry;
+  uint32_t crc = 0;
+};
+// Data that looks incompressible (order-0 entropy of its first 16 KiB
+// above 7.5 bits/byte: random, encrypted, already compressed) is stored
+// (zlib stored blocks, written without deflate); the rest is deflated at
+// level 1 with a window and hash table sized to the object (streams of
+// the calling thread, reused).
+Result<PackedObject> PackObject(git_object_t type, std::string_view data);
+
 // Writes one pack file and its version 2 index into a pack directory, as
 // temporary files first. Usage: Create(), Add*() objects, Seal() (writes
 // the trailer and the index), Sync() (fdatasyncs both files), Publish()
@@ -92,9 +108,9 @@ std::string SerializeTree(std::vector<TreeItem> items);
 // Cost: the pack's bytes are kept in memory up to kBufferLimit and written
 // with one write() at Seal(), hashed once for the trailer; deflate streams
 // are reused for every object (zlib's deflateInit allocates and clears
-// ~270 KiB per call); data that looks incompressible (order-0 entropy of
-// its first 16 KiB above 7.5 bits/byte: random, encrypted, already
-// compressed) is stored at level 0, the rest deflated at level 1.
+// ~270 KiB per call, deflateReset clears a hash table of up to 64 KiB: small
+// objects use small streams, see PackObject); data that looks
+// incompressible is stored, the rest deflated at level 1.
 // Beyond kBufferLimit (pack merges) the bytes go to the file as they come
 // and Seal() reads them back for the checksum.
 class PackWriter {
@@ -107,8 +123,10 @@ class PackWriter {
   PackWriter(const PackWriter&) = delete;
   PackWriter& operator=(const PackWriter&) = delete;
 
-  // Adds a whole (non-delta) object; returns its id.
+  // Adds a whole (non-delta) object (made as PackObject does); returns its id.
   Result<git_oid> AddObject(git_object_t type, std::string_view data);
+  // Adds an object made by PackObject() (stored once, like AddObject).
+  Status AddPacked(const PackedObject& object);
   // Adds a whole object whose data is the file at `path`, read in pieces
   // and deflated into the pack as it is read (memory does not grow with
   // the file's size). Returns its id, size and SHA-256 (raw). The file is
@@ -158,7 +176,7 @@ class PackWriter {
   uint64_t offset_ = 0;   // pack bytes so far (in the file and in buf_)
   uint64_t flushed_ = 0;  // of which in the file
   std::string buf_;       // pack bytes from flushed_ on
-  z_stream zs_[2]{};  // deflate streams of level 0 (stored) and level 1
+  z_stream zs_[2]{};  // AddFileObject's deflate streams, level 0 (stored) and level 1
   bool zs_ready_[2] = {false, false};
   std::vector<Entry> entries_;
   std::unordered_set<std::string> seen_;  // raw ids, for de-duplication
