@@ -1003,7 +1003,11 @@ Status Archive::CompactPacks() {
     if (packs_.size() <= kMaxPacks) return Status::Ok();
     std::sort(packs_.begin(), packs_.end(),
               [](const PackInfo& a, const PackInfo& b) { return a.objects < b.objects; });
-    merged.assign(packs_.begin(), packs_.begin() + kPacksPerMerge);
+    std::vector<uint64_t> sizes;
+    for (const PackInfo& p : packs_) sizes.push_back(p.objects);
+    const PackRun run = PacksToMerge(sizes);
+    merged.assign(packs_.begin() + static_cast<std::ptrdiff_t>(run.first),
+                  packs_.begin() + static_cast<std::ptrdiff_t>(run.first + run.count));
   }
   const std::string pack_dir = dir_ + "/objects/pack";
   auto writer = PackWriter::Create(pack_dir);
@@ -1058,6 +1062,23 @@ Status Archive::CompactPacks() {
   }
   repo_.reset(raw);
   return SetUpOdb();
+}
+
+PackRun PacksToMerge(const std::vector<uint64_t>& objects) {
+  if (objects.size() <= kMaxPacks) return {};
+  PackRun best;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    size_t k = 1;
+    uint64_t taken = objects[i];
+    while (k < kPacksPerMerge && i + k < objects.size() && objects[i + k] <= kMergeGrowth * taken) {
+      taken += objects[i + k];
+      ++k;
+    }
+    if (k >= kMinGoodMerge) return {i, k};
+    if (k > best.count) best = {i, k};
+  }
+  if (best.count < 2) best = {0, 2};
+  return best;
 }
 
 Result<uint32_t> PackIndexObjectCount(const std::string& path) {

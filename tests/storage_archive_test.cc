@@ -6,14 +6,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "crypto/checkpoint.h"
+#include "crypto/digest.h"
 #include "crypto/merkle.h"
 #include "crypto/software_signer.h"
 #include "tests/support/cms_peers.h"
@@ -254,10 +257,20 @@ TEST_F(ArchiveTest, PackWriterOutputIsReadByStockGit) {
   std::string text;
   for (int i = 0; i < 2000; ++i) text += std::to_string(i) + " a line of text that deflates well\n";
   const std::string big = noise(9u << 20);
+  // Every size class of the small deflate streams (and their edges: the
+  // window holds the object plus 262 bytes of look-ahead), an empty blob,
+  // a stored object of exactly one block and one of a block and a byte.
+  std::vector<std::string> more = {std::string(), "x", noise(600), noise(65535), noise(65536)};
+  for (size_t n : {100u, 761u, 762u, 763u, 3833u, 3834u, 3835u, 16121u, 16123u, 40000u}) {
+    more.push_back(text.substr(0, n));
+    more.back().back() = '#';  // distinct from the prefix of a longer one
+  }
   auto w = PackWriter::Create(repo + "/objects/pack");
   ASSERT_TRUE(w.has_value()) << w.error().ToString();
   std::vector<std::pair<git_oid, const std::string*>> blobs;
-  for (const std::string* data : std::vector<const std::string*>{&random, &text, &big}) {
+  std::vector<const std::string*> all = {&random, &text, &big};
+  for (const std::string& m : more) all.push_back(&m);
+  for (const std::string* data : all) {
     auto id = (*w)->AddObject(GIT_OBJECT_BLOB, *data);
     ASSERT_TRUE(id.has_value()) << id.error().ToString();
     blobs.push_back({*id, data});
@@ -285,7 +298,19 @@ TEST_F(ArchiveTest, PackWriterOutputIsReadByStockGit) {
     RunCommand("git -C " + ShellQuote(repo) + " cat-file blob " + OidHex(id) + " > " +
                    ShellQuote(tmp_.file("back")),
                &out);
-    EXPECT_TRUE(sealpost::testing::ReadTestFile(tmp_.file("back")) == *data) << OidHex(id);
+    EXPECT_TRUE(sealpost::testing::ReadTestFile(tmp_.file("back")) == *data)
+        << OidHex(id) << " of " << data->size() << " bytes";
+  }
+  // The same objects made outside the writer (PackObject, as appenders
+  // do) are byte for byte what the writer stores.
+  for (const auto& [id, data] : blobs) {
+    if (data->size() > (1u << 20)) continue;
+    auto packed = PackObject(GIT_OBJECT_BLOB, *data);
+    ASSERT_TRUE(packed.has_value());
+    EXPECT_EQ(OidHex(packed->id), OidHex(id));
+    EXPECT_EQ(packed->crc, static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(
+                                                               packed->entry.data()),
+                                                           packed->entry.size())));
   }
   out = Git(repo, "ls-tree --name-only " + OidHex(*tree), &rc);
   EXPECT_EQ(rc, 0);
@@ -751,6 +776,87 @@ TEST_F(ArchiveTest, AppendManyWritesLargeBatchesGaplessAndInOrder) {
   int rc = 0;
   std::string out = Git(path_, "fsck --strict --no-dangling", &rc);
   EXPECT_EQ(rc, 0) << out;
+}
+
+// The merge policy (decision 0005, "Packs"): nothing at kMaxPacks or
+// fewer; a run of small packs is merged without the much larger ones; a
+// run of large alike packs rather than one small pack with a large one.
+TEST(PacksToMergeTest, TakesARunOfPacksEachAtMostTwiceThoseBefore) {
+  auto run = [](const std::vector<uint64_t>& v) {
+    PackRun r = PacksToMerge(v);
+    return std::pair<size_t, size_t>(r.first, r.count);
+  };
+  std::vector<uint64_t> packs(kMaxPacks, 60);
+  EXPECT_EQ(run(packs).second, 0u);
+  packs.push_back(60);
+  EXPECT_EQ(run(packs), std::make_pair(size_t{0}, kPacksPerMerge));  // all alike: 16
+  // 15 commit packs, then a merged one of 1,801 objects and 17 of 2,000:
+  // the 15 alone (1,801 > 2 x 900).
+  std::vector<uint64_t> mixed(15, 60);
+  mixed.push_back(1801);
+  mixed.insert(mixed.end(), 17, 2000);
+  EXPECT_EQ(run(mixed), std::make_pair(size_t{0}, size_t{15}));
+  mixed[15] = 1800;  // at most twice the 900 taken: taken too
+  EXPECT_EQ(run(mixed), std::make_pair(size_t{0}, size_t{16}));
+  // One small pack before 32 large alike ones (after a bulk fill): not
+  // the small one with a large one at every commit, but 16 large ones.
+  std::vector<uint64_t> filled(1, 60);
+  filled.insert(filled.end(), 32, 2000);
+  EXPECT_EQ(run(filled), std::make_pair(size_t{1}, kPacksPerMerge));
+  // A geometric series (each more than twice all smaller ones): the two
+  // smallest, so the count still goes down.
+  std::vector<uint64_t> geometric;
+  for (uint64_t v = 1; geometric.size() <= kMaxPacks; v *= 3) geometric.push_back(v);
+  EXPECT_EQ(run(geometric), std::make_pair(size_t{0}, size_t{2}));
+}
+
+// Over many commits the objects copied per commit stay bounded (each
+// object is rewritten O(log n) times), instead of growing with the
+// archive — also after a bulk fill left many large packs.
+TEST(PacksToMergeTest, CopyPerCommitDoesNotGrowWithTheArchive) {
+  for (size_t prefill : {0u, 200u}) {
+    std::vector<uint64_t> packs(prefill, 2000);  // AppendMany's packs
+    uint64_t copied = 0, copied_first = 0;
+    size_t most_packs = 0;
+    constexpr int kCommits = 12000;
+    for (int c = 1; c <= kCommits; ++c) {
+      packs.push_back(60);
+      for (;;) {
+        std::sort(packs.begin(), packs.end());
+        PackRun r = PacksToMerge(packs);
+        if (r.count == 0) break;
+        ASSERT_GE(r.count, 2u);
+        ASSERT_LE(r.first + r.count, packs.size());
+        auto from = packs.begin() + static_cast<std::ptrdiff_t>(r.first);
+        auto to = from + static_cast<std::ptrdiff_t>(r.count);
+        const uint64_t sum = std::accumulate(from, to, uint64_t{0});
+        packs.erase(from, to);
+        packs.push_back(sum);
+        copied += sum;
+      }
+      most_packs = std::max(most_packs, packs.size());
+      if (c == 1000) copied_first = copied;
+    }
+    const double first = static_cast<double>(copied_first) / 1000;
+    const double last = static_cast<double>(copied - copied_first) / (kCommits - 1000);
+    EXPECT_LE(most_packs, kMaxPacks) << "prefill " << prefill;
+    // Objects copied per object written (60 per commit): a few rewrites,
+    // not dozens (~4-5 here; the 16-smallest policy: 25-48, growing without end).
+    EXPECT_LT(last / 60, 8.0) << "prefill " << prefill << ": first " << first << ", then " << last;
+  }
+}
+
+// FinishManifest(ManifestPrefix(...)) is BuildManifest, with the files'
+// SHA-256 computed or given.
+TEST(ManifestTest, PrefixThenFinishIsBuildManifest) {
+  EntryInput e = Document(7);
+  e.refers_to = 3;
+  std::vector<std::string> sha;
+  for (const EntryFile& f : e.files) sha.push_back(*crypto::DigestBytes(EVP_sha256(), f.data));
+  const std::string built = BuildManifest(e, "o.vn/archive", 42, 1700000000);
+  EXPECT_EQ(FinishManifest(ManifestPrefix(e, "o.vn/archive"), 42, 1700000000), built);
+  EXPECT_EQ(FinishManifest(ManifestPrefix(e, "o.vn/archive", sha), 42, 1700000000), built);
+  EXPECT_NE(FinishManifest(ManifestPrefix(e, "o.vn/archive", sha), 43, 1700000000), built);
 }
 
 }  // namespace
