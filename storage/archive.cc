@@ -682,8 +682,12 @@ void Archive::WriterLoop() {
       }
     }
     std::vector<const EntryInput*> inputs;
-    for (Pending* p : batch) inputs.push_back(&p->input);
-    auto built = BuildCommit(inputs, {}, tip_);
+    std::vector<const Prepared*> prepared;
+    for (Pending* p : batch) {
+      inputs.push_back(&p->input);
+      prepared.push_back(&p->prepared);
+    }
+    auto built = BuildCommit(inputs, {}, tip_, prepared);
     if (!built.has_value()) {
       fail(built.error());  // nothing was handed on; the tip is unchanged
       continue;
@@ -820,7 +824,12 @@ std::vector<Result<Appended>> Archive::AppendMany(std::vector<EntryInput> entrie
         continue;
       }
     }
-    pending.push_back(std::make_unique<Pending>(Pending{std::move(entries[i]), {}}));
+    auto p = std::make_unique<Pending>(Pending{std::move(entries[i]), {}, {}});
+    if (Status s = PrepareEntry(p->input, options_.origin, &p->prepared); !s.ok()) {
+      out[i] = Err(s);
+      continue;
+    }
+    pending.push_back(std::move(p));
     where.push_back(i);
   }
   std::vector<std::future<Result<Appended>>> done;
@@ -866,7 +875,10 @@ Result<Appended> Archive::Append(EntryInput entry) {
                                          std::to_string(frontier_.size())));
     }
   }
-  Pending pending{std::move(entry), {}};
+  Pending pending{std::move(entry), {}, {}};
+  // The entry's blobs are made here, in the caller's thread, while the
+  // writer builds other commits (decision 0005, "Writing").
+  SP_RETURN_IF_ERROR(PrepareEntry(pending.input, options_.origin, &pending.prepared));
   std::future<Result<Appended>> done = pending.done.get_future();
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
@@ -1264,9 +1276,26 @@ void Archive::AbortBranch(int lock_fd) {
   ::unlink((dir_ + "/" + kBranch + ".lock").c_str());
 }
 
+Status Archive::PrepareEntry(const EntryInput& entry, std::string_view origin, Prepared* out) {
+  out->sha256.assign(entry.files.size(), std::string());
+  out->objects.assign(entry.files.size(), PackedObject());
+  for (size_t i = 0; i < entry.files.size(); ++i) {
+    const EntryFile& f = entry.files[i];
+    if (!f.path.empty() || f.data.size() > kPrepareLimit) continue;
+    auto digest = crypto::DigestBytes(EVP_sha256(), f.data);
+    if (!digest.has_value()) return digest.error();
+    auto packed = PackObject(GIT_OBJECT_BLOB, f.data);
+    if (!packed.has_value()) return packed.error();
+    out->sha256[i] = std::move(*digest);
+    out->objects[i] = std::move(*packed);
+  }
+  out->manifest_prefix = ManifestPrefix(entry, origin, out->sha256);
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
     const std::vector<const EntryInput*>& batch, const std::vector<RootFile>& root_files,
-    const Tip& tip) {
+    const Tip& tip, const std::vector<const Prepared*>& prepared) {
   // Work on copies: the tip changes only once the commit is handed on.
   merkle::CompactRange frontier = tip.frontier;
   const bool has_head = tip.has_head;
@@ -1322,11 +1351,21 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
 
   const std::time_t now = std::time(nullptr);
   std::vector<Appended> out;
-  for (const EntryInput* entry : batch) {
+  for (size_t n = 0; n < batch.size(); ++n) {
+    const EntryInput* entry = batch[n];
+    const Prepared* ready = n < prepared.size() ? prepared[n] : nullptr;
     const uint64_t seq = frontier.size() + 1;
-    std::string manifest = BuildManifest(*entry, options_.origin, seq, now);
+    std::string manifest = ready != nullptr ? FinishManifest(ready->manifest_prefix, seq, now)
+                                            : BuildManifest(*entry, options_.origin, seq, now);
     std::map<std::string, TreeItem> files;
-    for (const EntryFile& f : entry->files) {
+    for (size_t i = 0; i < entry->files.size(); ++i) {
+      const EntryFile& f = entry->files[i];
+      if (ready != nullptr && !ready->objects[i].entry.empty()) {
+        // Made in the appender's thread (PrepareEntry).
+        SP_RETURN_IF_ERROR(pw.AddPacked(ready->objects[i]));
+        put(&files, f.name, ready->objects[i].id, false);
+        continue;
+      }
       if (!f.path.empty()) {
         // Streamed from disk in pieces (a document of any size).
         auto fo = pw.AddFileObject(GIT_OBJECT_BLOB, f.path);

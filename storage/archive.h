@@ -175,9 +175,22 @@ class Archive {
   const std::string& dir() const { return dir_; }
 
  private:
+  // An entry's files made ready for the pack in the appender's thread
+  // (SHA-256, object id, deflated pack entry; the manifest up to its seq),
+  // so that the single writer only copies them in. Files given as paths,
+  // and files over kPrepareLimit, are left to the writer (objects[i].entry
+  // empty).
+  struct Prepared {
+    std::vector<std::string> sha256;      // per entry.files[i], raw; empty: not made
+    std::vector<PackedObject> objects;    // per entry.files[i]
+    std::string manifest_prefix;          // ManifestPrefix(entry, origin, sha256)
+  };
+  static constexpr size_t kPrepareLimit = 1u << 20;
+  static Status PrepareEntry(const EntryInput& entry, std::string_view origin, Prepared* out);
   struct Pending {
     EntryInput input;
     std::promise<Result<Appended>> done;
+    Prepared prepared;
   };
   struct RootFile {
     std::string path;
@@ -233,9 +246,11 @@ class Archive {
   // Builds `batch` (and `root_files`) as one signed commit on top of `tip`
   // and writes its pack (trailer and index included, nothing synced).
   // Changes no member. REQUIRES: writer_mu_ held.
+  // `prepared`: empty, or one per entry of `batch` (nullptr: not prepared).
   Result<std::unique_ptr<Built>> BuildCommit(const std::vector<const EntryInput*>& batch,
                                              const std::vector<RootFile>& root_files,
-                                             const Tip& tip);
+                                             const Tip& tip,
+                                             const std::vector<const Prepared*>& prepared = {});
   // Makes `b` durable and moves the branch by CAS (two sync rounds, see
   // decision 0005), then updates the committed state and the stats and
   // fills b.results. On failure the branch is where it was. Called by the
