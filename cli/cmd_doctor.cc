@@ -27,6 +27,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <chrono>
 #include <cstdio>
@@ -237,8 +238,27 @@ void CheckTlsCertificate(Doctor& d, const std::string& what, const std::string& 
            "cấp chứng thư TLS mới và khởi động lại sealpostd");
 }
 
+// An intermediate CA of verify.intermediates named `issuer` whose key signed
+// `crl` and whose path to an anchor of `anchors` verifies now.
+bool SignedByIntermediateUnderAnchor(X509_CRL* crl, X509_STORE* anchors,
+                                     STACK_OF(X509)* intermediates) {
+  for (int i = 0; intermediates != nullptr && i < sk_X509_num(intermediates); ++i) {
+    X509* c = sk_X509_value(intermediates, i);
+    if (X509_NAME_cmp(X509_get_subject_name(c), X509_CRL_get_issuer(crl)) != 0 ||
+        X509_check_ca(c) == 0 || X509_CRL_verify(crl, X509_get0_pubkey(c)) != 1) {
+      continue;
+    }
+    X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+    if (!ctx || X509_STORE_CTX_init(ctx.get(), anchors, c, intermediates) != 1) continue;
+    X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_ANY);
+    if (X509_verify_cert(ctx.get()) == 1) return true;
+  }
+  ClearOpenSslErrors();
+  return false;
+}
+
 void CheckCrl(Doctor& d, X509_CRL* crl, const std::string& source, X509_STORE* anchors_out,
-              int64_t now) {
+              int64_t now, STACK_OF(X509)* intermediates) {
   std::string issuer = crypto::NameToUtf8(X509_CRL_get_issuer(crl));
   // Signed by an anchor of ours?
   bool signed_ok = false;
@@ -251,13 +271,15 @@ void CheckCrl(Doctor& d, X509_CRL* crl, const std::string& source, X509_STORE* a
     EVP_PKEY* pk = X509_get0_pubkey(a);
     if (pk != nullptr && X509_CRL_verify(crl, pk) == 1) signed_ok = true;
   }
+  if (!signed_ok) signed_ok = SignedByIntermediateUnderAnchor(crl, anchors_out, intermediates);
   std::string what = "CRL " + source + " (" + issuer + ")";
   const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
   std::tm tm{};
   int64_t next_t = next != nullptr && ASN1_TIME_to_tm(next, &tm) == 1 ? timegm(&tm) : 0;
   if (!signed_ok) {
     d.Add("trust", Level::kFail,
-          d.T(what + " is not signed by a trust anchor", what + " không do gốc tin cậy ký"),
+          d.T(what + " is not signed by a trust anchor nor by a CA of verify.intermediates under one",
+              what + " không do gốc tin cậy hay CA trung gian (verify.intermediates) dưới gốc ký"),
           d.T("fetch the CRL from the CA's distribution point", "tải CRL từ điểm phân phối của CA"));
   } else if (next_t == 0) {
     d.Add("trust", Level::kWarn, d.T(what + " has no nextUpdate", what + " không có nextUpdate"),
@@ -279,7 +301,23 @@ void CheckCrl(Doctor& d, X509_CRL* crl, const std::string& source, X509_STORE* a
   }
 }
 
-void CheckTrust(Doctor& d, const daemon::Config& c, X509_STORE* anchors_out) {
+// The certificates of verify.intermediates (untrusted); unreadable files FAIL.
+X509StackPtr LoadIntermediates(Doctor& d, const daemon::Config& c) {
+  X509StackPtr out(sk_X509_new_null());
+  for (const std::string& file : c.intermediates) {
+    auto certs = crypto::LoadCertificates(file);
+    if (!certs) {
+      d.Add("trust", Level::kFail, file + ": " + certs.error().message(),
+            d.T("fix verify.intermediates", "sửa verify.intermediates"));
+      continue;
+    }
+    while (out && sk_X509_num(certs->get()) > 0) sk_X509_push(out.get(), sk_X509_shift(certs->get()));
+  }
+  return out;
+}
+
+void CheckTrust(Doctor& d, const daemon::Config& c, X509_STORE* anchors_out,
+                STACK_OF(X509)* intermediates) {
   for (const std::string& file : c.trust_anchors) {
     auto certs = crypto::LoadCertificates(file);
     if (!certs) {
@@ -305,7 +343,7 @@ void CheckTrust(Doctor& d, const daemon::Config& c, X509_STORE* anchors_out) {
     }
     for (int i = 0; i < sk_X509_CRL_num(crls->get()); ++i) {
       X509_CRL* crl = sk_X509_CRL_value(crls->get(), i);
-      CheckCrl(d, crl, file, anchors_out, now);
+      CheckCrl(d, crl, file, anchors_out, now, intermediates);
     }
   }
 }
@@ -316,7 +354,7 @@ void CheckTrust(Doctor& d, const daemon::Config& c, X509_STORE* anchors_out) {
 // running, or the source unreachable); one there is checked like a
 // configured CRL.
 void CheckFetchedCrls(Doctor& d, const daemon::Config& c, const policies::Policy& p,
-                      X509_STORE* anchors) {
+                      X509_STORE* anchors, STACK_OF(X509)* intermediates) {
   const int64_t now = std::time(nullptr);
   for (const policies::CrlSource& src : p.crl_sources) {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -343,7 +381,7 @@ void CheckFetchedCrls(Doctor& d, const daemon::Config& c, const policies::Policy
       continue;
     }
     for (int i = 0; i < sk_X509_CRL_num(crls->get()); ++i) {
-      CheckCrl(d, sk_X509_CRL_value(crls->get(), i), source, anchors, now);
+      CheckCrl(d, sk_X509_CRL_value(crls->get(), i), source, anchors, now, intermediates);
     }
   }
 }
@@ -556,8 +594,9 @@ int RunDoctor(Context& ctx, const std::vector<std::string>& argv) {
       CheckTlsCertificate(d, d.T("delivery certificate", "chứng thư gửi"), c.delivery.certificate);
     }
     X509StorePtr anchors(X509_STORE_new());
-    CheckTrust(d, c, anchors.get());
-    if (p != nullptr) CheckFetchedCrls(d, c, *p, anchors.get());
+    X509StackPtr intermediates = LoadIntermediates(d, c);
+    CheckTrust(d, c, anchors.get(), intermediates.get());
+    if (p != nullptr) CheckFetchedCrls(d, c, *p, anchors.get(), intermediates.get());
     CheckWebhookSecrets(d, c);
     CheckArchive(d, c, args->Has("--full-audit"), !args->Has("--no-save"));
     if (c.user.port != 0) {
