@@ -87,8 +87,7 @@ Exchange* DocumentsService::IfCreated() {
   return lock.owns_lock() ? exchange_.get() : nullptr;
 }
 
-DocumentsAnswer DocumentsService::Submit(Poco::Net::HTTPServerRequest& req,
-                                         const std::string& spool_dir) {
+DocumentsAnswer DocumentsService::Submit(Poco::Net::HTTPServerRequest& req, SpoolPool& pool) {
   // Metadata first: a bad request is refused before the body is read.
   SubmitRequest sr;
   sr.media_type = "application/octet-stream";
@@ -142,7 +141,7 @@ DocumentsAnswer DocumentsService::Submit(Poco::Net::HTTPServerRequest& req,
                                  "Hiện không đóng dấu được văn bản: " + ex.error().message()},
                          false);
   }
-  auto spool = SpoolFile::Create(spool_dir);
+  auto spool = pool.Acquire();
   if (!spool) {
     return ProblemAnswer(Problem{500, "internal", "Internal error", "Lỗi nội bộ",
                                  spool.error().message(), "Không tạo được tệp tạm."},

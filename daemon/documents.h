@@ -56,6 +56,8 @@ class RemoteSigner;
 
 namespace sealpost::daemon {
 
+class SpoolPool;  // daemon/upload.h
+
 // What to answer: a JSON body, or a problem.
 struct DocumentsAnswer {
   int status = 200;
@@ -87,7 +89,7 @@ class DocumentsService {
   DocumentsService(const DocumentsService&) = delete;
   DocumentsService& operator=(const DocumentsService&) = delete;
 
-  DocumentsAnswer Submit(Poco::Net::HTTPServerRequest& req, const std::string& spool_dir);
+  DocumentsAnswer Submit(Poco::Net::HTTPServerRequest& req, SpoolPool& spool);
   DocumentsAnswer Bundle(Poco::Net::HTTPServerRequest& req);
 
   // The read side. `uri` is the request target (its query is parsed

@@ -72,6 +72,7 @@ struct Server::State {
   std::optional<PeerIdentifier> peers;
   Metrics metrics;
   std::string spool_dir;
+  std::unique_ptr<SpoolPool> spool;  // daemon/upload.h: spool files reused across requests
   std::time_t started = 0;
   std::string id_prefix;
   std::atomic<uint64_t> next_id{1};
@@ -333,7 +334,7 @@ bool WantsText(const HTTPServerRequest& req) {
 
 void HandleVerify(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
                   HTTPServerResponse& resp) {
-  auto up = ReceiveUpload(req, st.spool_dir, st.config.limits.max_body_bytes);
+  auto up = ReceiveUpload(req, *st.spool, st.config.limits.max_body_bytes);
   if (!up) {
     rc.body_consumed = up.error().body_consumed;
     SendProblem(resp, rc, up.error().problem);
@@ -419,7 +420,7 @@ void SendDocumentsAnswer(HTTPServerResponse& resp, RequestCtx& rc, DocumentsAnsw
 
 void HandleSubmit(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
                   HTTPServerResponse& resp) {
-  DocumentsAnswer a = st.documents->Submit(req, st.spool_dir);
+  DocumentsAnswer a = st.documents->Submit(req, *st.spool);
   CountSubmission(a.status);
   bool queued = a.status == 201 && !a.problem;
   SendDocumentsAnswer(resp, rc, std::move(a));
@@ -510,7 +511,7 @@ void HandleInbox(Server::State& st, RequestCtx& rc, HTTPServerRequest& req,
                         "Hiện không nhận được văn bản gửi đến: " + inbox.error().message()});
     return;
   }
-  auto spool = SpoolFile::Create(st.spool_dir);
+  auto spool = st.spool->Acquire();
   if (!spool) {
     SendProblem(resp, rc,
                 Problem{500, "internal", "Internal error", "Lỗi nội bộ", spool.error().message(),
@@ -993,6 +994,10 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     return Err(Status::IoError("cannot create spool directory " + st->spool_dir + ": " +
                                std::strerror(errno)));
   }
+  // At most one spool file per request in progress on either listener.
+  st->spool = std::make_unique<SpoolPool>(st->spool_dir,
+                                          2 * static_cast<size_t>(config.limits.max_connections));
+  st->spool->RemoveLeftovers();  // a crashed process's uploads (we hold the state lock)
   st->documents = std::make_unique<DocumentsService>(st->config, st->policy.get(), st->trust.get());
   if (*recovered) st->documents->SetPendingPolicyVersion(std::move(**recovered));
   {

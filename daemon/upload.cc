@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <set>
 #include <streambuf>
 #include <vector>
 
@@ -109,11 +111,83 @@ Result<std::unique_ptr<SpoolFile>> SpoolFile::Create(const std::string& dir) {
 }
 
 SpoolFile::~SpoolFile() {
+  if (pool_ != nullptr && fd_ >= 0) {
+    pool_->Release(fd_, std::move(path_));
+    return;
+  }
   if (fd_ >= 0) ::close(fd_);
   ::unlink(path_.c_str());
 }
 
+SpoolPool::~SpoolPool() {
+  for (const Idle& f : idle_) {
+    ::close(f.fd);
+    ::unlink(f.path.c_str());
+  }
+}
+
+Result<std::unique_ptr<SpoolFile>> SpoolPool::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      Idle f = std::move(idle_.back());
+      idle_.pop_back();
+      return std::unique_ptr<SpoolFile>(new SpoolFile(f.fd, std::move(f.path), this));
+    }
+  }
+  auto made = SpoolFile::Create(dir_);
+  if (!made) return Err(made.error());
+  std::lock_guard<std::mutex> lock(mu_);
+  ++created_;
+  (*made)->pool_ = this;
+  return made;
+}
+
+void SpoolPool::Release(int fd, std::string path) {
+  // Emptied and rewound before it is kept; anything less and it is dropped,
+  // so that the next request can never read this one's bytes.
+  struct stat st {};
+  bool empty = ::ftruncate(fd, 0) == 0 && ::lseek(fd, 0, SEEK_SET) == 0 &&
+               ::fstat(fd, &st) == 0 && st.st_size == 0 && st.st_nlink == 1;
+  if (empty) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < max_idle_) {
+      idle_.push_back(Idle{fd, std::move(path)});
+      return;
+    }
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+}
+
+size_t SpoolPool::RemoveLeftovers() {
+  std::set<std::string> held;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Idle& f : idle_) held.insert(f.path);
+  }
+  size_t removed = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with("upload-") || held.contains(e.path().string())) continue;
+    if (::unlink(e.path().c_str()) == 0) ++removed;
+  }
+  return removed;
+}
+
+size_t SpoolPool::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
+}
+
+uint64_t SpoolPool::created() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return created_;
+}
+
 Status SpoolFile::Append(const char* data, size_t n) {
+  if (closed_ || fd_ < 0) return Status::FailedPrecondition("spool file " + path_ + " is closed");
   while (n > 0) {
     ssize_t w = ::write(fd_, data, n);
     if (w < 0) {
@@ -141,6 +215,10 @@ Status SpoolFile::CopyFrom(std::istream& in) {
 }
 
 Status SpoolFile::Close() {
+  closed_ = true;
+  // A pooled file keeps its descriptor for the next request; write errors
+  // were reported by write() (no NFS here).
+  if (pool_ != nullptr) return Status::Ok();
   if (fd_ >= 0 && ::close(fd_) != 0) {
     fd_ = -1;
     return Status::IoError("cannot close spool file " + path_);
@@ -150,7 +228,7 @@ Status SpoolFile::Close() {
 }
 
 std::expected<Upload, UploadError> ReceiveUpload(Poco::Net::HTTPServerRequest& req,
-                                                 const std::string& spool_dir, uint64_t max_body) {
+                                                 SpoolPool& pool, uint64_t max_body) {
   using Unexpected = std::unexpected<UploadError>;
   std::string media_type;
   Poco::Net::NameValueCollection ct_params;
@@ -159,7 +237,7 @@ std::expected<Upload, UploadError> ReceiveUpload(Poco::Net::HTTPServerRequest& r
 
   LimitedBuf lim(req.stream(), max_body);
   std::istream body(&lim);
-  auto spool = SpoolFile::Create(spool_dir);
+  auto spool = pool.Acquire();
   if (!spool) return Unexpected(UploadError{Internal(spool.error()), false});
   Upload up;
   up.file = std::move(*spool);

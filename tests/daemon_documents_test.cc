@@ -6,11 +6,15 @@
 // signature (openssl cms -verify), bundle (crypto::VerifyBundle), roles,
 // 401/403/404/400 problems, checkpoint and consistency proofs on both
 // listeners.
+#include <dirent.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdint>
 #include <regex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -189,6 +193,68 @@ TEST_F(DaemonDocumentsTest, SubmitStatusListFetchRoundTrip) {
   // The older form of the bundle route still answers.
   CurlResult old = Curl("/api/v1/documents/bundle?id=" + id, "clerk", "-o /dev/null");
   EXPECT_EQ(old.status, 200) << old.body;
+}
+
+// The spool files are reused (daemon/upload.h SpoolPool): a short document
+// after a long one must be archived and served as exactly its own bytes,
+// and a body cut short leaves no bytes of it in the spool.
+TEST_F(DaemonDocumentsTest, ReusedSpoolNeverMixesDocumentsAndACutBodyLeavesNothing) {
+  const std::string long_doc = daemon_->file("spool-long.bin");
+  const std::string short_doc = daemon_->file("spool-short.txt");
+  std::string data;
+  for (uint32_t i = 0; i < 300 * 1024; ++i) data += static_cast<char>('A' + i % 26);
+  WriteTestFile(long_doc, data);
+  WriteTestFile(short_doc, "Thông báo ngắn.\n");
+  const std::string long_id = SubmitNotice(long_doc, "dài");
+  const std::string short_id = SubmitNotice(short_doc, "ngắn");
+  ASSERT_FALSE(long_id.empty());
+  ASSERT_FALSE(short_id.empty());
+  for (const auto& [id, original] : {std::pair{short_id, short_doc}, std::pair{long_id, long_doc}}) {
+    const std::string got = daemon_->file("spool-fetched-" + id);
+    ASSERT_EQ(Cli("fetch " + id + " --content -o " + ShellQuote(got)).rc, 0);
+    EXPECT_EQ(RunCommand("cmp " + ShellQuote(original) + " " + ShellQuote(got)), 0) << id;
+  }
+
+  // A submission whose body stops 7,000 bytes short of its Content-Length:
+  // the daemon's read times out (5 s in the harness) and it answers 400.
+  const std::string spool = daemon_->state_dir() + "/spool";
+  auto spool_sizes = [&] {
+    std::vector<int64_t> sizes;
+    DIR* d = ::opendir(spool.c_str());
+    if (d == nullptr) return sizes;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      struct stat st {};
+      if (::stat((spool + "/" + e->d_name).c_str(), &st) == 0) sizes.push_back(st.st_size);
+    }
+    ::closedir(d);
+    return sizes;
+  };
+  {
+    std::string token = ReadTestFile(daemon_->file("clerk.token"));
+    while (!token.empty() && token.back() == '\n') token.pop_back();
+    auto c = RawTls::Connect(daemon_->user_port(), daemon_->file("tls-ca.pem"));
+    ASSERT_TRUE(c && c->handshake_ok());
+    ASSERT_TRUE(c->Write("POST /api/v1/documents?type=notice&recipients=" +
+                         std::string(DaemonHarness::kPeerUnion) +
+                         "&name=cut.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                         token +
+                         "\r\nContent-Type: application/octet-stream\r\nContent-Length: 10000"
+                         "\r\n\r\n" +
+                         std::string(3000, 'Z')));
+    std::string resp = c->Read(15000, "}\n");
+    ASSERT_TRUE(resp.starts_with("HTTP/1.1 400")) << resp << "\n" << daemon_->Log();
+  }
+  bool all_empty = false;
+  for (int i = 0; i < 200 && !all_empty; ++i) {
+    std::vector<int64_t> sizes = spool_sizes();
+    all_empty = !sizes.empty();
+    for (int64_t s : sizes) all_empty = all_empty && s == 0;
+    if (!all_empty) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(all_empty) << "spool files kept bytes of the cut request\n" << daemon_->Log();
+  CliRun status = Cli("list --direction sent --json", "auditor");
+  EXPECT_EQ(status.out.find("cut.txt"), std::string::npos) << status.out;
 }
 
 TEST_F(DaemonDocumentsTest, DirectiveWithOfficerSignatureGetsReference) {
