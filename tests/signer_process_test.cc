@@ -304,6 +304,60 @@ TEST_F(SignerProcessTest, KilledSignerIsUnavailableAndRestartedSignerWorksAgain)
   EXPECT_EQ(Lines(Journal()), 2u);
 }
 
+TEST_F(SignerProcessTest, CertificateIsAskedOncePerKeyThenKeptUntilTheSignerRestarts) {
+  auto proc = Start();
+  auto remote = Client(std::chrono::seconds(5));
+  crypto::KeyRef seal{Uri("seal")}, rsa{Uri("seal-rsa")};
+  auto first = remote.Certificate(seal);
+  ASSERT_TRUE(first) << first.error().message();
+  for (int i = 0; i < 3; ++i) {
+    auto again = remote.Certificate(seal);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(X509_cmp(again->get(), first->get()), 0);
+  }
+  EXPECT_EQ(remote.certificate_requests(), 1u);
+  auto other = remote.Certificate(rsa);  // kept per key
+  ASSERT_TRUE(other);
+  EXPECT_NE(X509_cmp(other->get(), first->get()), 0);
+  EXPECT_EQ(remote.certificate_requests(), 2u);
+  std::string content = Content("kept.txt", "Thông báo\n");
+  ASSERT_TRUE(crypto::SignFile(remote, seal, content, {}));
+  EXPECT_EQ(remote.certificate_requests(), 2u);
+
+  // A new signer process (systemd restarted it): the kept connections are
+  // closed, so the certificate is asked for again; the call that notices
+  // the new process (another pid, or a recovery) makes the next one ask
+  // once more, then it is kept again.
+  proc->Kill(SIGKILL);
+  EXPECT_EQ(proc->WaitExit(5), 128 + SIGKILL);
+  auto again = Start();
+  auto after = remote.Certificate(seal);
+  ASSERT_TRUE(after) << after.error().message() << "\n" << again->Log();
+  EXPECT_EQ(X509_cmp(after->get(), first->get()), 0);
+  EXPECT_GE(remote.certificate_requests(), 3u);
+  auto kept_again = [&] {
+    for (int i = 0; i < 2; ++i) EXPECT_TRUE(crypto::SignFile(remote, seal, content, {}));
+    const uint64_t settled = remote.certificate_requests();
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(crypto::SignFile(remote, seal, content, {}));
+    EXPECT_EQ(remote.certificate_requests(), settled);
+    return settled;
+  };
+  const uint64_t after_restart = kept_again();
+  EXPECT_LE(after_restart, 4u);
+
+  // Gone: a call fails as unavailable, and after the signer is back the
+  // certificate is asked again.
+  again->Kill(SIGKILL);
+  EXPECT_EQ(again->WaitExit(5), 128 + SIGKILL);
+  auto gone = crypto::SignFile(remote, seal, content, {});
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code(), Code::kUnavailable);
+  auto third = Start();
+  ASSERT_TRUE(remote.Certificate(seal));
+  EXPECT_GT(remote.certificate_requests(), after_restart + 1);  // the failed ask, then a new one
+  kept_again();
+}
+
 TEST_F(SignerProcessTest, SigtermStopsCleanlyWithSdNotify) {
   // A NOTIFY_SOCKET of our own, as systemd would pass it.
   std::string notify = hsm_.file("notify.sock");

@@ -107,6 +107,22 @@ Result<Answer> RemoteSigner::CallOnce(const Request& request, std::chrono::milli
 }
 
 Result<X509Ptr> RemoteSigner::Certificate(const crypto::KeyRef& key) {
+  uint64_t epoch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // A kept connection the signer closed means it may have restarted (with
+    // another certificate): ask. (A new connection would notice the new pid.)
+    if (std::erase_if(idle_, [](const UniqueFd& fd) { return !StillUsable(fd.get()); }) > 0) {
+      ++epoch_;
+    }
+    epoch = epoch_;
+    for (const KeptCertificate& k : certs_) {
+      if (k.key_id == key.id && k.epoch == epoch && X509_up_ref(k.cert.get()) == 1) {
+        return X509Ptr(k.cert.get());
+      }
+    }
+    ++certificate_requests_;
+  }
   auto a = Call(CertificateRequest{key.id}, opts_.timeout);
   if (!a) return Err(a.error());
   if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
@@ -117,7 +133,24 @@ Result<X509Ptr> RemoteSigner::Certificate(const crypto::KeyRef& key) {
   if (!cert || p != reinterpret_cast<const unsigned char*>(c->der.data()) + c->der.size()) {
     return Err(OpenSslStatus(Code::kDataError, "sealpost-signer sent a certificate that does not parse"));
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  // Kept under the epoch seen before asking: if anything changed meanwhile,
+  // the next call asks again.
+  if (X509_up_ref(cert.get()) == 1) {
+    std::erase_if(certs_, [&](const KeptCertificate& k) { return k.key_id == key.id; });
+    certs_.push_back(KeptCertificate{key.id, X509Ptr(cert.get()), epoch});
+  }
   return cert;
+}
+
+uint64_t RemoteSigner::certificate_requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return certificate_requests_;
+}
+
+void RemoteSigner::ForgetCertificates() {
+  std::lock_guard<std::mutex> lock(mu_);
+  certs_.clear();
 }
 
 Result<std::string> RemoteSigner::Sign(const crypto::KeyRef& key, crypto::DigestAlg alg,
@@ -134,7 +167,11 @@ Result<std::string> RemoteSigner::SignSignedAttributes(const crypto::KeyRef& key
                                                        std::string_view der) {
   auto a = Call(SignRequest{key.id, alg, std::string(der), /*attributes=*/true}, opts_.timeout);
   if (!a) return Err(a.error());
-  if (const auto* e = std::get_if<ErrorAnswer>(&*a)) return Err(FromError(*e));
+  if (const auto* e = std::get_if<ErrorAnswer>(&*a)) {
+    // Refused attributes may name a certificate the signer no longer has.
+    if (e->code == Code::kPermissionDenied) ForgetCertificates();
+    return Err(FromError(*e));
+  }
   const auto* s = std::get_if<SignatureAnswer>(&*a);
   if (!s) return Err(Status::DataError("sealpost-signer answered a sign request with another type"));
   return s->signature;

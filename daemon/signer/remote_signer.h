@@ -47,8 +47,19 @@ class RemoteSigner final : public crypto::Signer {
   // Connects lazily: constructing never fails.
   explicit RemoteSigner(RemoteSignerOptions opts) : opts_(std::move(opts)) {}
 
-  // CertificateRequest -> the key's certificate.
+  // CertificateRequest -> the key's certificate. The answer is kept per
+  // key and handed out again (shared, X509_up_ref) without asking the
+  // signer while nothing was seen to change: no signer restart (another
+  // peer pid), no call failed as unavailable or recovered from that, no
+  // kept connection found closed, no signature refused (kPermissionDenied:
+  // e.g. the attributes named a certificate the signer no longer has).
+  // A certificate that did change on the token without any of these is
+  // still never signed under: the signer checks that the attributes name
+  // its own certificate, and crypto/cades_sign.h checks each signature
+  // against the certificate it was built for.
   Result<X509Ptr> Certificate(const crypto::KeyRef& key) override;
+  // How many Certificate() calls asked the signer (tests: the cache).
+  uint64_t certificate_requests() const;
   // SignDigestRequest: sealpost-signer refuses bare digests
   // (kPermissionDenied); use SignSignedAttributes (crypto/cades_sign.h does).
   Result<std::string> Sign(const crypto::KeyRef& key, crypto::DigestAlg alg,
@@ -80,6 +91,8 @@ class RemoteSigner final : public crypto::Signer {
   void NotePeer(int fd);
   // Counts what may change the signer's status (see CachedStatus).
   void NoteOutcome(bool unavailable);
+  // Forgets the kept certificates (the next Certificate() asks).
+  void ForgetCertificates();
 
   static constexpr size_t kMaxIdleConnections = 16;
 
@@ -90,6 +103,14 @@ class RemoteSigner final : public crypto::Signer {
   uint64_t restarts_ = 0;       // guarded by mu_
   uint64_t epoch_ = 0;          // guarded by mu_; bumped by NoteOutcome / restarts
   bool last_unavailable_ = false;  // guarded by mu_
+
+  struct KeptCertificate {
+    std::string key_id;
+    X509Ptr cert;
+    uint64_t epoch = 0;  // epoch_ when it was asked for
+  };
+  std::vector<KeptCertificate> certs_;  // guarded by mu_
+  uint64_t certificate_requests_ = 0;   // guarded by mu_
 
   std::mutex status_mu_;  // one status query at a time; guards the cache below
   bool cached_ = false;
