@@ -2,6 +2,9 @@
 
 #include <bit>
 
+#include "base/json.h"
+#include "base/log.h"
+
 namespace sealpost::daemon {
 
 namespace merkle = crypto::merkle;
@@ -73,6 +76,7 @@ Result<std::unique_ptr<ArchiveEvidence>> ArchiveEvidence::Create(const std::stri
   auto reader = storage::ArchiveReader::Open(dir);
   if (!reader) return Err(reader.error().WithContext("archive evidence"));
   e->reader_ = std::move(*reader);
+  e->opened_at_ = std::chrono::steady_clock::now();
   if (Status s = e->CatchUp(); !s.ok()) return Err(s);
   return e;
 }
@@ -95,13 +99,29 @@ Result<EntryEvidence> ArchiveEvidence::Get(uint64_t seq) {
   std::lock_guard<std::mutex> lock(mu_);
   if (seq == 0) return Err(Status::InvalidArgument("archive evidence: entry 0"));
   if (!reader_ || reader_->size() < seq) {
-    auto reader = storage::ArchiveReader::Open(dir_);
-    if (!reader) return Err(reader.error().WithContext("archive evidence"));
-    if ((*reader)->size() < seq) {
+    const auto now = std::chrono::steady_clock::now();
+    Status moved = Status::Internal("no reader");
+    if (reader_ && now - opened_at_ < kReopenAfter) {
+      // Usually: the held reader moved to the new head (no reopening of
+      // the repository, the seal certificate kept).
+      moved = reader_->Refresh();
+      if (!moved.ok()) {
+        Log(LogLevel::kWarn, "archive evidence: refresh failed, reopening",
+            "error=" + JsonString(moved.message()));
+      }
+    }
+    if (!moved.ok()) {
+      // Now and then a fresh reader: libgit2 keeps pack files that the
+      // archive merged and deleted open for as long as a repository is.
+      auto reader = storage::ArchiveReader::Open(dir_);
+      if (!reader) return Err(reader.error().WithContext("archive evidence"));
+      reader_ = std::move(*reader);
+      opened_at_ = now;
+    }
+    if (reader_->size() < seq) {
       return Err(Status::Internal("archive evidence: entry " + std::to_string(seq) +
                                   " is not at the head of " + dir_));
     }
-    reader_ = std::move(*reader);
     if (Status s = CatchUp(); !s.ok()) {
       reader_.reset();
       nodes_ = MerkleNodes();  // rebuilt from the start by the next call

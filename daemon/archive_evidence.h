@@ -19,6 +19,7 @@
 #ifndef SEALPOST_DAEMON_ARCHIVE_EVIDENCE_H_
 #define SEALPOST_DAEMON_ARCHIVE_EVIDENCE_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -67,8 +68,10 @@ class ArchiveEvidence {
   [[nodiscard]] static Result<std::unique_ptr<ArchiveEvidence>> Create(const std::string& dir);
 
   // The evidence for entry `seq`, which must be durable (acknowledged by
-  // Archive::Append): a fresh reader is opened when the one held does not
-  // reach `seq`. Errors: the reader's; Internal when the in-memory tree
+  // Archive::Append): when the reader held does not reach `seq` it is
+  // moved to the archive's head (ArchiveReader::Refresh, which checks the
+  // new checkpoint's signature as Open does), or reopened when it is older
+  // than kReopenAfter or the refresh failed. Errors: the reader's; Internal when the in-memory tree
   // disagrees with the archive's checkpoint.
   [[nodiscard]] Result<EntryEvidence> Get(uint64_t seq);
 
@@ -77,8 +80,13 @@ class ArchiveEvidence {
   // Extends nodes_ to the reader's size and checks the root. REQUIRES mu_.
   [[nodiscard]] Status CatchUp();
 
+  // A reader is reopened at most this long after it was opened, so pack
+  // files the archive merged and deleted are not held open for long.
+  static constexpr std::chrono::seconds kReopenAfter{10};
+
   const std::string dir_;
   std::mutex mu_;
+  std::chrono::steady_clock::time_point opened_at_;  // of reader_; guarded by mu_
   std::unique_ptr<storage::ArchiveReader> reader_;  // guarded by mu_
   MerkleNodes nodes_;                               // guarded by mu_
 };

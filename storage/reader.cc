@@ -283,50 +283,88 @@ Result<std::unique_ptr<ArchiveReader>> ArchiveReader::Open(const std::string& di
                                  " does not exist)"));
   }
   if (rc < 0) return Err(GitStatus(Code::kDataError, dir + ": cannot resolve " + kBranch));
-  r->head_hex_ = OidHex(r->head_);
+  if (Status s = r->LoadHead(r->head_); !s.ok()) return Err(s);
+  return r;
+}
+
+Status ArchiveReader::LoadHead(const git_oid& head) {
+  const std::string& dir = dir_;
+  const std::string head_hex = OidHex(head);
   git_commit* raw_commit = nullptr;
-  if (git_commit_lookup(&raw_commit, r->repo_.get(), &r->head_) < 0) {
-    return Err(GitStatus(Code::kDataError, dir + ": cannot read the head commit " + r->head_hex_ +
-                                               " (missing or corrupt object)"));
+  if (git_commit_lookup(&raw_commit, repo_.get(), &head) < 0) {
+    return GitStatus(Code::kDataError, dir + ": cannot read the head commit " + head_hex +
+                                           " (missing or corrupt object)");
   }
   GitCommitPtr commit(raw_commit);
   git_tree* raw_tree = nullptr;
   if (git_commit_tree(&raw_tree, commit.get()) < 0) {
-    return Err(GitStatus(Code::kDataError,
-                         dir + ": cannot read the tree of the head commit (missing or corrupt object)"));
+    return GitStatus(Code::kDataError,
+                     dir + ": cannot read the tree of the head commit (missing or corrupt object)");
   }
-  r->tree_.reset(raw_tree);
-  auto format = r->ReadAt(r->tree_.get(), "FORMAT");
+  GitTreePtr tree(raw_tree);
+  auto format = ReadAt(tree.get(), "FORMAT");
   if (!format) {
     if (format.error().code() == Code::kNotFound) {
-      return Err(Status::DataError(dir + ": not a sealpost archive (no FORMAT file)"));
+      return Status::DataError(dir + ": not a sealpost archive (no FORMAT file)");
     }
-    return Err(format.error());
+    return format.error();
   }
   if (*format != kFormatFileContent) {
-    return Err(Status::DataError(dir + ": unknown archive format \"" +
-                                 format->substr(0, format->find('\n')) + "\""));
+    return Status::DataError(dir + ": unknown archive format \"" +
+                             format->substr(0, format->find('\n')) + "\"");
   }
   auto as_data = [](const Status& s) { return Status(Code::kDataError, s.message()); };
-  auto body = r->ReadAt(r->tree_.get(), "log/checkpoint");
-  if (!body) return Err(as_data(body.error()));
+  auto body = ReadAt(tree.get(), "log/checkpoint");
+  if (!body) return as_data(body.error());
   auto cp = crypto::ParseCheckpoint(*body, dir + ":log/checkpoint");
-  if (!cp) return Err(cp.error());
-  auto sig = r->ReadAt(r->tree_.get(), "log/checkpoint.p7s");
-  if (!sig) return Err(as_data(sig.error()));
-  auto seal_pem = r->ReadAt(r->tree_.get(), "seal.pem");
-  if (!seal_pem) return Err(as_data(seal_pem.error()));
-  auto seals = crypto::ParseCertificates(*seal_pem, dir + ":seal.pem");
-  if (!seals) return Err(seals.error());
-  r->seal_.reset(X509_dup(sk_X509_value(seals->get(), 0)));
-  if (!r->seal_) return Err(Status::Internal("cannot copy the seal certificate"));
-  Status s = crypto::VerifyCheckpointSignature(*body, *sig, r->seal_.get(),
+  if (!cp) return cp.error();
+  auto sig = ReadAt(tree.get(), "log/checkpoint.p7s");
+  if (!sig) return as_data(sig.error());
+  git_tree_entry* raw_seal_entry = nullptr;
+  if (git_tree_entry_bypath(&raw_seal_entry, tree.get(), "seal.pem") < 0) {
+    git_error_clear();
+    return Status::DataError(dir + ": seal.pem is missing");
+  }
+  GitTreeEntryPtr seal_entry(raw_seal_entry);
+  const git_oid seal_blob = *git_tree_entry_id(seal_entry.get());
+  X509Ptr seal;
+  if (seal_ && git_oid_equal(&seal_blob, &seal_blob_)) {
+    // The same seal.pem as the head held: its certificate is already parsed.
+    if (X509_up_ref(seal_.get()) != 1) return Status::Internal("cannot share the seal certificate");
+    seal.reset(seal_.get());
+  } else {
+    auto seal_pem = ReadAt(tree.get(), "seal.pem");
+    if (!seal_pem) return as_data(seal_pem.error());
+    auto seals = crypto::ParseCertificates(*seal_pem, dir + ":seal.pem");
+    if (!seals) return seals.error();
+    seal.reset(X509_dup(sk_X509_value(seals->get(), 0)));
+    if (!seal) return Status::Internal("cannot copy the seal certificate");
+  }
+  Status s = crypto::VerifyCheckpointSignature(*body, *sig, seal.get(),
                                                dir + ":log/checkpoint.p7s");
-  if (!s.ok()) return Err(Status(Code::kDataError, s.message()));
-  r->checkpoint_ = std::move(*cp);
-  r->checkpoint_body_ = std::move(*body);
-  r->checkpoint_sig_ = std::move(*sig);
-  return r;
+  if (!s.ok()) return Status(Code::kDataError, s.message());
+  if (seal_ && cp->size < checkpoint_.size) {
+    return Status::DataError(dir + ": the head's checkpoint (size " + std::to_string(cp->size) +
+                             ") is older than the one read before (size " +
+                             std::to_string(checkpoint_.size) + ")");
+  }
+  head_ = head;
+  head_hex_ = head_hex;
+  tree_ = std::move(tree);
+  seal_ = std::move(seal);
+  seal_blob_ = seal_blob;
+  checkpoint_ = std::move(*cp);
+  checkpoint_body_ = std::move(*body);
+  checkpoint_sig_ = std::move(*sig);
+  return Status::Ok();
+}
+
+Status ArchiveReader::Refresh() {
+  git_oid head;
+  int rc = git_reference_name_to_id(&head, repo_.get(), kBranch);
+  if (rc < 0) return GitStatus(Code::kDataError, dir_ + ": cannot resolve " + kBranch);
+  if (git_oid_equal(&head, &head_)) return Status::Ok();
+  return LoadHead(head);
 }
 
 Result<std::string> ArchiveReader::ReadEntryFile(uint64_t seq, const std::string& name) {

@@ -72,6 +72,17 @@ class ArchiveReader {
   // a checkpoint signature that does not verify). Changes nothing on disk.
   static Result<std::unique_ptr<ArchiveReader>> Open(const std::string& dir);
 
+  // Moves this reader to the archive's current head, with the checks of
+  // Open() on the new head (its checkpoint parses and is signed by its
+  // seal.pem, which is parsed again only when its blob changed), without
+  // opening the repository again. The head must have moved forward: a
+  // checkpoint smaller than the one held is DataError. On error the reader
+  // is unchanged. Objects in pack files written since Open() are found
+  // (libgit2 rescans the pack directory on a miss); pack files deleted
+  // since stay open until the reader is destroyed, so a long-lived reader
+  // should be reopened now and then.
+  [[nodiscard]] Status Refresh();
+
   ~ArchiveReader();
   ArchiveReader(const ArchiveReader&) = delete;
   ArchiveReader& operator=(const ArchiveReader&) = delete;
@@ -124,6 +135,9 @@ class ArchiveReader {
  private:
   ArchiveReader() = default;
   Result<std::string> ReadAt(git_tree* tree, const std::string& path);
+  // Reads and checks the head commit `head` (see Open) into this reader;
+  // on error nothing is changed.
+  [[nodiscard]] Status LoadHead(const git_oid& head);
 
   std::string dir_;
   std::string state_dir_;
@@ -135,6 +149,7 @@ class ArchiveReader {
   std::string checkpoint_body_;
   std::string checkpoint_sig_;
   X509Ptr seal_;
+  git_oid seal_blob_{};  // the seal.pem blob seal_ was parsed from
 };
 
 // Writes sealpost.* values into the repository-local `config` of the

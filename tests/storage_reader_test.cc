@@ -211,6 +211,57 @@ TEST_F(ReaderTest, ForgedCheckpointSignatureIsRefusedAtOpen) {
   EXPECT_NE(r.error().message().find("checkpoint.p7s"), std::string::npos) << r.error().message();
 }
 
+TEST_F(ReaderTest, RefreshMovesToTheNewHeadWithItsCheckpointAndEntries) {
+  auto a = Create();
+  ASSERT_TRUE(a);
+  auto r = ArchiveReader::Open(path_);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_TRUE((*r)->Refresh().ok());  // nothing new: unchanged
+  EXPECT_EQ((*r)->size(), 1u);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(a->Append(Doc(round * 4 + i)).has_value());
+    Status s = (*r)->Refresh();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ((*r)->head(), a->head());
+    EXPECT_EQ((*r)->size(), a->size());
+    EXPECT_EQ((*r)->checkpoint(), a->checkpoint());
+    auto fresh = ArchiveReader::Open(path_);
+    ASSERT_TRUE(fresh.has_value());
+    EXPECT_EQ((*r)->checkpoint_body(), (*fresh)->checkpoint_body());
+    EXPECT_EQ((*r)->checkpoint_signature(), (*fresh)->checkpoint_signature());
+    EXPECT_EQ(X509_cmp((*r)->seal(), (*fresh)->seal()), 0);
+    auto last = (*r)->ReadEntryFile((*r)->size(), "content");
+    ASSERT_TRUE(last.has_value()) << last.error().ToString();
+    EXPECT_EQ(*last, "body " + std::to_string(round * 4 + 3));
+  }
+}
+
+TEST_F(ReaderTest, RefreshToAForgedCheckpointFailsAndKeepsTheReaderAsItWas) {
+  {
+    auto a = Create();
+    ASSERT_TRUE(a);
+    ASSERT_TRUE(a->Append(Doc(1)).has_value());
+  }
+  auto r = ArchiveReader::Open(path_);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  const std::string head = (*r)->head();
+  const std::string body = (*r)->checkpoint_body();
+  std::string work = tmp_.file("work");
+  ASSERT_EQ(RunCommand("git clone -q " + ShellQuote(path_) + " " + ShellQuote(work)), 0);
+  ASSERT_EQ(RunCommand("cd " + ShellQuote(work) + " && printf '" + std::string(kOrigin) +
+                       "\\n3\\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\\n' > log/checkpoint && "
+                       "git -c user.name=t -c user.email=t@t commit -q -am forged && "
+                       "git push -q origin main"),
+            0);
+  Status s = (*r)->Refresh();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kDataError);
+  EXPECT_NE(s.message().find("checkpoint.p7s"), std::string::npos) << s.message();
+  EXPECT_EQ((*r)->head(), head);
+  EXPECT_EQ((*r)->checkpoint_body(), body);
+  EXPECT_EQ((*r)->size(), 2u);
+}
+
 TEST_F(ReaderTest, ConfigIsReadFromTheRepositoryOnly) {
   auto a = Create();
   ASSERT_TRUE(a);
