@@ -319,6 +319,25 @@ Result<uint64_t> Exchange::SentSeq(const std::string& id) const {
   return it->second;
 }
 
+crypto::PathResult Exchange::SealPath(const std::shared_ptr<const TrustSnapshot>& trust,
+                                      const crypto::Verifier* verifier, X509* seal,
+                                      std::time_t at) {
+  // The same inputs give the same result: reused within the second it was
+  // made for, with the same trust snapshot (held, so its address cannot be
+  // reused by another) and the same seal certificate.
+  std::lock_guard<std::mutex> lock(seal_path_mu_);
+  if (seal_path_ && seal_path_->verifier == verifier && seal_path_->at == at &&
+      X509_cmp(seal_path_->seal.get(), seal) == 0) {
+    return seal_path_->result;
+  }
+  crypto::PathResult r =
+      verifier->trust().Validate(seal, nullptr, at, crypto::Usage::kDocumentSigning);
+  if (X509_up_ref(seal) == 1) {
+    seal_path_ = KeptSealPath{trust, verifier, X509Ptr(seal), at, r};
+  }
+  return r;
+}
+
 std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   const ExchangeOptions& o = options_;
   using Clock = std::chrono::steady_clock;
@@ -407,8 +426,7 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   // subject under a trust anchor matches it (SPKI and issuer+serial do not
   // need it); a seal that does not chain keeps no chain and matches only
   // those forms.
-  crypto::PathResult seal_path = verifier->trust().Validate(seal->get(), nullptr, now,
-                                                             crypto::Usage::kDocumentSigning);
+  crypto::PathResult seal_path = SealPath(trust, verifier, seal->get(), now);
   signers.push_back({seal->get(), seal_path.ok() ? seal_path.chain.get() : nullptr});
   auto decision = policies::EvaluateVerifiedDocument(*policy, facts, signers);
   if (!decision) return std::unexpected(Internal("policy: " + decision.error().message()));
@@ -440,7 +458,11 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   // it does not depend on the reference number, so it is made first.
   crypto::CadesSignOptions copts;
   copts.signing_time = now;
-  auto md = crypto::DigestFile(req.content_path, {crypto::DigestAlgMd(*digest_alg)});
+  // A SHA-256 seal (P-256) signs the digest step 1 made: the content is not
+  // read a second time.
+  auto md = *digest_alg == crypto::DigestAlg::kSha256
+                ? std::move(sha)
+                : crypto::DigestFile(req.content_path, {crypto::DigestAlgMd(*digest_alg)});
   if (!md) return std::unexpected(Internal("content: " + md.error().message()));
   Result<std::string> content_p7s =
       officers ? crypto::AppendSignature(*o.signer, o.seal_key, seal->get(), *digest_alg, (*md)[0],

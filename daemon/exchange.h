@@ -169,6 +169,10 @@ class Exchange {
   Exchange() = default;
   [[nodiscard]] Status LoadCounters();
   uint64_t TakeNumber(const CounterKey& key);
+  // The seal's path under `verifier` at `at` (for the policy's seal rule);
+  // one validation per second, trust snapshot and seal certificate.
+  crypto::PathResult SealPath(const std::shared_ptr<const TrustSnapshot>& trust,
+                              const crypto::Verifier* verifier, X509* seal, std::time_t at);
   void ReturnNumber(const CounterKey& key, uint64_t number);
 
   ExchangeOptions options_;
@@ -179,6 +183,15 @@ class Exchange {
   std::unique_ptr<ArchiveEvidence> evidence_;
   std::mutex counters_mu_;  // only around taking / returning a number
   std::map<CounterKey, Counter> counters_;  // guarded by counters_mu_
+  struct KeptSealPath {
+    std::shared_ptr<const TrustSnapshot> trust;  // keeps `verifier` alive when it is the snapshot's
+    const crypto::Verifier* verifier = nullptr;
+    X509Ptr seal;
+    std::time_t at = 0;
+    crypto::PathResult result;
+  };
+  std::mutex seal_path_mu_;
+  std::optional<KeptSealPath> seal_path_;  // guarded by seal_path_mu_
   mutable std::mutex ids_mu_;
   std::map<std::string, uint64_t> sent_;  // document id -> seq; guarded by ids_mu_
   std::atomic<uint64_t> t_count_{0}, t_verify_{0}, t_seal_{0}, t_append_{0}, t_bundle_{0},
