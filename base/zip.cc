@@ -113,7 +113,17 @@ class Inflater {
 
 class Deflater {
  public:
-  Deflater() { ok_ = deflateInit2(&z_, 9, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK; }
+  // Level 9. The window (and hash table) fit the input: a member of a few
+  // KiB needs no 32 KiB window, and zlib clears and allocates those tables
+  // at every init (most of the cost of deflating a small member). Matches
+  // never reach further back than the input, so the output is the same
+  // kind of raw DEFLATE data; any inflater with a 32 KiB window reads it.
+  explicit Deflater(size_t input_size) {
+    int bits = 9;  // the smallest window zlib accepts for raw deflate
+    while (bits < MAX_WBITS && (size_t{1} << bits) < input_size) ++bits;
+    const int mem_level = std::min(8, std::max(1, bits - 7));
+    ok_ = deflateInit2(&z_, 9, Z_DEFLATED, -bits, mem_level, Z_DEFAULT_STRATEGY) == Z_OK;
+  }
   ~Deflater() { if (ok_) deflateEnd(&z_); }
   Deflater(const Deflater&) = delete;
   Deflater& operator=(const Deflater&) = delete;
@@ -719,7 +729,7 @@ Status ZipWriter::AddBytes(std::string_view name, std::string_view data, ZipMeth
   std::string compressed;
   std::string_view stored = data;
   if (method == ZipMethod::kDeflate) {
-    Deflater def;
+    Deflater def(data.size());
     if (!def.ok()) return Status::Internal("zlib deflateInit2 failed");
     z_stream* z = def.get();
     compressed.resize(deflateBound(z, static_cast<uLong>(data.size())));
