@@ -806,6 +806,30 @@ std::vector<Result<Appended>> Archive::AppendMany(std::vector<EntryInput> entrie
   std::vector<Result<Appended>> out(entries.size(), Err(Status::Internal("not appended")));
   std::vector<std::unique_ptr<Pending>> pending;
   std::vector<size_t> where;
+  std::vector<std::future<Result<Appended>>> done;
+  size_t queued = 0;  // pending[0, queued) are in the queue
+  uint64_t size_before = 0;  // entries i may refer to: those before the call and before i
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    size_before = frontier_.size();
+  }
+  // Queues what is ready; false if the archive is closing (then the rest
+  // fail Unavailable and the queued ones are awaited).
+  auto queue_ready = [&]() -> bool {
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      if (!stopping_) {
+        for (; queued < pending.size(); ++queued) queue_.push_back(pending[queued].get());
+      }
+    }
+    queue_cv_.notify_one();
+    if (queued == pending.size()) return true;
+    for (size_t k = 0; k < queued; ++k) out[where[k]] = done[k].get();
+    for (size_t k = queued; k < pending.size(); ++k) {
+      out[where[k]] = Err(Status::Unavailable(dir_ + ": archive is closing"));
+    }
+    return false;
+  };
   for (size_t i = 0; i < entries.size(); ++i) {
     if (Status s = ValidateEntry(entries[i]); !s.ok()) {
       out[i] = Err(s);
@@ -817,7 +841,7 @@ std::vector<Result<Appended>> Archive::AppendMany(std::vector<EntryInput> entrie
         out[i] = Err(broken_);
         continue;
       }
-      if (entries[i].refers_to > frontier_.size() + i) {
+      if (entries[i].refers_to > size_before + i) {
         out[i] = Err(Status::InvalidArgument("entry refers to #" +
                                              std::to_string(entries[i].refers_to) +
                                              ", beyond the log"));
@@ -829,20 +853,14 @@ std::vector<Result<Appended>> Archive::AppendMany(std::vector<EntryInput> entrie
       out[i] = Err(s);
       continue;
     }
+    done.push_back(p->done.get_future());
     pending.push_back(std::move(p));
     where.push_back(i);
+    // Queued a batch at a time as they are made ready, so the writer
+    // builds the first commit while this thread prepares the next.
+    if (pending.size() - queued == options_.max_batch && !queue_ready()) return out;
   }
-  std::vector<std::future<Result<Appended>>> done;
-  for (auto& p : pending) done.push_back(p->done.get_future());
-  {
-    std::lock_guard<std::mutex> lock(queue_mu_);
-    if (stopping_) {
-      for (size_t i : where) out[i] = Err(Status::Unavailable(dir_ + ": archive is closing"));
-      return out;
-    }
-    for (auto& p : pending) queue_.push_back(p.get());
-  }
-  queue_cv_.notify_one();
+  if (!queue_ready()) return out;
   for (size_t k = 0; k < done.size(); ++k) out[where[k]] = done[k].get();
   return out;
 }
