@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
   const std::string pin_file = hsm.WritePinFile(pin + "\n");
   const std::string journal = hsm.file("journal.jsonl");
   std::vector<std::string> args{"--key",     uri,     "--socket",       socket, "--pin-file", pin_file,
-                                "--journal", journal, "--call-timeout", "10"};
+                                "--journal", journal, "--call-timeout", "10", "--verbose"};
   auto started = g_signer.empty()
                      ? std::make_unique<sealpost::testing::SignerProcess>(args, hsm.file("signer.log"))
                      : std::make_unique<sealpost::testing::SignerProcess>(g_signer, args, hsm.file("signer.log"));
@@ -210,6 +210,16 @@ int main(int argc, char** argv) {
   std::printf("load average after the signer runs: %s\n\n", LoadAverage().c_str());
   signer.Kill(SIGTERM);
   signer.WaitExit(10);
+  // The signer logs its journal's lines and fdatasyncs when it stops.
+  std::string log = signer.Log();
+  size_t at = log.find("journal_lines=");
+  if (at != std::string::npos) {
+    std::string stats = log.substr(at, log.find('\n', at) - at);
+    std::printf("journal over both signature runs: %s\n\n", stats.c_str());
+  } else {
+    std::printf("(the signer logged no journal figures at stop:\n%s)\n\n",
+                log.substr(log.size() > 400 ? log.size() - 400 : 0).c_str());
+  }
 
   // Reference: the same key, in this process through pkcs11/ (libp11).
   pkcs11::OpenOptions o;

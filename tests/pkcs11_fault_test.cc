@@ -188,7 +188,10 @@ TEST_F(FaultTest, SigningKeyLookupIsCachedAndRedoneAfterReinsertion) {
   // At most one lookup per second (the cache's recheck), not one per signature.
   int finds = fault_->Count("C_FindObjectsInit");
   EXPECT_LE(finds, 1 + static_cast<int>(elapsed)) << finds << " lookups in " << elapsed << " s";
-  ASSERT_LT(elapsed, kN - 2) << "too slow to tell a cache from none";
+#if !defined(__SANITIZE_ADDRESS__)
+  // (Under the sanitizers signing may be too slow to tell a cache from none.)
+  EXPECT_LT(elapsed, kN - 2) << "too slow to tell a cache from none";
+#endif
 
   fault_->Set("removed=1\n");  // pulled out: the cached key is not used
   auto gone = (*signer)->Sign(key, crypto::DigestAlg::kSha256, Digest());

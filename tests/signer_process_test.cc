@@ -600,5 +600,58 @@ TEST_F(SignerProcessTest, ThroughputThroughSignerIsMeasured) {
   EXPECT_EQ(Lines(Journal()), static_cast<size_t>(2 * kN));
 }
 
+// Concurrent requests reach the journal one after the other (token calls
+// are serialised): the journal's writer waits for those still signing, so
+// they share one fdatasync, and every signature is still journaled before
+// its answer. The signer logs its journal's lines and syncs when it stops.
+TEST_F(SignerProcessTest, ConcurrentSignaturesShareJournalSyncsAndAreAllJournaled) {
+  auto proc = Start({"--verbose"});
+  auto remote = Client();
+  crypto::KeyRef key{Uri("seal")};
+  std::string digest(32, '\x22');
+  auto cert = remote.Certificate(key);
+  ASSERT_TRUE(cert) << cert.error().message();
+#if defined(__SANITIZE_ADDRESS__)
+  // A few signatures a second under the sanitizers: only consistency.
+  constexpr int kPerThread = 3;
+  constexpr bool kMeasure = false;
+#else
+  constexpr int kPerThread = 25;
+  constexpr bool kMeasure = true;
+#endif
+  constexpr int kThreads = 8;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto der = crypto::BuildDetachedSignature(remote, key, cert->get(), crypto::DigestAlg::kSha256,
+                                                  digest, {});
+        if (!der) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  const size_t n = static_cast<size_t>(kThreads * kPerThread);
+  // Answered means journaled.
+  EXPECT_EQ(Lines(Journal()), n);
+
+  proc->Kill(SIGTERM);
+  ASSERT_EQ(proc->WaitExit(10), 0) << proc->Log();
+  std::string log = proc->Log();
+  size_t l = log.find("journal_lines="), y = log.find("journal_syncs=");
+  ASSERT_NE(l, std::string::npos) << log;
+  ASSERT_NE(y, std::string::npos) << log;
+  unsigned long lines = std::stoul(log.substr(l + 14)), syncs = std::stoul(log.substr(y + 14));
+  EXPECT_EQ(lines, n);
+  EXPECT_GE(syncs, 1u);
+  EXPECT_LE(syncs, lines);
+  if (kMeasure) {
+    EXPECT_LT(syncs, lines) << kThreads << " concurrent signers never shared an fdatasync";
+  }
+  RecordProperty("journal_lines_per_sync", std::to_string(static_cast<double>(lines) / syncs));
+}
+
 }  // namespace
 }  // namespace sealpost::signer

@@ -50,6 +50,9 @@ constexpr size_t kMaxConnections = 64;
 constexpr std::chrono::minutes kIdleLimit{10};
 constexpr std::chrono::seconds kAnswerWriteLimit{5};
 constexpr std::chrono::seconds kReopenInterval{2};
+// How long the journal's writer waits for signatures still being made
+// before it syncs (Journal): a few token signatures (~0.15 ms each).
+constexpr std::chrono::microseconds kGroupWait{1500};
 
 std::string Q(std::string_view s) { return JsonString(s); }
 
@@ -110,6 +113,14 @@ std::string UtcText(std::time_t t) {
 // appends are grouped: one writer writes every line pending and syncs once,
 // the others wait for that sync (group commit), so throughput is not one
 // fdatasync per signature when several requests are in flight.
+//
+// Token calls are serialised, so concurrent signatures reach the journal one
+// after the other: a writer that started at once would mostly sync one line
+// (an fdatasync costs ~150 us of CPU here, as much as the signature). So a
+// request announces itself before its token call (Expect) and the writer
+// waits, at most kGroupWait, while announced requests are still signing
+// (Append or Forget ends an announcement), then writes them all with one
+// sync. Alone, a request does not wait at all.
 class Journal {
  public:
   static Result<std::unique_ptr<Journal>> Open(const std::optional<std::string>& path) {
@@ -123,25 +134,58 @@ class Journal {
     return j;
   }
 
-  // Returns once `line` is durable (or with kIoError if it is not).
-  Status Append(const std::string& line) {
+  // A signature that will be appended (or forgotten) soon: see the class
+  // comment. Call before the token call; then exactly one Append or Forget.
+  void Expect() {
+    if (!fd_.valid()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    ++expected_;
+  }
+  // Lines written and syncs made so far, for the log line at
+  // stop (bench/bench_signer reads it).
+  std::string Stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return "journal_lines=" + std::to_string(lines_) + " journal_syncs=" + std::to_string(syncs_);
+  }
+
+  void Forget() {
+    if (!fd_.valid()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (expected_ > 0) --expected_;
+    if (expected_ == 0 && writer_waiting_) arrived_cv_.notify_one();
+  }
+
+  // Returns once `line` is durable (or with kIoError if it is not). Ends
+  // this request's Expect, if it made one.
+  Status Append(const std::string& line, bool expected = false) {
     if (!fd_.valid()) return Status::Ok();
     std::unique_lock<std::mutex> lock(mu_);
+    if (expected && expected_ > 0) --expected_;
     uint64_t mine = ++queued_;
     pending_ += line;
     pending_ += '\n';
+    if (expected_ == 0 && writer_waiting_) arrived_cv_.notify_one();
     while (processed_ < mine) {
       if (writing_) {
         cv_.wait(lock);
         continue;
       }
       writing_ = true;
+      if (expected_ > 0) {
+        // Others are signing: take their lines into this sync.
+        auto until = std::chrono::steady_clock::now() + kGroupWait;
+        writer_waiting_ = true;
+        arrived_cv_.wait_until(lock, until, [&] { return expected_ == 0; });
+        writer_waiting_ = false;
+      }
       std::string text = std::move(pending_);
       pending_.clear();
       uint64_t from = processed_ + 1, upto = queued_;
       lock.unlock();
       Status s = WriteAndSync(text);
       lock.lock();
+      ++syncs_;
+      lines_ += upto - from + 1;
       writing_ = false;
       processed_ = upto;
       if (!s.ok()) failed_.push_back(Failure{from, upto, s});
@@ -177,10 +221,14 @@ class Journal {
   std::string path_;
   UniqueFd fd_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;           // a sync finished
+  std::condition_variable arrived_cv_;   // no announced signature is pending any more
+  bool writer_waiting_ = false;          // on arrived_cv_, guarded by mu_
   std::string pending_;    // guarded by mu_
   uint64_t queued_ = 0;    // lines queued so far, guarded by mu_
   uint64_t processed_ = 0; // lines written (or failed) so far, guarded by mu_
+  uint64_t expected_ = 0;  // announced signatures not yet appended, guarded by mu_
+  uint64_t lines_ = 0, syncs_ = 0;  // written (or failed) so far, guarded by mu_
   bool writing_ = false;   // guarded by mu_
   std::vector<Failure> failed_;  // guarded by mu_
 };
@@ -439,6 +487,15 @@ class Server {
     if (!checked.ok()) return refuse(checked);
     auto digest = crypto::DigestBytes(crypto::DigestAlgMd(s.alg), s.payload);
     if (!digest) return ToError(digest.error());
+    // Announced to the journal until appended (or forgotten on any way out).
+    struct Announced {
+      Journal& journal;
+      bool appended = false;
+      ~Announced() {
+        if (!appended) journal.Forget();
+      }
+    } announced{journal_};
+    journal_.Expect();
     auto sig = token_.Sign(s.key, s.alg, *digest);
     if (!sig) {
       Log(LogLevel::kWarn, "token signature failed", "key=" + Q(s.key) + " error=" + Q(sig.error().message()));
@@ -451,7 +508,8 @@ class Server {
                        ",\"message_digest\":" + Q(HexEncode(attrs->message_digest)) +
                        ",\"signing_time\":" + Q(UtcText(attrs->signing_time)) +
                        ",\"signature_sha256\":" + Q(sig_hash ? HexEncode(*sig_hash) : "") + "}";
-    Status j = journal_.Append(line);
+    announced.appended = true;
+    Status j = journal_.Append(line, /*expected=*/true);
     if (!j.ok()) {
       Log(LogLevel::kError, "signature withheld: journal write failed", "error=" + Q(j.message()));
       return ErrorAnswer{Code::kUnavailable, "signature withheld: " + j.message()};
@@ -607,7 +665,7 @@ int RunServer(const ServerOptions& opts) {
   }
 
   sd_notify(0, "STOPPING=1");
-  Log(LogLevel::kInfo, "stopping");
+  Log(LogLevel::kInfo, "stopping", opts.journal ? (*journal)->Stats() : std::string());
   listener->reset();
   ::unlink(opts.socket_path.c_str());
   {
