@@ -70,13 +70,20 @@ Result<std::vector<merkle::Hash>> MerkleNodes::InclusionProof(uint64_t index,
   return out;
 }
 
-Result<std::unique_ptr<ArchiveEvidence>> ArchiveEvidence::Create(const std::string& dir) {
+Result<std::unique_ptr<ArchiveEvidence>> ArchiveEvidence::Create(const std::string& dir,
+                                                                 MerkleNodes known) {
   std::unique_ptr<ArchiveEvidence> e(new ArchiveEvidence(dir));
   std::lock_guard<std::mutex> lock(e->mu_);
   auto reader = storage::ArchiveReader::Open(dir);
   if (!reader) return Err(reader.error().WithContext("archive evidence"));
   e->reader_ = std::move(*reader);
   e->opened_at_ = std::chrono::steady_clock::now();
+  if (known.size() > e->reader_->size()) {
+    return Err(Status::FailedPrecondition("archive evidence: " + std::to_string(known.size()) +
+                                          " leaves known, but " + dir + " has " +
+                                          std::to_string(e->reader_->size()) + " entries"));
+  }
+  e->nodes_ = std::move(known);
   if (Status s = e->CatchUp(); !s.ok()) return Err(s);
   return e;
 }

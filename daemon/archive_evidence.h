@@ -29,6 +29,7 @@
 
 #include "base/status.h"
 #include "crypto/merkle.h"
+#include "daemon/startup_scan.h"
 #include "storage/reader.h"
 
 namespace sealpost::daemon {
@@ -53,6 +54,21 @@ class MerkleNodes {
   std::vector<std::vector<crypto::merkle::Hash>> levels_;
 };
 
+// The leaf hashes of the archive, gathered by the start-up pass
+// (daemon/startup_scan.h) for ArchiveEvidence::Create.
+class LeafHashesScan final : public ManifestConsumer {
+ public:
+  uint64_t covered() const override { return nodes_.size(); }
+  [[nodiscard]] Status Consume(uint64_t, std::string_view text, const storage::Manifest&) override {
+    nodes_.Append(crypto::merkle::LeafHash(text));
+    return Status::Ok();
+  }
+  const MerkleNodes& nodes() const { return nodes_; }
+
+ private:
+  MerkleNodes nodes_;
+};
+
 struct EntryEvidence {
   std::string manifest;         // manifest.json of the entry, as committed
   std::string checkpoint_body;  // log/checkpoint of a commit holding the entry
@@ -65,7 +81,11 @@ class ArchiveEvidence {
  public:
   // Reads every manifest of the archive in `dir` once. Errors: the
   // reader's, DataError when the leaves do not give the checkpoint's root.
-  [[nodiscard]] static Result<std::unique_ptr<ArchiveEvidence>> Create(const std::string& dir);
+  // `known`: the leaves of entries 1..known.size() already read (by the
+  // start-up pass); only the manifests after them are read. The root is
+  // checked against the checkpoint either way.
+  [[nodiscard]] static Result<std::unique_ptr<ArchiveEvidence>> Create(const std::string& dir,
+                                                                       MerkleNodes known = {});
 
   // The evidence for entry `seq`, which must be durable (acknowledged by
   // Archive::Append): when the reader held does not reach `seq` it is

@@ -292,19 +292,30 @@ std::unique_ptr<PeerTransport> MakeHttpsTransport(PeerTlsFiles files) {
 
 // ---- the worker ------------------------------------------------------------
 
-struct DeliveryWorker::Index {
-  uint64_t scanned = 0;  // entries 1..scanned have been read
-  // (document id, recipient) -> seq of the archived delivery receipt.
-  std::map<std::pair<std::string, std::string>, uint64_t> receipts;
-  // (document id, reading union) -> seq of the archived read notice (ours
-  // when the union is this one, a recipient's otherwise).
-  std::map<std::pair<std::string, std::string>, uint64_t> notices;
-  // received document id -> (seq of its document-received entry, issuer).
-  std::map<std::string, std::pair<uint64_t, std::string>> received;
-  int64_t attempts_cursor = 0;  // last outbox attempt id archived
-  // Receipts being appended right now (not yet in `receipts`).
-  std::set<std::pair<std::string, std::string>> archiving;
-};
+Status DeliveryIndex::Consume(uint64_t seq, std::string_view, const storage::Manifest& m) {
+  const std::string id = m.Field("id");
+  switch (m.kind) {
+    case storage::EntryKind::kDocumentReceived:
+      received.emplace(id, std::make_pair(seq, m.Field("issuer")));
+      break;
+    case storage::EntryKind::kDeliveryReceipt:
+      if (m.Field("receipt_type") == "read-notice") {
+        notices.emplace(std::make_pair(id, m.Field("recipient")), seq);
+      } else if (m.Field("receipt_type") == "delivery-receipt") {
+        receipts.emplace(std::make_pair(id, m.Field("recipient")), seq);
+      }
+      break;
+    case storage::EntryKind::kDeliveryAttempts: {
+      int64_t last = std::strtoll(m.Field("last_attempt_id").c_str(), nullptr, 10);
+      attempts_cursor = std::max(attempts_cursor, last);
+      break;
+    }
+    default:
+      break;
+  }
+  scanned = seq;
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<DeliveryWorker>> DeliveryWorker::Create(
     DeliveryOptions options, ExchangeProvider exchange, std::unique_ptr<PeerTransport> transport) {
@@ -332,6 +343,11 @@ Result<std::unique_ptr<DeliveryWorker>> DeliveryWorker::Create(
 }
 
 DeliveryWorker::~DeliveryWorker() { Stop(); }
+
+void DeliveryWorker::SeedIndex(std::unique_ptr<DeliveryIndex> index) {
+  std::lock_guard lock(index_mu_);
+  if (index) index_ = std::move(index);
+}
 
 void DeliveryWorker::Start() {
   std::lock_guard lock(mu_);
@@ -548,27 +564,7 @@ Status DeliveryWorker::RefreshLocked(Exchange& ex) {
     if (!text) return text.error().WithContext("entry " + std::to_string(seq));
     auto m = storage::ParseManifest(*text, "entry " + std::to_string(seq));
     if (!m) return m.error();
-    const std::string id = m->Field("id");
-    switch (m->kind) {
-      case storage::EntryKind::kDocumentReceived:
-        ix.received.emplace(id, std::make_pair(seq, m->Field("issuer")));
-        break;
-      case storage::EntryKind::kDeliveryReceipt:
-        if (m->Field("receipt_type") == "read-notice") {
-          ix.notices.emplace(std::make_pair(id, m->Field("recipient")), seq);
-        } else if (m->Field("receipt_type") == "delivery-receipt") {
-          ix.receipts.emplace(std::make_pair(id, m->Field("recipient")), seq);
-        }
-        break;
-      case storage::EntryKind::kDeliveryAttempts: {
-        int64_t last = std::strtoll(m->Field("last_attempt_id").c_str(), nullptr, 10);
-        ix.attempts_cursor = std::max(ix.attempts_cursor, last);
-        break;
-      }
-      default:
-        break;
-    }
-    ix.scanned = seq;
+    if (Status s = ix.Consume(seq, *text, *m); !s.ok()) return s;
   }
   return Status::Ok();
 }

@@ -62,6 +62,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -73,6 +74,7 @@
 #include "client/smtp_client.h"
 #include "daemon/exchange.h"
 #include "daemon/problem.h"
+#include "daemon/startup_scan.h"
 #include "daemon/trust.h"
 #include "daemon/webhook.h"
 #include "policies/holder.h"
@@ -167,6 +169,28 @@ struct DeliveryStatus {
 std::string DeliveryHealthJson(const DeliveryStatus& status);
 std::string DeliveryMetricsText(const DeliveryStatus& status);
 
+// What the delivery worker knows from the archive: receipts, read notices,
+// received documents, the last outbox attempt archived. Filled by the
+// start-up pass (daemon/startup_scan.h) or, without it, from entry 1 on
+// first use; then kept up to date by the worker.
+struct DeliveryIndex final : ManifestConsumer {
+  uint64_t covered() const override { return scanned; }
+  [[nodiscard]] Status Consume(uint64_t seq, std::string_view text,
+                               const storage::Manifest& m) override;
+
+  uint64_t scanned = 0;  // entries 1..scanned have been read
+  // (document id, recipient) -> seq of the archived delivery receipt.
+  std::map<std::pair<std::string, std::string>, uint64_t> receipts;
+  // (document id, reading union) -> seq of the archived read notice (ours
+  // when the union is this one, a recipient's otherwise).
+  std::map<std::pair<std::string, std::string>, uint64_t> notices;
+  // received document id -> (seq of its document-received entry, issuer).
+  std::map<std::string, std::pair<uint64_t, std::string>> received;
+  int64_t attempts_cursor = 0;  // last outbox attempt id archived
+  // Receipts being appended right now (not yet in `receipts`).
+  std::set<std::pair<std::string, std::string>> archiving;
+};
+
 class DeliveryWorker {
  public:
   // Gives the Exchange once it exists (Unavailable etc. until then).
@@ -179,6 +203,8 @@ class DeliveryWorker {
   DeliveryWorker(const DeliveryWorker&) = delete;
   DeliveryWorker& operator=(const DeliveryWorker&) = delete;
 
+  // The index filled by the start-up pass; before Start() and any delivery.
+  void SeedIndex(std::unique_ptr<DeliveryIndex> index);
   // Starts the worker threads (idempotent).
   void Start();
   // Lets the deliveries in progress finish, archives the finished attempts
@@ -211,7 +237,7 @@ class DeliveryWorker {
 
  private:
   DeliveryWorker() = default;
-  struct Index;  // what the worker knows from the archive
+  using Index = DeliveryIndex;
   // kUnreachable: retried, and the recipient is marked down in the outbox
   // (the transport could not reach it at all: connection, TLS, timeout).
   enum class Outcome { kDelivered, kRefused, kRetry, kUnreachable };

@@ -64,8 +64,12 @@ Result<Exchange*> DocumentsService::Get() {
   // Only Server::Create makes this service, after it locked the state
   // directory: no other process uses this outbox.
   o.owns_state_dir = true;
+  o.sent_scan = sent_scan_;
+  o.leaves_scan = leaves_scan_;
   auto ex = Exchange::Create(o);
   if (!ex) return Err(ex.error());
+  sent_scan_.reset();
+  leaves_scan_.reset();
   if (pending_policy_) {
     // Before anyone else uses the archive: the entry the crash left out.
     // A failure leaves the policy in force; the next start finds the

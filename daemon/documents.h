@@ -38,6 +38,7 @@
 
 #include "base/status.h"
 #include "crypto/verify.h"
+#include "daemon/archive_evidence.h"
 #include "daemon/config.h"
 #include "daemon/exchange.h"
 #include "daemon/policy_update.h"
@@ -110,6 +111,13 @@ class DocumentsService {
   // A policy-version entry to archive once the archive writer is open
   // (daemon/policy_update.h RecoverPolicyUpdate). Before the first Get().
   void SetPendingPolicyVersion(PendingPolicyVersion p) { pending_policy_ = std::move(p); }
+  // The Exchange's part of the start-up pass (daemon/startup.h), given to
+  // Exchange::Create and dropped once it succeeded. Before the first Get().
+  void SetStartupScans(std::shared_ptr<SentDocumentsScan> sent,
+                       std::shared_ptr<LeafHashesScan> leaves) {
+    sent_scan_ = std::move(sent);
+    leaves_scan_ = std::move(leaves);
+  }
 
   // The Exchange, created on first success (also for the delivery worker
   // and the inbox). Unavailable while it cannot be.
@@ -128,6 +136,8 @@ class DocumentsService {
   std::mutex mu_;
   std::unique_ptr<Exchange> exchange_;  // guarded by mu_ until set
   std::optional<PendingPolicyVersion> pending_policy_;  // mu_
+  std::shared_ptr<SentDocumentsScan> sent_scan_;  // mu_
+  std::shared_ptr<LeafHashesScan> leaves_scan_;   // mu_
   OpenedHook opened_hook_;
   std::mutex outbox_mu_;
   std::unique_ptr<storage::Outbox> outbox_;  // read side's own handle; outbox_mu_

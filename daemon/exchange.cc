@@ -189,46 +189,64 @@ Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
           "jobs=" + std::to_string(*ended));
     }
   }
-  Status s = ex->LoadCounters();
-  if (!s.ok()) return Err(s);
-  auto evidence = ArchiveEvidence::Create(ex->archive_dir_);
-  if (!evidence) return Err(evidence.error());
-  ex->evidence_ = std::move(*evidence);
+  // The documents sent and the reference counters, the Merkle leaves: from
+  // the start-up pass when given, caught up here with the entries after it
+  // (one reading of each manifest either way).
+  {
+    auto reader = storage::ArchiveReader::Open(ex->archive_dir_);
+    if (!reader) return Err(reader.error().WithContext("reference counters"));
+    std::shared_ptr<SentDocumentsScan> sent =
+        o.sent_scan ? o.sent_scan : std::make_shared<SentDocumentsScan>(o.union_id);
+    std::shared_ptr<LeafHashesScan> leaves =
+        o.leaves_scan ? o.leaves_scan : std::make_shared<LeafHashesScan>();
+    if (Status s = FeedManifests(**reader, {sent.get(), leaves.get()}); !s.ok()) {
+      return Err(s.WithContext("reference counters"));
+    }
+    if (Status s = ex->LoadCounters(*sent); !s.ok()) return Err(s);
+    auto evidence = ArchiveEvidence::Create(ex->archive_dir_, leaves->nodes());
+    if (!evidence) return Err(evidence.error());
+    ex->evidence_ = std::move(*evidence);
+  }
+  ex->options_.sent_scan.reset();
+  ex->options_.leaves_scan.reset();
   return ex;
 }
 
-Status Exchange::LoadCounters() {
-  auto reader = storage::ArchiveReader::Open(archive_dir_);
-  if (!reader) return reader.error().WithContext("reference counters");
-  // Entries written before reference_number existed were numbered in
-  // archive order without gaps (one submission at a time): 1..legacy.
-  std::map<CounterKey, uint64_t> legacy;
-  std::map<CounterKey, std::set<uint64_t>> numbered;
-  for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
-    auto m = (*reader)->ReadManifest(seq);
-    if (!m) return m.error().WithContext("reference counters");
-    if (m->kind != storage::EntryKind::kDocumentSent) continue;
-    if (m->Field("issuer") != options_.union_id) continue;
-    sent_[m->Field("id")] = seq;
-    if (m->Field("reference").empty()) continue;
-    CounterKey key{m->Field("type"), YearOf(m->Field("issued_at"))};
-    const std::string n = m->Field("reference_number");
-    if (n.empty()) {
-      ++legacy[key];
-      continue;
-    }
-    uint64_t v = 0;
-    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), v);
-    if (ec != std::errc() || end != n.data() + n.size() || v == 0) {
-      return Status::DataError("reference counters: entry " + std::to_string(seq) +
-                               " has reference_number '" + n + "', not a positive number");
-    }
-    if (!numbered[key].insert(v).second) {
-      return Status::DataError("reference counters: entry " + std::to_string(seq) +
-                               " repeats reference number " + n + " of type " + key.first +
-                               " in " + std::to_string(key.second));
-    }
+Status SentDocumentsScan::Consume(uint64_t seq, std::string_view, const storage::Manifest& m) {
+  covered_ = seq;
+  if (m.kind != storage::EntryKind::kDocumentSent) return Status::Ok();
+  if (m.Field("issuer") != union_id_) return Status::Ok();
+  sent_[m.Field("id")] = seq;
+  if (m.Field("reference").empty()) return Status::Ok();
+  CounterKey key{m.Field("type"), YearOf(m.Field("issued_at"))};
+  const std::string n = m.Field("reference_number");
+  if (n.empty()) {
+    ++legacy_[key];
+    return Status::Ok();
   }
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), v);
+  if (ec != std::errc() || end != n.data() + n.size() || v == 0) {
+    return Status::DataError("reference counters: entry " + std::to_string(seq) +
+                             " has reference_number '" + n + "', not a positive number");
+  }
+  if (!numbered_[key].insert(v).second) {
+    return Status::DataError("reference counters: entry " + std::to_string(seq) +
+                             " repeats reference number " + n + " of type " + key.first + " in " +
+                             std::to_string(key.second));
+  }
+  return Status::Ok();
+}
+
+Status Exchange::LoadCounters(const SentDocumentsScan& scan) {
+  {
+    std::lock_guard<std::mutex> lock(ids_mu_);
+    sent_ = scan.sent_;
+  }
+  std::lock_guard<std::mutex> lock(counters_mu_);
+  counters_.clear();
+  const auto& legacy = scan.legacy_;
+  const auto& numbered = scan.numbered_;
   for (const auto& [key, count] : legacy) counters_[key].last = count;
   for (const auto& [key, numbers] : numbered) {
     Counter& c = counters_[key];

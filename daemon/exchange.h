@@ -53,12 +53,36 @@
 #include "crypto/verify.h"
 #include "daemon/archive_evidence.h"
 #include "daemon/problem.h"
+#include "daemon/startup_scan.h"
 #include "daemon/trust.h"
 #include "policies/holder.h"
 #include "storage/archive.h"
 #include "storage/outbox.h"
 
 namespace sealpost::daemon {
+
+// What Exchange::Create rebuilds from the archive (daemon/startup_scan.h):
+// the documents sent from here and the reference numbers they carry.
+class SentDocumentsScan final : public ManifestConsumer {
+ public:
+  explicit SentDocumentsScan(std::string union_id) : union_id_(std::move(union_id)) {}
+  uint64_t covered() const override { return covered_; }
+  [[nodiscard]] Status Consume(uint64_t seq, std::string_view text,
+                               const storage::Manifest& m) override;
+
+ private:
+  friend class Exchange;
+  using CounterKey = std::pair<std::string, int>;  // (type, year)
+  std::string union_id_;
+  uint64_t covered_ = 0;
+  std::map<std::string, uint64_t> sent_;  // document id -> seq
+  // Entries written before reference_number existed were numbered in
+  // archive order without gaps (one submission at a time): 1..legacy.
+  std::map<CounterKey, uint64_t> legacy_;
+  std::map<CounterKey, std::set<uint64_t>> numbered_;
+};
+
+class LeafHashesScan;  // daemon/archive_evidence.h
 
 struct ExchangeOptions {
   std::string union_id;   // this union (an id of the policy registry)
@@ -88,6 +112,11 @@ struct ExchangeOptions {
   // lock, sealpostd.lock): leases left in the outbox by a previous process
   // that died end at once instead of after lease_millis.
   bool owns_state_dir = false;
+  // Filled by the start-up pass (daemon/startup_scan.h); Create catches them
+  // up with the entries after them instead of reading the whole archive.
+  // Unset: Create reads every manifest itself.
+  std::shared_ptr<SentDocumentsScan> sent_scan;
+  std::shared_ptr<LeafHashesScan> leaves_scan;
 };
 
 struct SubmitRequest {
@@ -167,7 +196,7 @@ class Exchange {
   class Reservation;
 
   Exchange() = default;
-  [[nodiscard]] Status LoadCounters();
+  [[nodiscard]] Status LoadCounters(const SentDocumentsScan& scan);
   uint64_t TakeNumber(const CounterKey& key);
   // The seal's path under `verifier` at `at` (for the policy's seal rule);
   // one validation per second, trust snapshot and seal certificate.

@@ -226,47 +226,69 @@ Result<std::unique_ptr<Inbox>> Inbox::Create(InboxOptions options) {
   return in;
 }
 
+Status ReceivedDocumentsScan::Consume(uint64_t seq, std::string_view, const storage::Manifest& m) {
+  covered_ = seq;
+  if (m.kind == storage::EntryKind::kDeliveryReceipt &&
+      m.Field("receipt_type") == "delivery-receipt" && m.Field("recipient") == union_id_ &&
+      !m.Field("sender").empty()) {
+    receipt_entries_.emplace(m.Field("id"), seq);  // a receipt we issued
+    return Status::Ok();
+  }
+  if (m.kind != storage::EntryKind::kDocumentReceived) return Status::Ok();
+  ReceivedDocument d;
+  d.id = m.Field("id");
+  d.peer = m.Field("issuer");
+  d.seq = seq;
+  d.type = m.Field("type");
+  d.reference = m.Field("reference");
+  d.subject = m.Field("subject");
+  d.issued_at = m.Field("issued_at");
+  d.received_at = m.time;
+  d.content_name = m.Field("content_name");
+  d.content_media_type = m.Field("content_media_type");
+  d.content_sha256 = m.Field("content_sha256");
+  ParseU64(m.Field("content_size"), &d.content_size);
+  if (d.id.empty() || d.peer.empty()) return Status::Ok();  // not written by the inbox
+  const std::string peer = d.peer;
+  if (received_.emplace(d.id, std::move(d)).second) order_.push_back(m.Field("id"));
+  uint64_t size = 0;
+  auto root = HexDecode(m.Field("sender_root"));
+  if (!ParseU64(m.Field("sender_tree_size"), &size) || !root ||
+      root->size() != crypto::merkle::kHashSize) {
+    return Status::Ok();
+  }
+  InboxPeerState ps;
+  ps.checkpoint.origin = m.Field("sender_origin");
+  ps.checkpoint.size = size;
+  std::memcpy(ps.checkpoint.root.data(), root->data(), root->size());
+  ps.seq = seq;
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || it->second.checkpoint.size < size) peers_[peer] = ps;
+  return Status::Ok();
+}
+
 Status Inbox::Rebuild() {
+  // From the start-up pass when given (caught up here with the entries
+  // after it), else from every manifest.
   auto reader = storage::ArchiveReader::Open(options_.archive->dir());
   if (!reader) return reader.error().WithContext("inbox rebuild");
-  for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
-    auto m = (*reader)->ReadManifest(seq);
-    if (!m) return m.error().WithContext("inbox rebuild");
-    if (m->kind == storage::EntryKind::kDeliveryReceipt &&
-        m->Field("receipt_type") == "delivery-receipt" &&
-        m->Field("recipient") == options_.union_id && !m->Field("sender").empty()) {
-      receipt_entries_.emplace(m->Field("id"), seq);  // a receipt we issued
-      continue;
-    }
-    if (m->kind != storage::EntryKind::kDocumentReceived) continue;
-    ReceivedDocument d;
-    d.id = m->Field("id");
-    d.peer = m->Field("issuer");
-    d.seq = seq;
-    d.type = m->Field("type");
-    d.reference = m->Field("reference");
-    d.subject = m->Field("subject");
-    d.issued_at = m->Field("issued_at");
-    d.received_at = m->time;
-    d.content_name = m->Field("content_name");
-    d.content_media_type = m->Field("content_media_type");
-    d.content_sha256 = m->Field("content_sha256");
-    ParseU64(m->Field("content_size"), &d.content_size);
-    if (d.id.empty() || d.peer.empty()) continue;  // not written by the inbox
-    if (received_.emplace(d.id, d).second) order_.push_back(d.id);
-    uint64_t size = 0;
-    auto root = HexDecode(m->Field("sender_root"));
-    if (!ParseU64(m->Field("sender_tree_size"), &size) || !root ||
-        root->size() != crypto::merkle::kHashSize) {
-      continue;
-    }
-    PeerState ps;
-    ps.checkpoint.origin = m->Field("sender_origin");
-    ps.checkpoint.size = size;
-    std::memcpy(ps.checkpoint.root.data(), root->data(), root->size());
-    ps.seq = seq;
-    auto it = peers_.find(d.peer);
-    if (it == peers_.end() || it->second.checkpoint.size < size) peers_[d.peer] = ps;
+  std::shared_ptr<ReceivedDocumentsScan> scan =
+      options_.scan ? std::move(options_.scan)
+                    : std::make_shared<ReceivedDocumentsScan>(options_.union_id);
+  options_.scan.reset();
+  if (Status s = FeedManifests(**reader, {scan.get()}); !s.ok()) {
+    return s.WithContext("inbox rebuild");
+  }
+  received_ = scan->received_;
+  order_ = scan->order_;
+  receipt_entries_ = scan->receipt_entries_;
+  peers_ = scan->peers_;
+  {
+    // The checkpoint receipts are made over, while the reader is open.
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    checkpoint_.size = (*reader)->size();
+    checkpoint_.body = (*reader)->checkpoint_body();
+    checkpoint_.signature = (*reader)->checkpoint_signature();
   }
   // The per-peer files follow the archive (they are a cache of it).
   for (const auto& [peer, ps] : peers_) {
@@ -355,17 +377,16 @@ std::expected<crypto::SignedReceipt, Problem> Inbox::ReceiptFor(const ReceivedDo
     if (auto a = ArchiveReceipt(doc, *again); !a) return std::unexpected(a.error());
     return *again;
   }
-  // A new receipt over our checkpoint now (it includes the entry).
-  auto reader = storage::ArchiveReader::Open(options_.archive->dir());
-  if (!reader) return std::unexpected(Internal("archive reader: " + reader.error().message()));
-  if ((*reader)->size() < doc.seq) return std::unexpected(Internal("the entry is not at head"));
+  // A new receipt over our checkpoint (one that includes the entry).
+  auto checkpoint = CheckpointCovering(doc.seq);
+  if (!checkpoint) return std::unexpected(Internal(checkpoint.error().message()));
   crypto::DeliveryReceipt r;
   r.document_id = doc.id;
   r.content_sha256 = doc.content_sha256;
   r.recipient = options_.union_id;
   r.received_at = Now();
-  r.checkpoint = (*reader)->checkpoint_body();
-  r.checkpoint_signature = (*reader)->checkpoint_signature();
+  r.checkpoint = std::move(checkpoint->body);
+  r.checkpoint_signature = std::move(checkpoint->signature);
   auto issued = crypto::IssueDeliveryReceipt(*options_.signer, options_.seal_key, r, std::nullopt);
   if (!issued) return std::unexpected(StoreProblem(issued.error(), "receipt"));
   // The signature first: a .json without its .p7s is never taken as stored.
@@ -377,6 +398,27 @@ std::expected<crypto::SignedReceipt, Problem> Inbox::ReceiptFor(const ReceivedDo
   }
   if (auto a = ArchiveReceipt(doc, *issued); !a) return std::unexpected(a.error());
   return *issued;
+}
+
+Result<Inbox::SignedCheckpoint> Inbox::CheckpointCovering(uint64_t seq) {
+  std::lock_guard<std::mutex> lock(checkpoint_mu_);
+  if (checkpoint_.size < seq) {
+    // The one kept is older than the entry: read the head's (an entry
+    // acknowledged by Append is at head). Opening a reader verifies the
+    // checkpoint's signature, so it is done once per head needed, not per
+    // receipt: receptions whose appends shared a commit share this one.
+    auto reader = storage::ArchiveReader::Open(options_.archive->dir());
+    if (!reader) return Err(reader.error().WithContext("archive reader"));
+    if ((*reader)->size() < seq) {
+      return Err(Status::Internal("entry " + std::to_string(seq) + " is not at the head of " +
+                                  options_.archive->dir()));
+    }
+    checkpoint_.size = (*reader)->size();
+    checkpoint_.body = (*reader)->checkpoint_body();
+    checkpoint_.signature = (*reader)->checkpoint_signature();
+    ++checkpoint_reads_;
+  }
+  return checkpoint_;
 }
 
 std::expected<void, Problem> Inbox::ArchiveReceipt(const ReceivedDocument& doc,

@@ -67,6 +67,7 @@
 #include "crypto/receipt.h"
 #include "crypto/signer.h"
 #include "daemon/problem.h"
+#include "daemon/startup_scan.h"
 #include "daemon/trust.h"
 #include "policies/holder.h"
 #include "storage/archive.h"
@@ -92,6 +93,8 @@ struct ConsistencyProofHeader {
 [[nodiscard]] Result<ConsistencyProofHeader> ParseConsistencyProofHeader(std::string_view value);
 std::string FormatConsistencyProofHeader(const ConsistencyProofHeader& proof);
 
+class ReceivedDocumentsScan;  // below
+
 struct InboxOptions {
   std::string union_id;   // this union
   std::string state_dir;  // <state_dir>/inbox is created
@@ -113,6 +116,9 @@ struct InboxOptions {
   crypto::BundleLimits limits;
   // Fixed clock (tests); unset: now.
   std::optional<std::time_t> now;
+  // Filled by the start-up pass (daemon/startup_scan.h); Create catches it
+  // up with the entries after it. Unset: Create reads every manifest.
+  std::shared_ptr<ReceivedDocumentsScan> scan;
 };
 
 // One delivery as the HTTP layer hands it over.
@@ -144,6 +150,31 @@ struct InboxAlarm {
   std::string peer;
   std::string document_id;
   std::string detail;  // language-neutral: sizes, roots, what failed
+};
+
+// The largest checkpoint accepted from a peer and the entry that brought it.
+struct InboxPeerState {
+  crypto::Checkpoint checkpoint;
+  uint64_t seq = 0;
+};
+
+// What the Inbox rebuilds from the archive (daemon/startup_scan.h): the
+// documents received, the receipts we archived, the peers' checkpoints.
+class ReceivedDocumentsScan final : public ManifestConsumer {
+ public:
+  explicit ReceivedDocumentsScan(std::string union_id) : union_id_(std::move(union_id)) {}
+  uint64_t covered() const override { return covered_; }
+  [[nodiscard]] Status Consume(uint64_t seq, std::string_view text,
+                               const storage::Manifest& m) override;
+
+ private:
+  friend class Inbox;
+  std::string union_id_;
+  uint64_t covered_ = 0;
+  std::map<std::string, ReceivedDocument> received_;  // by document id
+  std::vector<std::string> order_;                    // ids in archive order
+  std::map<std::string, uint64_t> receipt_entries_;   // document id -> entry seq
+  std::map<std::string, InboxPeerState> peers_;
 };
 
 class Inbox {
@@ -188,6 +219,13 @@ class Inbox {
   std::expected<crypto::SignedReceipt, Problem> ReceiptFor(const ReceivedDocument& doc);
   std::expected<void, Problem> ArchiveReceipt(const ReceivedDocument& doc,
                                               const crypto::SignedReceipt& receipt);
+  // Our signed checkpoint (exact bytes) of a tree that holds entry `seq`:
+  // the one kept when it does, else the head's, read once and kept.
+  struct SignedCheckpoint {
+    uint64_t size = 0;
+    std::string body, signature;
+  };
+  [[nodiscard]] Result<SignedCheckpoint> CheckpointCovering(uint64_t seq);
   void RaiseAlarm(const std::string& peer, const std::string& id, const std::string& detail);
   std::string ReceiptPath(const std::string& id) const;
   std::time_t Now() const;
@@ -206,11 +244,13 @@ class Inbox {
   std::vector<std::string> order_;                    // ids in archive order
   // Receipts we issued and archived: document id -> entry seq.
   std::map<std::string, uint64_t> receipt_entries_;
-  struct PeerState {
-    crypto::Checkpoint checkpoint;
-    uint64_t seq = 0;  // the entry that brought it
-  };
+  using PeerState = InboxPeerState;
   std::map<std::string, PeerState> peers_;
+
+  // The signed checkpoint receipts are made over (CheckpointCovering).
+  std::mutex checkpoint_mu_;  // never held with mu_ wanted
+  SignedCheckpoint checkpoint_;
+  uint64_t checkpoint_reads_ = 0;  // archive readers opened for it
 
   mutable std::mutex stats_mu_;  // guards the counters and alarms (never held with mu_ wanted)
   std::vector<InboxAlarm> alarms_;

@@ -172,30 +172,32 @@ Result<bool> LoadInstalledPolicy(policies::PolicyHolder* holder, const std::stri
   return true;
 }
 
+Status PolicyDocumentsScan::Consume(uint64_t seq, std::string_view, const storage::Manifest& m) {
+  covered_ = seq;
+  if (m.kind == storage::EntryKind::kPolicyVersion) {
+    recorded_.insert(m.Field("document_id"));
+  } else if ((m.kind == storage::EntryKind::kDocumentSent ||
+              m.kind == storage::EntryKind::kDocumentReceived) &&
+             m.Field("type") == kPolicyDocumentType) {
+    documents_.push_back({seq, m.Field("id"), m.Field("issuer")});
+  }
+  return Status::Ok();
+}
+
 Result<std::optional<PendingPolicyVersion>> RecoverPolicyUpdate(
     policies::PolicyHolder* holder, const std::string& state_dir,
-    const std::string& archive_dir, const std::string& own_union) {
+    const std::string& archive_dir, const std::string& own_union, PolicyDocumentsScan* scan) {
   struct stat st {};
   if (::stat((archive_dir + "/HEAD").c_str(), &st) != 0) return std::nullopt;
   auto reader = storage::ArchiveReader::Open(archive_dir);
   if (!reader) return Err(reader.error().WithContext("policy recovery"));
-  struct Candidate {
-    uint64_t seq;
-    std::string id, issuer;
-  };
-  std::vector<Candidate> documents;
-  std::set<std::string> recorded;  // document ids with a policy-version entry
-  for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
-    auto m = (*reader)->ReadManifest(seq);
-    if (!m) return Err(m.error().WithContext("policy recovery"));
-    if (m->kind == storage::EntryKind::kPolicyVersion) {
-      recorded.insert(m->Field("document_id"));
-    } else if ((m->kind == storage::EntryKind::kDocumentSent ||
-                m->kind == storage::EntryKind::kDocumentReceived) &&
-               m->Field("type") == kPolicyDocumentType) {
-      documents.push_back({seq, m->Field("id"), m->Field("issuer")});
-    }
+  PolicyDocumentsScan own;
+  if (scan == nullptr) scan = &own;
+  if (Status s = FeedManifests(**reader, {scan}); !s.ok()) {
+    return Err(s.WithContext("policy recovery"));
   }
+  const std::vector<PolicyDocumentsScan::Document>& documents = scan->documents();
+  const std::set<std::string>& recorded = scan->recorded();
   if (documents.empty()) return std::nullopt;
 
   // Every archived policy document was verified (signatures, chains, the

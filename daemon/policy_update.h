@@ -42,9 +42,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <set>
+#include <vector>
 
 #include "base/status.h"
 #include "daemon/problem.h"
+#include "daemon/startup_scan.h"
 #include "policies/holder.h"
 #include "storage/archive.h"
 
@@ -85,12 +88,38 @@ struct PendingPolicyVersion {
   uint64_t document_seq = 0;
 };
 
+// The archive's policy documents and the policy-version entries, gathered
+// by the start-up pass (daemon/startup_scan.h) for RecoverPolicyUpdate.
+class PolicyDocumentsScan final : public ManifestConsumer {
+ public:
+  uint64_t covered() const override { return covered_; }
+  [[nodiscard]] Status Consume(uint64_t seq, std::string_view text,
+                               const storage::Manifest& m) override;
+
+  struct Document {
+    uint64_t seq;
+    std::string id, issuer;
+  };
+  // Policy documents sent or received, in seq order.
+  const std::vector<Document>& documents() const { return documents_; }
+  // Document ids with a policy-version entry.
+  const std::set<std::string>& recorded() const { return recorded_; }
+
+ private:
+  uint64_t covered_ = 0;
+  std::vector<Document> documents_;
+  std::set<std::string> recorded_;
+};
+
 // See the file comment. `archive_dir` need not exist (nothing to recover).
+// `scan`: filled by the start-up pass (caught up here with the entries after
+// it); null: every manifest is read here.
 // Errors: the archive cannot be read (DataError/IoError), current.yaml
 // cannot be written; the holder is unchanged then.
 [[nodiscard]] Result<std::optional<PendingPolicyVersion>> RecoverPolicyUpdate(
     policies::PolicyHolder* holder, const std::string& state_dir,
-    const std::string& archive_dir, const std::string& own_union);
+    const std::string& archive_dir, const std::string& own_union,
+    PolicyDocumentsScan* scan = nullptr);
 
 // Archives the `policy-version` entry of `pending` (as ApplyPolicyUpdate
 // does) when its policy is still the one in force; returns its seq, or 0

@@ -53,6 +53,7 @@
 #include "daemon/problem.h"
 #include "daemon/request_target.h"
 #include "daemon/signer/remote_signer.h"
+#include "daemon/startup.h"
 #include "daemon/trust.h"
 #include "daemon/upload.h"
 #include "policies/holder.h"
@@ -83,6 +84,8 @@ struct Server::State {
   std::unique_ptr<DeliveryWorker> delivery;     // daemon/delivery.h
   std::mutex inbox_mu;
   std::unique_ptr<Inbox> inbox;  // daemon/inbox.h; created on first use, guarded by inbox_mu until set
+  // The inbox's part of the start-up pass (daemon/startup.h), until the inbox is created; inbox_mu.
+  std::shared_ptr<ReceivedDocumentsScan> inbox_scan;
   // flock(LOCK_EX) on state_dir/sealpostd.lock, held for the process's life:
   // one sealpostd per state directory (archive writer, outbox leases).
   int state_lock_fd = -1;
@@ -197,9 +200,11 @@ Result<Inbox*> GetInbox(Server::State& st) {
   o.seal_key = (*ex)->options().seal_key;
   o.policy = st.policy.get();
   o.trust = st.trust.get();
+  o.scan = st.inbox_scan;
   auto inbox = Inbox::Create(std::move(o));
   if (!inbox) return Err(inbox.error());
   st.inbox = std::move(*inbox);
+  st.inbox_scan.reset();
   return st.inbox.get();
 }
 
@@ -953,8 +958,13 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   }
   // A policy document archived but not applied before a crash
   // (daemon/policy_update.h RecoverPolicyUpdate).
+  // Every manifest of the archive read once, for every part that keeps
+  // state from it (daemon/startup.h).
+  auto scans = ScanArchiveAtStart(config.state_dir + "/archive", config.union_id);
+  if (!scans) return Err(scans.error());
   auto recovered = RecoverPolicyUpdate(st->policy.get(), config.state_dir,
-                                       config.state_dir + "/archive", config.union_id);
+                                       config.state_dir + "/archive", config.union_id,
+                                       &(*scans)->policy);
   if (!recovered) return Err(recovered.error());
   if (st->policy->Current()->FindUnion(config.union_id) == nullptr) {
     return Err(Status::DataError("union '" + config.union_id +
@@ -1000,6 +1010,8 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   st->spool->RemoveLeftovers();  // a crashed process's uploads (we hold the state lock)
   st->documents = std::make_unique<DocumentsService>(st->config, st->policy.get(), st->trust.get());
   if (*recovered) st->documents->SetPendingPolicyVersion(std::move(**recovered));
+  st->documents->SetStartupScans((*scans)->sent, (*scans)->leaves);
+  st->inbox_scan = (*scans)->inbox;
   {
     // The CRLs of the policy's sources: the cached ones now, fetched by Start().
     CrlManagerOptions co;
@@ -1059,6 +1071,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
                                          MakeHttpsTransport(std::move(f)));
     if (!worker) return Err(worker.error());
     st->delivery = std::move(*worker);
+    st->delivery->SeedIndex(std::move((*scans)->delivery));
     // A clerk or officer opening a received document: the read notice.
     DeliveryWorker* w = st->delivery.get();
     st->documents->SetOpenedHook([w](const std::string& id, const std::string& role) {
