@@ -185,8 +185,12 @@ TEST_F(DeliveryE2eTest, BacklogForADownRecipientIsDeliveredOnceWhenItIsBack) {
            (*peers)[0].failures >= 1;
   };
   ASSERT_TRUE(WaitFor(peer_down, 30)) << fed_->district().Log();
-  HttpAnswer h = fed_->district().Get("/api/v1/health", "");
-  EXPECT_TRUE(Contains(h.body, "\"peers_down\":1")) << h.body;
+  // Down between probes (not while a probe runs, when its time has passed).
+  std::string health;
+  EXPECT_TRUE(WaitFor([&] {
+    health = fed_->district().Get("/api/v1/health", "").body;
+    return Contains(health, "\"peers_down\":1");
+  }, 20)) << health;
   ASSERT_TRUE(down.Restart());
   ASSERT_TRUE(WaitFor([&] { return AllDelivered(ids); }, 60)) << fed_->district().Log();
   EXPECT_FALSE(peer_down());
