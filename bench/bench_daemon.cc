@@ -44,6 +44,7 @@
 
 #include <gtest/gtest.h>
 
+#include "bench/bench_proc.h"
 #include "client/https_client.h"
 #include "storage/outbox.h"
 #include "tests/support/daemon_harness.h"
@@ -51,6 +52,9 @@
 #include "tests/support/test_pki.h"
 
 namespace {
+
+using sealpost::bench::CpuSeconds;
+using sealpost::bench::LoadAverage;
 
 using Clock = std::chrono::steady_clock;
 using sealpost::testing::DaemonHarness;
@@ -62,13 +66,6 @@ int g_delivery_threads = 0;  // 0: the daemon's default
 double g_seconds = 10;
 size_t g_doc_bytes = 4096;
 
-std::string LoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
 std::string Reference() {
   FILE* p = ::popen("openssl speed -elapsed -seconds 3 ecdsap256 2>/dev/null | tail -2", "r");
   if (p == nullptr) return "(openssl speed did not run)\n";
@@ -77,22 +74,6 @@ std::string Reference() {
   while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
   ::pclose(p);
   return out;
-}
-
-// User + system CPU seconds of process `pid` so far (0 if unreadable).
-double CpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = text.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(text.substr(paren + 2));
-  std::string f;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> f; ++i) {
-    if (i == 14) utime = std::stoull(f);
-    if (i == 15) stime = std::stoull(f);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 double Percentile(std::vector<double> v, double q) {

@@ -12,8 +12,9 @@
 //   1. CAdES signed-attribute signatures from 1 client connection;
 //   2. the same from T concurrent connections (default 16, like the
 //      daemon's HTTP workers);
-//   3. certificate requests (framing and socket only: no token call, no
-//      journal), 1 connection.
+//   3. certificate requests (connection, framing and socket only: no token
+//      call, no journal), a new connection each (RemoteSigner keeps a
+//      certificate once fetched).
 // For each: operations/s, and the signer's CPU (utime+stime from
 // /proc/<pid>/stat) per operation. References side by side: the same
 // SoftHSM2 key signed in-process through pkcs11/ (libp11, one thread, CPU
@@ -35,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_proc.h"
 #include "crypto/cades_sign.h"
 #include "daemon/signer/remote_signer.h"
 #include "pkcs11/open.h"
@@ -44,6 +46,9 @@
 
 namespace {
 
+using sealpost::bench::CpuSeconds;
+using sealpost::bench::LoadAverage;
+
 using Clock = std::chrono::steady_clock;
 using sealpost::crypto::DigestAlg;
 using sealpost::crypto::KeyRef;
@@ -51,30 +56,6 @@ using sealpost::crypto::KeyRef;
 double g_seconds = 5;
 int g_threads = 16;
 std::string g_signer;  // empty: this build's sealpost-signer
-
-std::string LoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-// utime + stime of `pid` in seconds.
-double ProcessCpu(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = text.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(text.substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  // Fields after the command: state(3) ... utime(14) stime(15).
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
 double SelfCpu() {
   rusage ru{};
@@ -102,7 +83,7 @@ Figures Run(int threads, pid_t pid, MakeOp make_op) {
   std::atomic<long> ops{0}, failures{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> pool;
-  double cpu0 = pid ? ProcessCpu(pid) : SelfCpu();
+  double cpu0 = pid ? CpuSeconds(pid) : SelfCpu();
   auto t0 = Clock::now();
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
@@ -118,7 +99,7 @@ Figures Run(int threads, pid_t pid, MakeOp make_op) {
   for (auto& th : pool) th.join();
   Figures f;
   f.wall = std::chrono::duration<double>(Clock::now() - t0).count();
-  f.cpu = (pid ? ProcessCpu(pid) : SelfCpu()) - cpu0;
+  f.cpu = (pid ? CpuSeconds(pid) : SelfCpu()) - cpu0;
   f.ops = ops;
   f.failures = failures;
   return f;
@@ -202,11 +183,15 @@ int main(int argc, char** argv) {
   Figures many = Run(g_threads, signer.pid(), sign_op);
   std::string label = "signatures through the signer, " + std::to_string(g_threads) + " connections";
   Print(label.c_str(), many);
+  // RemoteSigner keeps a key's certificate once fetched, so each request
+  // is made through a new RemoteSigner (and so a new connection).
   Figures certs = Run(1, signer.pid(), [&] {
-    auto remote = std::make_shared<signer::RemoteSigner>(signer::RemoteSignerOptions{socket, std::chrono::seconds(30)});
-    return [remote, &key]() -> bool { return remote->Certificate(key).has_value(); };
+    return [&socket, &key]() -> bool {
+      signer::RemoteSigner remote(signer::RemoteSignerOptions{socket, std::chrono::seconds(30)});
+      return remote.Certificate(key).has_value();
+    };
   });
-  Print("certificate requests (framing only), 1 conn", certs);
+  Print("certificate requests, a connection each", certs);
   std::printf("load average after the signer runs: %s\n\n", LoadAverage().c_str());
   signer.Kill(SIGTERM);
   signer.WaitExit(10);

@@ -25,10 +25,13 @@
 
 #include <gtest/gtest.h>
 
+#include "bench/bench_proc.h"
 #include "tests/support/daemon_harness.h"
 #include "tests/support/test_pki.h"
 
 namespace {
+
+using sealpost::bench::LoadAverage;
 
 using sealpost::testing::DaemonHarness;
 using sealpost::testing::DaemonOptions;
@@ -54,13 +57,6 @@ bool ResetPeak(pid_t pid) {
   bool ok = ::write(fd, "5", 1) == 1;
   ::close(fd);
   return ok;
-}
-
-std::string LoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
 }
 
 TEST(BenchUpload, LargeDocumentSealedAndArchived) {
