@@ -592,6 +592,12 @@ Status Archive::LoadHead() {
     has_head_ = true;
     head_ = oid;
     frontier_ = std::move(*frontier);
+    auto signed_cp = std::make_shared<CommittedCheckpoint>();
+    signed_cp->size = cp->size;
+    signed_cp->root = cp->root;
+    signed_cp->body = std::move(*body);
+    signed_cp->signature = std::move(*sig);
+    signed_checkpoint_ = std::move(signed_cp);
     checkpoint_ = std::move(*cp);
   }
   std::lock_guard<std::mutex> writer_lock(writer_mu_);
@@ -1425,6 +1431,7 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
     Appended a;
     a.seq = seq;
     a.leaf = merkle::LeafHash(manifest);
+    a.manifest = std::move(manifest);
     frontier.AppendLeafHash(a.leaf);
     out.push_back(std::move(a));
   }
@@ -1509,6 +1516,12 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
   b->parent = head;
   b->trees = std::make_shared<const Trees>(std::move(t));
   b->frontier = std::move(frontier);
+  auto signed_cp = std::make_shared<CommittedCheckpoint>();
+  signed_cp->size = cp.size;
+  signed_cp->root = cp.root;
+  signed_cp->body = std::move(*body);
+  signed_cp->signature = std::move(*cp_sig);
+  b->signed_checkpoint = std::move(signed_cp);
   b->checkpoint = std::move(cp);
   b->results = std::move(out);
   return b;
@@ -1561,6 +1574,7 @@ Status Archive::PublishCommit(Built& b) {
   for (Appended& a : b.results) {
     a.commit = commit_hex;
     a.tree_size = b.checkpoint.size;
+    a.checkpoint = b.signed_checkpoint;
   }
   {
     std::lock_guard<std::mutex> lock(state_mu_);
@@ -1568,8 +1582,13 @@ Status Archive::PublishCommit(Built& b) {
     head_ = b.commit;
     has_head_ = true;
     checkpoint_ = b.checkpoint;
+    signed_checkpoint_ = b.signed_checkpoint;
   }
   commits_written_.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    if (listener_) listener_(b.results);
+  }
   return Status::Ok();
 }
 
@@ -1654,6 +1673,16 @@ X509Ptr Archive::seal_certificate() const {
 uint64_t Archive::size() const {
   std::lock_guard<std::mutex> lock(state_mu_);
   return frontier_.size();
+}
+
+std::shared_ptr<const CommittedCheckpoint> Archive::signed_checkpoint() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return signed_checkpoint_;
+}
+
+void Archive::SetCommitListener(CommitListener listener) {
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  listener_ = std::move(listener);
 }
 
 crypto::Checkpoint Archive::checkpoint() const {

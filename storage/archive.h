@@ -37,6 +37,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -67,13 +68,33 @@ struct ArchiveOptions {
   size_t max_batch = 512;
 };
 
-// What an acknowledged Append() returns.
+// The signed checkpoint of a commit, exactly as committed (log/checkpoint
+// and log/checkpoint.p7s of its tree).
+struct CommittedCheckpoint {
+  uint64_t size = 0;
+  crypto::merkle::Hash root{};
+  std::string body;       // log/checkpoint
+  std::string signature;  // log/checkpoint.p7s (detached CMS by the seal, DER)
+};
+
+// What an acknowledged Append() returns: with the manifest and the signed
+// checkpoint the writer committed, so that a caller needs no reader to
+// prove the entry (daemon/archive_evidence.h).
 struct Appended {
   uint64_t seq = 0;         // 1-based, gapless; Merkle leaf index is seq - 1
   std::string commit;       // hex id of the commit that holds it
   crypto::merkle::Hash leaf{};  // LeafHash(manifest.json)
   uint64_t tree_size = 0;   // size of the checkpoint in that commit
+  std::string manifest;     // manifest.json as committed
+  // The checkpoint of that commit (shared by the entries of the commit).
+  std::shared_ptr<const CommittedCheckpoint> checkpoint;
 };
+
+// Called once per durable commit, in commit order, with its entries'
+// results (all filled), before any of them is acknowledged. Called from
+// the archive's syncer thread (or Create/ChangeSeal's caller): it must be
+// quick and must not call into the Archive.
+using CommitListener = std::function<void(const std::vector<Appended>&)>;
 
 class Archive {
  public:
@@ -153,6 +174,12 @@ class Archive {
   // The state after the last acknowledged append.
   uint64_t size() const;
   crypto::Checkpoint checkpoint() const;
+  // The head's signed checkpoint, exact bytes (never null once open).
+  std::shared_ptr<const CommittedCheckpoint> signed_checkpoint() const;
+  // Sets (an empty function: removes) the listener told of every commit
+  // made durable from now on. One listener; when this returns, the one
+  // replaced is no longer running.
+  void SetCommitListener(CommitListener listener);
   std::string head() const;  // hex id of refs/heads/main
   uint64_t commits_written() const { return commits_written_.load(); }
 
@@ -239,6 +266,7 @@ class Archive {
     std::shared_ptr<const Trees> trees;  // after this commit
     crypto::merkle::CompactRange frontier;
     crypto::Checkpoint checkpoint;
+    std::shared_ptr<const CommittedCheckpoint> signed_checkpoint;
     std::vector<Appended> results;
     std::vector<Pending*> waiters;  // acknowledged once it is durable
     uint64_t build_ns = 0, sign_ns = 0, build_cpu_ns = 0, sign_cpu_ns = 0;
@@ -342,7 +370,11 @@ class Archive {
   git_oid head_{};
   crypto::merkle::CompactRange frontier_;
   crypto::Checkpoint checkpoint_;
+  std::shared_ptr<const CommittedCheckpoint> signed_checkpoint_;
   Status broken_;  // non-OK: appends are refused with this status
+  // Told of each durable commit (PublishCommit); guarded by listener_mu_.
+  std::mutex listener_mu_;
+  CommitListener listener_;
 
   // Group commit queue.
   std::mutex queue_mu_;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -776,6 +777,90 @@ TEST_F(ArchiveTest, AppendManyWritesLargeBatchesGaplessAndInOrder) {
   int rc = 0;
   std::string out = Git(path_, "fsck --strict --no-dangling", &rc);
   EXPECT_EQ(rc, 0) << out;
+}
+
+// What Append returns and the commit listener is told carry exactly what
+// was committed: the manifest, and the commit's signed checkpoint (the
+// bytes of <commit>:log/checkpoint and .p7s), so the daemon proves entries
+// without reading the archive back (daemon/archive_evidence.h).
+TEST_F(ArchiveTest, AppendResultsAndCommitListenerCarryTheCommittedManifestAndSignedCheckpoint) {
+  auto a = CreateArchive();
+  ASSERT_TRUE(a);
+  std::mutex mu;
+  std::vector<Appended> told;
+  uint64_t calls = 0;
+  a->SetCommitListener([&](const std::vector<Appended>& commit) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++calls;
+    for (const Appended& r : commit) told.push_back(r);
+  });
+  constexpr int kThreads = 8, kEach = 10;
+  std::vector<std::vector<Appended>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        auto r = a->Append(Document(t * 1000 + i));
+        if (r.has_value()) got[t].push_back(*r);
+        else ADD_FAILURE() << r.error().ToString();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  a->SetCommitListener({});
+  ASSERT_TRUE(a->Append(Document(9999)).has_value());  // not told: the listener was removed
+
+  // The listener saw every commit once, in order: seqs 2..81 gapless.
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(told.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(calls, a->commits_written() - 2);  // not the first commit, not the last
+  for (size_t i = 0; i < told.size(); ++i) EXPECT_EQ(told[i].seq, i + 2);
+  auto seal = signer_->Certificate(crypto::KeyRef{"seal"});
+  ASSERT_TRUE(seal.has_value());
+  std::map<std::string, std::shared_ptr<const CommittedCheckpoint>> by_commit;
+  for (const auto& v : got) {
+    for (const Appended& r : v) {
+      const Appended& t = told[r.seq - 2];
+      EXPECT_EQ(t.commit, r.commit);
+      EXPECT_EQ(t.manifest, r.manifest);
+      ASSERT_TRUE(r.checkpoint);
+      EXPECT_EQ(t.checkpoint, r.checkpoint);  // the same object, shared by the commit
+      auto m = a->ReadEntryFile(r.seq, "manifest.json");
+      ASSERT_TRUE(m.has_value());
+      EXPECT_EQ(r.manifest, *m);
+      EXPECT_EQ(merkle::LeafHash(r.manifest), r.leaf);
+      EXPECT_EQ(r.checkpoint->size, r.tree_size);
+      EXPECT_GE(r.tree_size, r.seq);
+      by_commit[r.commit] = r.checkpoint;
+    }
+  }
+  EXPECT_LT(by_commit.size(), static_cast<size_t>(kThreads * kEach)) << "appends were not grouped";
+  for (const auto& [commit, cp] : by_commit) {
+    EXPECT_EQ(Git(path_, "cat-file blob " + commit + ":log/checkpoint"), cp->body);
+    RunCommand("git -C " + ShellQuote(path_) + " cat-file blob " + commit +
+               ":log/checkpoint.p7s > " + ShellQuote(tmp_.file("cp.p7s")));
+    EXPECT_EQ(sealpost::testing::ReadTestFile(tmp_.file("cp.p7s")), cp->signature);
+    Status s = crypto::VerifyCheckpointSignature(cp->body, cp->signature, seal->get(), "cp.p7s");
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    auto parsed = crypto::ParseCheckpoint(cp->body, "cp");
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(parsed->size, cp->size);
+    EXPECT_EQ(parsed->root, cp->root);
+  }
+  // The head's, also after reopening (read from the head commit then).
+  auto head_cp = a->signed_checkpoint();
+  ASSERT_TRUE(head_cp);
+  EXPECT_EQ(head_cp->size, a->size());
+  EXPECT_EQ(head_cp->body, Git(path_, "cat-file blob main:log/checkpoint"));
+  a.reset();
+  auto reopened = Archive::Open(path_, Options());
+  ASSERT_TRUE(reopened.has_value()) << reopened.error().ToString();
+  auto again = (*reopened)->signed_checkpoint();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->body, head_cp->body);
+  EXPECT_EQ(again->signature, head_cp->signature);
+  EXPECT_EQ(again->size, head_cp->size);
+  EXPECT_EQ(again->root, head_cp->root);
 }
 
 // The merge policy (decision 0005, "Packs"): nothing at kMaxPacks or
