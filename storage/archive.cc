@@ -83,7 +83,9 @@ Result<int> LockArchive(const std::string& dir) {
 // Removes ref lock files left by a crash. Safe only while we hold the
 // archive lock: no other sealpost writer can be half-way through an update.
 Status RemoveStaleLocks(const std::string& dir) {
-  for (const char* name : {"refs/heads/main.lock", "packed-refs.lock", "HEAD.lock"}) {
+  // refs/heads/main.lock is not among them: it is the durable record of a
+  // commit whose sync round may have finished (RollForwardIntent).
+  for (const char* name : {"packed-refs.lock", "HEAD.lock"}) {
     std::string path = dir + "/" + name;
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0) continue;
@@ -733,13 +735,33 @@ void Archive::WriterLoop() {
 // The syncer: makes the commit in slot_ durable, moves the branch, then
 // acknowledges its appends (or fails them).
 void Archive::SyncerLoop() {
+  // Renames not yet made durable by a sync round (decision 0005).
+  bool renames_pending = false;
   for (;;) {
     std::unique_lock<std::mutex> lock(pipe_mu_);
+    if (renames_pending &&
+        (!pipe_cv_.wait_for(lock, kIdleSync, [&] { return syncer_stopping_ || slot_ != nullptr; }) ||
+         !slot_)) {
+      // Idle (no commit came) or closing: sync the directories once, so an
+      // idle archive is fully durable without the roll-forward.
+      lock.unlock();
+      if (Status d = SyncDirs(); !d.ok()) {
+        // The next commit's round syncs them again; main.lock stays the
+        // durable record meanwhile.
+        Log(LogLevel::kWarn, "could not sync the archive's directories",
+            "archive=" + dir_ + " error=\"" + d.message() + "\"");
+      }
+      renames_pending = false;
+      std::lock_guard<std::mutex> stats_lock(stats_mu_);
+      ++stats_.idle_syncs;
+      continue;
+    }
     pipe_cv_.wait(lock, [&] { return syncer_stopping_ || slot_; });
     if (!slot_) return;  // stopping, and the writer has stopped
     Built* b = slot_.get();
     lock.unlock();
     Status s = PublishCommit(*b);
+    if (s.ok()) renames_pending = true;
     lock.lock();
     std::unique_ptr<Built> done = std::move(slot_);
     {
@@ -796,6 +818,8 @@ Status Archive::WriteNow(const std::vector<const EntryInput*>& batch,
   if (!built.has_value()) return built.error();
   Built& b = **built;
   RETURN_STATUS_IF_ERROR(PublishCommit(b));
+  // Create and ChangeSeal are rare: their renames are made durable at once.
+  RETURN_STATUS_IF_ERROR(SyncDirs());
   {
     std::lock_guard<std::mutex> lock(pipe_mu_);
     durable_trees_ = b.trees;
@@ -927,9 +951,11 @@ Result<std::string> Archive::SignCommitBuffer(std::string_view buffer) {
 Status Archive::RollForwardPacks() {
   // Only when the branch names a commit that is not there: the renames of
   // its pack and index into place did not reach the disk before a crash,
-  // though the ref rename did (PublishCommit syncs the three renames in one
-  // round). Otherwise temporary files are what an unacknowledged commit
-  // left, and ScanPacks removes them.
+  // though the ref rename did (PublishCommit leaves the three renames to the
+  // next sync round; a file system that reorders renames across
+  // directories). Otherwise temporary files are either an intent's
+  // (RollForwardIntent, next) or what an unacknowledged commit left, and
+  // ScanPacks removes them.
   auto current = ReadBranch();
   if (!current.has_value()) return current.error();
   git_oid id;
@@ -988,8 +1014,211 @@ Status Archive::RollForwardPacks() {
                            " (missing object; temporary pack files left as found)");
 }
 
+namespace {
+
+// The object at `offset` of the pack at `path`, when it is stored whole
+// (what this archive writes; not a delta): its type and inflated bytes.
+// DataError naming the pack otherwise.
+Result<std::pair<int, std::string>> ReadPackedObject(const std::string& path, uint64_t offset) {
+  constexpr size_t kWindow = 1u << 20;  // a commit object is a few KiB
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Err(Status::IoError(path + ": cannot open: " + std::strerror(errno)));
+  std::string buf(kWindow, '\0');
+  ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(offset));
+  ::close(fd);
+  if (n <= 0) return Err(Status::DataError(path + ": no object at offset " + std::to_string(offset)));
+  buf.resize(static_cast<size_t>(n));
+  size_t pos = 0;
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(buf[i]); };
+  const int type = (byte(0) >> 4) & 7;
+  uint64_t size = byte(0) & 15;
+  int shift = 4;
+  while (byte(pos) & 0x80) {
+    if (++pos >= buf.size() || shift > 56) {
+      return Err(Status::DataError(path + ": bad object header at offset " + std::to_string(offset)));
+    }
+    size |= static_cast<uint64_t>(byte(pos) & 0x7f) << shift;
+    shift += 7;
+  }
+  ++pos;
+  if (type < GIT_OBJECT_COMMIT || type > GIT_OBJECT_TAG || size > kWindow) {
+    return Err(Status::DataError(path + ": not a whole object of at most 1 MiB at offset " +
+                                 std::to_string(offset)));
+  }
+  std::string out(static_cast<size_t>(size), '\0');
+  z_stream z{};
+  if (inflateInit(&z) != Z_OK) return Err(Status::Internal("zlib inflateInit failed"));
+  z.next_in = reinterpret_cast<Bytef*>(buf.data() + pos);
+  z.avail_in = static_cast<uInt>(buf.size() - pos);
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = inflate(&z, Z_FINISH);
+  const bool whole = rc == Z_STREAM_END && z.avail_out == 0;
+  inflateEnd(&z);
+  if (!whole) {
+    return Err(Status::DataError(path + ": object at offset " + std::to_string(offset) +
+                                 " does not inflate to its size"));
+  }
+  return std::make_pair(type, std::move(out));
+}
+
+// The parent named by a commit object's text (hex); nullopt for a root
+// commit; DataError if it has more than one or the text is not a commit's.
+Result<std::optional<std::string>> CommitParent(std::string_view text, std::string_view what) {
+  std::optional<std::string> parent;
+  size_t pos = 0;
+  if (!text.starts_with("tree ")) return Err(Status::DataError(std::string(what) + ": not a commit"));
+  for (;;) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos || nl == pos) break;  // end of the headers
+    std::string_view line = text.substr(pos, nl - pos);
+    if (line.starts_with("parent ")) {
+      if (parent.has_value() || line.size() != 7 + GIT_OID_HEXSZ) {
+        return Err(Status::DataError(std::string(what) + ": not a commit of this archive"));
+      }
+      parent = std::string(line.substr(7));
+    }
+    pos = nl + 1;
+  }
+  return parent;
+}
+
+}  // namespace
+
+Status Archive::RollForwardIntent() {
+  const std::string ref = dir_ + "/" + kBranch;
+  const std::string lock = ref + ".lock";
+  const std::string pack_dir = dir_ + "/objects/pack";
+  auto text = ReadFile(lock, 4096);
+  if (!text.has_value()) {
+    return text.error().code() == Code::kNotFound ? Status::Ok() : text.error();
+  }
+  // Dropping: the commit's sync round did not finish (or the branch moved
+  // on without it), so none of its appends was acknowledged. The branch is
+  // not touched; ScanPacks removes its temporary files.
+  auto drop = [&](const std::string& why) -> Status {
+    Log(LogLevel::kWarn, "dropping an unfinished branch update left by an interrupted write",
+        "archive=" + dir_ + " lock=refs/heads/main.lock reason=\"" + why + "\"");
+    if (::unlink(lock.c_str()) != 0 && errno != ENOENT) {
+      return Status::IoError(lock + ": cannot remove: " + std::strerror(errno));
+    }
+    return FsyncPath(dir_ + "/refs/heads");
+  };
+  git_oid id;
+  if (text->size() != GIT_OID_HEXSZ + 1 || text->back() != '\n' ||
+      git_oid_fromstrn(&id, text->data(), GIT_OID_HEXSZ) < 0 ||
+      OidHex(id) != text->substr(0, GIT_OID_HEXSZ)) {
+    git_error_clear();
+    return drop("not a commit id (its write did not reach the disk)");
+  }
+  const std::string hex = OidHex(id);
+  auto current = ReadBranch();
+  if (!current.has_value()) return current.error();
+  if (*current == hex) return drop("the branch names it already");
+
+  // The commit: in the object database (its pair renamed into place, or
+  // merged), else in a complete temporary index with its pack complete,
+  // temporary or in place (the .pack is renamed first).
+  std::optional<std::string> parent;
+  std::string tmp_pack, tmp_idx;
+  if (git_odb_exists(odb_.get(), &id) == 1) {
+    git_commit* raw = nullptr;
+    if (git_commit_lookup(&raw, repo_.get(), &id) < 0) {
+      return GitStatus(Code::kDataError, dir_ + ": cannot read commit " + hex + " named by " + lock);
+    }
+    GitCommitPtr commit(raw);
+    if (git_commit_parentcount(commit.get()) > 1) return drop("not a commit of this archive");
+    if (git_commit_parentcount(commit.get()) == 1) parent = OidHex(*git_commit_parent_id(commit.get(), 0));
+  } else {
+    git_error_clear();
+    std::error_code ec;
+    std::map<std::string, std::string> packs;  // raw checksum -> complete temporary pack
+    std::string sum;
+    uint64_t offset = 0;
+    for (const auto& e : fs::directory_iterator(pack_dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.starts_with("tmp_sealpost_pack_")) {
+        if (std::string c = CompletePackChecksum(e.path().string()); !c.empty()) packs[c] = e.path().string();
+      } else if (name.starts_with("tmp_sealpost_idx_") && tmp_idx.empty()) {
+        std::string c = CompleteIdxPackChecksum(e.path().string());
+        if (c.empty()) continue;
+        auto entries = ReadPackIndexEntries(e.path().string());
+        if (!entries.has_value()) continue;
+        for (const IdxEntry& x : *entries) {
+          if (git_oid_equal(&x.id, &id)) {
+            tmp_idx = e.path().string();
+            sum = c;
+            offset = x.offset;
+          }
+        }
+      }
+    }
+    if (ec) return Status::IoError(pack_dir + ": cannot list: " + ec.message());
+    if (tmp_idx.empty()) return drop("no complete pack index holds commit " + hex);
+    const std::string base = pack_dir + "/pack-" + HexEncode(sum);
+    std::string pack_path;
+    if (auto p = packs.find(sum); p != packs.end()) {
+      tmp_pack = p->second;
+      pack_path = tmp_pack;
+    } else if (CompletePackChecksum(base + ".pack") == sum) {
+      pack_path = base + ".pack";
+    } else {
+      return drop("the pack of commit " + hex + " is not complete");
+    }
+    auto object = ReadPackedObject(pack_path, offset);
+    if (!object.has_value() || object->first != GIT_OBJECT_COMMIT) {
+      return drop("commit " + hex + " cannot be read from its pack");
+    }
+    auto p = CommitParent(object->second, "commit " + hex);
+    if (!p.has_value()) return drop(p.error().message());
+    parent = *p;
+  }
+  // Compare-and-swap: only from the parent the commit was built on.
+  if (parent != *current) {
+    return drop("its parent " + parent.value_or("(none)") + " is not the branch's value " +
+                current->value_or("(none)"));
+  }
+  // Roll forward. A killed process leaves its writes in the page cache
+  // only: make them durable first, then the writer's own steps.
+  {
+    std::vector<int> fds;
+    for (const std::string* path : std::initializer_list<const std::string*>{&tmp_pack, &tmp_idx, &lock}) {
+      if (path->empty()) continue;
+      int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        Status s = Status::IoError(*path + ": cannot open: " + std::strerror(errno));
+        for (int f : fds) ::close(f);
+        return s;
+      }
+      fds.push_back(fd);
+    }
+    Status synced = SyncFilesTogether(fds, lock);
+    for (int f : fds) ::close(f);
+    RETURN_STATUS_IF_ERROR(synced);
+  }
+  if (!tmp_idx.empty()) {
+    const std::string base = pack_dir + "/pack-" + HexEncode(CompleteIdxPackChecksum(tmp_idx));
+    if (!tmp_pack.empty() && ::rename(tmp_pack.c_str(), (base + ".pack").c_str()) != 0) {
+      return Status::IoError(base + ".pack: cannot roll forward: " + std::strerror(errno));
+    }
+    if (::rename(tmp_idx.c_str(), (base + ".idx").c_str()) != 0) {
+      return Status::IoError(base + ".idx: cannot roll forward: " + std::strerror(errno));
+    }
+  }
+  RETURN_STATUS_IF_ERROR(FsyncPath(pack_dir));
+  if (::rename(lock.c_str(), ref.c_str()) != 0) {
+    return Status::IoError(ref + ": cannot roll the branch forward: " + std::strerror(errno));
+  }
+  RETURN_STATUS_IF_ERROR(FsyncPath(dir_ + "/refs/heads"));
+  git_odb_refresh(odb_.get());
+  Log(LogLevel::kWarn, "rolled the branch forward to a commit made durable before a crash",
+      "archive=" + dir_ + " commit=" + hex);
+  return Status::Ok();
+}
+
 Status Archive::ScanPacks() {
   RETURN_STATUS_IF_ERROR(RollForwardPacks());
+  RETURN_STATUS_IF_ERROR(RollForwardIntent());
   std::lock_guard<std::mutex> lock(packs_mu_);
   packs_.clear();
   const std::string pack_dir = dir_ + "/objects/pack";
@@ -1278,7 +1507,7 @@ Result<int> Archive::LockBranch(bool has_expected, const git_oid& expected, cons
   return fd;
 }
 
-Status Archive::CommitBranch(int lock_fd, const std::string& also_sync_dir) {
+Status Archive::CommitBranch(int lock_fd) {
   const std::string ref = dir_ + "/" + kBranch;
   ::close(lock_fd);
   if (::rename((ref + ".lock").c_str(), ref.c_str()) != 0) {
@@ -1286,13 +1515,16 @@ Status Archive::CommitBranch(int lock_fd, const std::string& also_sync_dir) {
     ::unlink((ref + ".lock").c_str());
     return s;
   }
-  if (also_sync_dir.empty()) return FsyncPath(dir_ + "/refs/heads");
+  return Status::Ok();
+}
+
+Status Archive::SyncDirs() {
   // Both directories in one round (two threads: ext4 joins the two fsyncs
   // into one journal commit).
-  auto other = std::async(std::launch::async, [&] { return FsyncPath(also_sync_dir); });
+  auto packs = std::async(std::launch::async, [&] { return FsyncPath(dir_ + "/objects/pack"); });
   Status refs = FsyncPath(dir_ + "/refs/heads");
-  Status dir = other.get();
-  return refs.ok() ? dir : refs;
+  Status pack_dir = packs.get();
+  return refs.ok() ? pack_dir : refs;
 }
 
 void Archive::AbortBranch(int lock_fd) {
@@ -1528,28 +1760,34 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
 }
 
 Status Archive::PublishCommit(Built& b) {
-  // Durability, in two rounds of syncs (decision 0005): (1) the pack, its
-  // index and the new ref value in main.lock, together; (2) after the
-  // renames (.pack, .idx, then main.lock over main), the pack directory and
-  // refs/heads, together. Everything the branch names is durable before
-  // any rename; the appends are acknowledged after round 2.
+  // Durability, in one round of syncs (decision 0005): the pack, its index
+  // and main.lock (the new ref value: the commit's durable intent), and
+  // objects/pack (the pair's temporary names) and refs/heads (main.lock's
+  // name, and the previous commit's ref rename), all in parallel. Then the
+  // renames (.pack, .idx, main.lock over main), not synced: a crash before
+  // the next round (or SyncDirs) leaves main.lock and the temporary pair,
+  // and Open rolls them forward. The caller acknowledges after this.
   const std::string pack_dir = dir_ + "/objects/pack";
   PackWriter& pw = *b.pack;
   const auto sync_start = std::chrono::steady_clock::now();
   auto lock_fd = LockBranch(b.has_parent, b.parent, b.commit);
   if (!lock_fd.has_value()) return lock_fd.error();
-  // Round 1: the contents of the three files.
-  if (Status synced = pw.Sync({*lock_fd}); !synced.ok()) {
-    AbortBranch(*lock_fd);
-    return synced;
+  {
+    auto dirs = std::async(std::launch::async, [&] { return SyncDirs(); });
+    Status synced = pw.Sync({*lock_fd});
+    Status dirs_synced = dirs.get();
+    if (synced.ok()) synced = dirs_synced;
+    if (!synced.ok()) {
+      AbortBranch(*lock_fd);
+      return synced;
+    }
   }
-  // The renames, .pack, .idx, then the ref, and round 2: both directories
-  // at once. Should the ref's rename reach the disk before those of the
-  // pack (a crash in this round, on a file system that reorders renames
-  // across directories), the complete pack is rolled forward into place at
-  // the next open (RollForwardPacks): its contents were durable already.
+  if (options_.before_renames_for_testing) options_.before_renames_for_testing(OidHex(b.commit));
   if (Status published = pw.Publish(); !published.ok()) {
+    // main.lock was durable: its removal must be too, or a crash would
+    // bring back a commit reported failed (best effort: the disk fails).
     AbortBranch(*lock_fd);
+    (void)FsyncPath(dir_ + "/refs/heads");
     return published;
   }
   {
@@ -1557,7 +1795,10 @@ Status Archive::PublishCommit(Built& b) {
     packs_.push_back({pw.name(), static_cast<uint32_t>(pw.object_count())});
     if (packs_.size() > kMaxPacks) packs_cv_.notify_one();
   }
-  RETURN_STATUS_IF_ERROR(CommitBranch(*lock_fd, pack_dir));
+  if (Status moved = CommitBranch(*lock_fd); !moved.ok()) {
+    (void)FsyncPath(dir_ + "/refs/heads");
+    return moved;
+  }
   {
     const uint64_t sync_ns = NsSince(sync_start);
     std::lock_guard<std::mutex> stats_lock(stats_mu_);

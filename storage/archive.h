@@ -13,8 +13,12 @@
 //   entries/<hh>/<hh>/<hh>/<seq>/manifest.json + the entry's files
 //
 // Durability: Append() returns only after the commit holding the entry is
-// in a pack file that was fsync'd and refs/heads/main points to it (ref file
-// and directory fsync'd). Concurrent Append() calls are queued and written
+// in a pack file that was fsync'd (its temporary name and objects/pack too)
+// and refs/heads/main.lock naming it is fsync'd with refs/heads: the renames
+// into place follow without waiting for the disk and are made durable by
+// the next commit's sync round, or when the writer goes idle; a crash in
+// between is rolled forward by the next Open() (decision 0005). Outside
+// readers of a crashed archive see the previous head until then. Concurrent Append() calls are queued and written
 // by one writer thread as one commit ("group commit"), so many appends share
 // one set of fsyncs. The writer builds and signs commit N+1 while a syncer
 // thread makes commit N durable (a two-stage pipeline): N+1 is only made
@@ -23,8 +27,8 @@
 // One writer: an Archive holds an exclusive flock on <dir>/sealpost.lock for
 // its lifetime; a second Archive on the same directory (in this or another
 // process) fails with kUnavailable. Because only the holder of that flock
-// writes, a refs/heads/main.lock (or packed-refs.lock) found at Open() is
-// left over from a crash and is removed.
+// writes, a packed-refs.lock found at Open() is left over from a crash and
+// is removed; a refs/heads/main.lock is rolled forward or dropped.
 //
 // Thread-safety: Append() and the readers may be called from any thread.
 // The Signer is called only from the writer thread (and from Create/Open's
@@ -66,6 +70,11 @@ struct ArchiveOptions {
   crypto::KeyRef seal_key;
   // Most entries written in one commit.
   size_t max_batch = 512;
+  // Tests only (the crash test): called by the syncer with a commit's hex
+  // id once its sync round is done and before its renames and its
+  // acknowledgement — a SIGKILL there leaves what a power loss right after
+  // the acknowledgement leaves (decision 0005, "Durability").
+  std::function<void(const std::string& commit)> before_renames_for_testing;
 };
 
 // The signed checkpoint of a commit, exactly as committed (log/checkpoint
@@ -141,7 +150,8 @@ class Archive {
     uint64_t entries = 0;
     uint64_t build_ns = 0;    // blobs, manifests, trees, commit, pack bytes
     uint64_t sign_ns = 0;     // checkpoint and commit signatures
-    uint64_t sync_ns = 0;     // pack + idx + ref lock fdatasync, renames, directory fsyncs
+    uint64_t sync_ns = 0;     // the sync round (pack, idx, ref lock, both directories) and renames
+    uint64_t idle_syncs = 0;  // directory syncs when the writer went idle (renames made durable)
     // CPU time of the writer in build and sign (wall-clock above includes
     // waiting for a core on a loaded machine; these do not).
     uint64_t build_cpu_ns = 0;
@@ -279,10 +289,13 @@ class Archive {
                                              const std::vector<RootFile>& root_files,
                                              const Tip& tip,
                                              const std::vector<const Prepared*>& prepared = {});
-  // Makes `b` durable and moves the branch by CAS (two sync rounds, see
-  // decision 0005), then updates the committed state and the stats and
-  // fills b.results. On failure the branch is where it was. Called by the
-  // syncer, or with the pipeline idle (Create, ChangeSeal).
+  // Makes `b` durable and moves the branch by CAS (one sync round, then
+  // the renames, not synced: decision 0005, "Durability"), then updates the
+  // committed state and the stats and fills b.results. On failure the branch
+  // is where it was. Called by the syncer, or with the pipeline idle
+  // (Create, ChangeSeal). The renames become durable with the next commit's
+  // round or SyncDirs(); until then the durable refs/heads/main.lock is the
+  // record Open() rolls forward from (RollForwardIntent).
   Status PublishCommit(Built& b);
   // BuildCommit + PublishCommit in the calling thread, for Create and
   // ChangeSeal. REQUIRES: writer_mu_ held, the pipeline idle (slot_ empty).
@@ -300,9 +313,20 @@ class Archive {
   // the lock file. Returns the lock's fd; the caller fsyncs it, renames it
   // into place (CommitBranch) or removes it (AbortBranch).
   Result<int> LockBranch(bool has_expected, const git_oid& expected, const git_oid& next);
-  // Closes the lock file, renames it over the branch and fsyncs refs/heads
-  // (and `also_sync_dir` at the same time, when given).
-  Status CommitBranch(int lock_fd, const std::string& also_sync_dir = {});
+  // Closes the lock file and renames it over the branch (no sync).
+  Status CommitBranch(int lock_fd);
+  // fsync of objects/pack and refs/heads, in parallel: makes the renames
+  // of the last commits durable.
+  Status SyncDirs();
+  // At open, after RollForwardPacks and before ScanPacks removes temporary
+  // files: a refs/heads/main.lock left by a crash is the durable intent of
+  // a commit whose sync round may have finished (decision 0005, "Recovery
+  // at open"). If its commit is readable (in place, or in a complete
+  // temporary pack/index pair) and its parent is the branch's value (CAS),
+  // the pack is made durable and renamed into place and the branch moved to
+  // it; otherwise the lock is dropped and the branch not touched.
+  // REQUIRES: the archive lock.
+  Status RollForwardIntent();
   // The branch's value (hex), from the loose ref or packed-refs; nullopt if
   // it does not exist.
   Result<std::optional<std::string>> ReadBranch();
@@ -388,6 +412,10 @@ class Archive {
   size_t gather_target_ = 0;
   std::chrono::steady_clock::time_point last_ack_{};
   static constexpr std::chrono::microseconds kGatherWait{2000};
+  // The syncer makes the last renames durable (SyncDirs) once no commit
+  // came for this long after an acknowledgement: an idle archive does not
+  // rely on the roll-forward.
+  static constexpr std::chrono::milliseconds kIdleSync{5};
   std::thread writer_;
   std::atomic<uint64_t> commits_written_{0};
   mutable std::mutex stats_mu_;

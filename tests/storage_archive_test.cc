@@ -16,10 +16,13 @@
 #include <sstream>
 #include <thread>
 
+#include "base/encoding.h"
+#include "crypto/cades_sign.h"
 #include "crypto/checkpoint.h"
 #include "crypto/digest.h"
 #include "crypto/merkle.h"
 #include "crypto/software_signer.h"
+#include "storage/audit.h"
 #include "tests/support/cms_peers.h"
 #include "tests/support/test_pki.h"
 
@@ -679,6 +682,201 @@ TEST_F(ArchiveTest, RefDurableBeforeItsPackRenamesIsRolledForwardAtOpen) {
   struct stat st;
   EXPECT_EQ(::stat(tmp_pack.c_str(), &st), 0);
   EXPECT_EQ(::stat(tmp_idx.c_str(), &st), 0);
+}
+
+// The on-disk states a crash leaves after the one sync round of a commit C
+// (decision 0005, "Durability"): refs/heads/main.lock naming C is durable,
+// C's pack and index are durable under their temporary names (or one or
+// both already renamed), the branch still names C's parent.
+class ArchiveIntentTest : public ArchiveTest {
+ protected:
+  void SetUp() override {
+    ArchiveTest::SetUp();
+    pack_dir_ = path_ + "/objects/pack";
+    tmp_pack_ = pack_dir_ + "/tmp_sealpost_pack_intent1";
+    tmp_idx_ = pack_dir_ + "/tmp_sealpost_idx_intent1";
+    lock_ = path_ + "/refs/heads/main.lock";
+    ref_ = path_ + "/refs/heads/main";
+    {
+      auto a = CreateArchive();
+      ASSERT_TRUE(a);
+      for (int i = 0; i < 4; ++i) acknowledged_.push_back(*a->Append(SignedDocument(i)));
+    }
+    head_ = acknowledged_.back().commit;
+    parent_ = Trim(Git(path_, "rev-parse main~1"));
+    grandparent_ = Trim(Git(path_, "rev-parse main~2"));
+    git_oid head;
+    ASSERT_EQ(git_oid_fromstr(&head, head_.c_str()), 0);
+    for (const auto& e : std::filesystem::directory_iterator(pack_dir_)) {
+      if (e.path().extension() != ".idx") continue;
+      auto ids = ReadPackIndex(e.path().string());
+      ASSERT_TRUE(ids.has_value()) << ids.error().ToString();
+      for (const git_oid& id : *ids) {
+        if (git_oid_equal(&id, &head)) base_ = pack_dir_ + "/" + e.path().stem().string();
+      }
+    }
+    ASSERT_FALSE(base_.empty());
+    trust_ = tmp_.file("ca.pem");
+    WriteTestFile(trust_, CertToPem(ca_->cert()));
+  }
+
+  // A document entry the audit accepts: content, content.p7s by an officer
+  // of the CA, certs.pem.
+  EntryInput SignedDocument(int i) {
+    if (!officer_) officer_ = MakeSigner(*ca_, "officer", "Nguyễn Thị Duyên");
+    const crypto::KeyRef key{"officer"};
+    EntryInput e;
+    e.kind = EntryKind::kDocumentSent;
+    std::string content = "Báo cáo tài chính quý " + std::to_string(i) + "\n";
+    auto cert = officer_->Certificate(key);
+    auto alg = crypto::DigestAlgForKey(X509_get0_pubkey(cert->get()));
+    auto digest = crypto::DigestBytes(crypto::DigestAlgMd(*alg), content);
+    auto der = crypto::BuildDetachedSignature(*officer_, key, cert->get(), *alg, *digest,
+                                              crypto::CadesSignOptions{});
+    EXPECT_TRUE(der.has_value()) << der.error().ToString();
+    e.fields["id"] = "cd-baichay.vn/doc-" + std::to_string(i);
+    e.fields["type"] = "report";
+    e.fields["subject"] = "Báo cáo số " + std::to_string(i);
+    e.fields["content_name"] = "bao-cao-" + std::to_string(i) + ".txt";
+    e.fields["content_media_type"] = "text/plain";
+    e.fields["content_size"] = std::to_string(content.size());
+    e.fields["content_sha256"] = HexEncode(*crypto::DigestBytes(EVP_sha256(), content));
+    e.files.push_back({"content.p7s", der.value_or("")});
+    e.files.push_back({"certs.pem", CertToPem(cert->get())});
+    e.files.push_back({"content", std::move(content)});
+    return e;
+  }
+
+  static std::string Trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+  }
+
+  // Puts the archive in the state "C's sync round done, renames lost".
+  void MakeIntent(bool pack_renamed, bool idx_renamed, const std::string& branch) {
+    if (!pack_renamed) {
+      ASSERT_EQ(::rename((base_ + ".pack").c_str(), tmp_pack_.c_str()), 0);
+    }
+    if (!idx_renamed) {
+      ASSERT_EQ(::rename((base_ + ".idx").c_str(), tmp_idx_.c_str()), 0);
+    }
+    WriteTestFile(lock_, head_ + "\n");
+    WriteTestFile(ref_, branch + "\n");
+  }
+
+  bool Exists(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0;
+  }
+
+  void ExpectAuditClean() {
+    AuditOptions o;
+    o.trust_files = {trust_};
+    auto report = Audit(path_, o);
+    ASSERT_TRUE(report.has_value()) << report.error().ToString();
+    EXPECT_EQ(report->ExitCode(), 0) << AuditReportToText(*report, Lang::kEn);
+    EXPECT_TRUE(report->problems.empty()) << AuditReportToText(*report, Lang::kEn);
+  }
+
+  std::unique_ptr<crypto::SoftwareKeySigner> officer_;
+  std::vector<Appended> acknowledged_;
+  std::string head_, parent_, grandparent_, base_, trust_;
+  std::string pack_dir_, tmp_pack_, tmp_idx_, lock_, ref_;
+};
+
+TEST_F(ArchiveIntentTest, IntentWithCompletePackIsRolledForwardAtOpenAndAuditsClean) {
+  struct Case {
+    bool pack_renamed, idx_renamed;
+  };
+  for (Case c : {Case{false, false}, Case{true, false}, Case{true, true}}) {
+    SCOPED_TRACE(std::string("pack renamed: ") + (c.pack_renamed ? "yes" : "no") +
+                 ", idx renamed: " + (c.idx_renamed ? "yes" : "no"));
+    MakeIntent(c.pack_renamed, c.idx_renamed, parent_);
+    // Before Open, outside readers see the parent: nothing half-written.
+    EXPECT_EQ(Trim(Git(path_, "rev-parse main")), parent_);
+    {
+      auto a = Archive::Open(path_, Options());
+      ASSERT_TRUE(a.has_value()) << a.error().ToString();
+      EXPECT_EQ((*a)->head(), head_);
+      for (const Appended& r : acknowledged_) {
+        auto m = (*a)->ReadEntryFile(r.seq, "manifest.json");
+        ASSERT_TRUE(m.has_value()) << m.error().ToString();
+        EXPECT_EQ(merkle::LeafHash(*m), r.leaf);
+      }
+      ExpectCheckpointMatchesEntries(**a);
+    }
+    EXPECT_FALSE(Exists(lock_));
+    EXPECT_FALSE(Exists(tmp_pack_));
+    EXPECT_FALSE(Exists(tmp_idx_));
+    EXPECT_TRUE(Exists(base_ + ".pack"));
+    EXPECT_TRUE(Exists(base_ + ".idx"));
+    EXPECT_EQ(sealpost::testing::ReadTestFile(ref_), head_ + "\n");
+  }
+  ExpectAuditClean();
+  ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveIntentTest, IntentWithIncompletePackIsDroppedWithoutTouchingTheBranch) {
+  MakeIntent(false, false, parent_);
+  std::filesystem::permissions(tmp_pack_, std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::add);
+  ASSERT_EQ(::truncate(tmp_pack_.c_str(), static_cast<off_t>(std::filesystem::file_size(tmp_pack_) - 1)), 0);
+  {
+    auto a = Archive::Open(path_, Options());
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    EXPECT_EQ((*a)->head(), parent_);
+    EXPECT_EQ((*a)->size(), acknowledged_.back().seq - 1);
+    EXPECT_EQ(sealpost::testing::ReadTestFile(ref_), parent_ + "\n");
+    EXPECT_FALSE(Exists(lock_));
+    EXPECT_FALSE(Exists(tmp_pack_));
+    EXPECT_FALSE(Exists(tmp_idx_));
+    // The log goes on from the parent, gapless.
+    auto r = (*a)->Append(SignedDocument(9));
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->seq, acknowledged_.back().seq);
+    ExpectCheckpointMatchesEntries(**a);
+  }
+  ExpectAuditClean();
+  ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveIntentTest, IntentWhoseParentIsNotTheHeadIsDroppedWithoutTouchingTheBranch) {
+  MakeIntent(false, false, grandparent_);
+  {
+    auto a = Archive::Open(path_, Options());
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    EXPECT_EQ((*a)->head(), grandparent_);
+    EXPECT_EQ(sealpost::testing::ReadTestFile(ref_), grandparent_ + "\n");
+    EXPECT_FALSE(Exists(lock_));
+    EXPECT_FALSE(Exists(tmp_pack_));
+    EXPECT_FALSE(Exists(tmp_idx_));
+  }
+  ExpectAuditClean();
+  ExpectStockGitAccepts();
+}
+
+TEST_F(ArchiveIntentTest, IntentWhoseWriteDidNotReachTheDiskIsDropped) {
+  for (const std::string& text : {std::string(), std::string("0123"), head_}) {
+    SCOPED_TRACE("main.lock holds \"" + text + "\"");
+    WriteTestFile(lock_, text);  // empty, cut, or without its line end
+    auto a = Archive::Open(path_, Options());
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    EXPECT_EQ((*a)->head(), head_);
+    EXPECT_FALSE(Exists(lock_));
+  }
+}
+
+TEST_F(ArchiveIntentTest, IdleArchiveHasNoIntentLeftAndClosesDurable) {
+  auto a = Archive::Open(path_, Options());
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  ASSERT_TRUE((*a)->Append(SignedDocument(7)).has_value());
+  // The renames follow the acknowledgement, and the idle sync follows them.
+  for (int i = 0; i < 200 && (*a)->stats().idle_syncs == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE((*a)->stats().idle_syncs, 1u);
+  EXPECT_FALSE(Exists(lock_));
+  EXPECT_EQ(sealpost::testing::ReadTestFile(ref_), (*a)->head() + "\n");
 }
 
 TEST_F(ArchiveTest, ChangeSealWritesCoSignedEntryAndLaterCommitsAreSignedByTheNewSeal) {

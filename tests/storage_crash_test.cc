@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <map>
@@ -14,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,9 +73,23 @@ class ArchiveCrashTest : public ::testing::Test {
   }
 
   // In the child: open, append from 4 threads forever, report "seq leafhex".
-  [[noreturn]] void ChildAppendForever(int fd, uint64_t base) {
+  // stop_at > 0: the stop_at-th commit stops after its sync round, before
+  // its renames and acknowledgement, and reports "intent <commit hex>" (the
+  // parent then kills it there: what a power loss right after an
+  // acknowledgement leaves on disk).
+  [[noreturn]] void ChildAppendForever(int fd, uint64_t base, int stop_at) {
     auto signer = Signer();
-    auto a = Archive::Open(path_, Options(signer.get()));
+    ArchiveOptions options = Options(signer.get());
+    if (stop_at > 0) {
+      auto commits = std::make_shared<std::atomic<int>>(0);
+      options.before_renames_for_testing = [fd, stop_at, commits](const std::string& commit) {
+        if (commits->fetch_add(1) + 1 != stop_at) return;
+        std::string line = "intent " + commit + "\n";
+        if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(7);
+        for (;;) ::pause();
+      };
+    }
+    auto a = Archive::Open(path_, std::move(options));
     if (!a.has_value()) {
       std::fprintf(stderr, "child: %s\n", a.error().ToString().c_str());
       _exit(3);
@@ -118,39 +134,63 @@ TEST_F(ArchiveCrashTest, AppendsKilledAtRandomPointsLoseNothingAcknowledged) {
   constexpr size_t kMinAcknowledged = 50;
   int runs_with_acks = 0;
   int runs = 0;
+  int intent_runs = 0;
   for (int run = 0; run < kMaxRuns && (run < kRuns || acknowledged.size() <= kMinAcknowledged);
        ++run) {
     ++runs;
     int fds[2];
     ASSERT_EQ(::pipe(fds), 0);
+    // Every third run stops a commit between its sync round and its
+    // renames and is killed there; the others at a random moment.
+    const int stop_at = run % 3 == 1 ? std::uniform_int_distribution<int>(1, 6)(rng) : 0;
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       ::close(fds[0]);
-      ChildAppendForever(fds[1], static_cast<uint64_t>(run) * 100000000ull);
+      ChildAppendForever(fds[1], static_cast<uint64_t>(run) * 100000000ull, stop_at);
     }
     ::close(fds[1]);
     FILE* in = ::fdopen(fds[0], "r");
     char line[256];
     ASSERT_NE(std::fgets(line, sizeof line, in), nullptr) << "child did not start (run " << run << ")";
     ASSERT_STREQ(line, "ready\n");
-    // Kill at a random point: some runs early (inside the first commits),
-    // most after a few batches.
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(1, 600)(rng)));
+    int got = 0;
+    std::string intent;  // the commit stopped before its renames
+    auto take = [&](const char* text) {
+      std::istringstream ls(text);
+      std::string first, second;
+      if (!(ls >> first >> second)) return;  // a line cut by the kill
+      if (first == "intent") {
+        intent = second;
+        return;
+      }
+      if (second.size() != 64) return;
+      const uint64_t seq = std::stoull(first);
+      EXPECT_EQ(acknowledged.count(seq), 0u) << "seq " << seq << " acknowledged twice";
+      acknowledged[seq] = second;
+      ++got;
+    };
+    if (stop_at > 0) {
+      while (intent.empty() && std::fgets(line, sizeof line, in) != nullptr) take(line);
+      ASSERT_FALSE(intent.empty()) << "run " << run << ": the child did not stop before renames";
+    } else {
+      // Kill at a random point: some runs early (inside the first commits),
+      // most after a few batches.
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::uniform_int_distribution<int>(1, 600)(rng)));
+    }
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited by itself with " << WEXITSTATUS(status);
-    int got = 0;
-    while (std::fgets(line, sizeof line, in) != nullptr) {
-      std::istringstream ls(line);
-      uint64_t seq;
-      std::string leaf;
-      if (!(ls >> seq >> leaf)) continue;  // a line cut by the kill
-      if (leaf.size() != 64) continue;
-      ASSERT_EQ(acknowledged.count(seq), 0u) << "seq " << seq << " acknowledged twice";
-      acknowledged[seq] = leaf;
-      ++got;
+    while (std::fgets(line, sizeof line, in) != nullptr) take(line);
+    if (stop_at > 0) {
+      // The window: the commit's intent (main.lock) and temporary pack are
+      // there, the branch still names its parent.
+      struct stat st {};
+      EXPECT_EQ(::stat((path_ + "/refs/heads/main.lock").c_str(), &st), 0) << "run " << run;
+      EXPECT_NE(sealpost::testing::ReadTestFile(path_ + "/refs/heads/main"), intent + "\n");
+      ++intent_runs;
     }
     std::fclose(in);
     if (got > 0) ++runs_with_acks;
@@ -159,6 +199,10 @@ TEST_F(ArchiveCrashTest, AppendsKilledAtRandomPointsLoseNothingAcknowledged) {
     auto signer = Signer();
     auto a = Archive::Open(path_, Options(signer.get()));
     ASSERT_TRUE(a.has_value()) << "run " << run << ": " << a.error().ToString();
+    if (stop_at > 0) {
+      // Rolled forward: its sync round had finished.
+      EXPECT_EQ((*a)->head(), intent) << "run " << run;
+    }
     auto leaves = (*a)->ReadLeafHashes();
     ASSERT_TRUE(leaves.has_value()) << leaves.error().ToString();
     for (const auto& [seq, leaf] : acknowledged) {
@@ -170,6 +214,7 @@ TEST_F(ArchiveCrashTest, AppendsKilledAtRandomPointsLoseNothingAcknowledged) {
     ASSERT_EQ(cp.root, merkle::RootFromLeafHashes(*leaves)) << "run " << run;
   }
   EXPECT_GT(runs_with_acks, runs / 2) << "most runs should have acknowledged something";
+  EXPECT_GE(intent_runs, kRuns / 3);
   EXPECT_GT(acknowledged.size(), kMinAcknowledged);
 
   std::string out;
