@@ -18,6 +18,7 @@
 #include <openssl/x509.h>
 
 #include "base/encoding.h"
+#include "base/file.h"
 #include "crypto/certs.h"
 #include "crypto/digest.h"
 #include "crypto/merkle.h"
@@ -942,6 +943,14 @@ Result<AuditReport> Audit(const std::string& dir, const AuditOptions& options) {
     return Err(GitStatus(Code::kDataError, dir + ": cannot resolve " + ref));
   }
   report.head = OidHex(head_id);
+  if (ref == "refs/heads/main") {
+    auto lock = ReadFile(std::string(git_repository_path(repo->get())) + "refs/heads/main.lock", 4096);
+    if (lock.has_value() && lock->size() == GIT_OID_HEXSZ + 1 && lock->back() == '\n' &&
+        lock->compare(0, GIT_OID_HEXSZ, report.head) != 0 &&
+        lock->find_first_not_of("0123456789abcdef") == GIT_OID_HEXSZ) {
+      report.pending_commit = lock->substr(0, GIT_OID_HEXSZ);
+    }
+  }
 
   // The first-parent chain, oldest first.
   std::vector<git_oid> chain;

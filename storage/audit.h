@@ -86,6 +86,12 @@ struct AuditReport {
   uint64_t signatures_checked = 0;  // entry .p7s files verified
   uint64_t trusted_size = 0;        // size of the trusted checkpoint (0: none)
   double entry_check_seconds = 0;   // wall time of the entry checks
+  // The commit a refs/heads/main.lock names (hex), when there is one and it
+  // is not the head: a write in progress, or, after a crash, appends the
+  // archive acknowledged and rolls forward when the appliance next opens it
+  // (decision 0005, "Durability"). Not a problem: the audit (which changes
+  // nothing) checks the head, the last commit on the branch.
+  std::string pending_commit;
   std::vector<AuditProblem> problems;
 
   // 0 clean, 1 a problem (any kFailed), 2 only indeterminate problems.

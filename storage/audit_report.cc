@@ -128,7 +128,9 @@ std::string AuditReportToJson(const AuditReport& r) {
          ",\"entries\":" + std::to_string(r.entries) +
          ",\"entriesChecked\":" + std::to_string(r.entries_checked) +
          ",\"signaturesChecked\":" + std::to_string(r.signatures_checked) +
-         ",\"trustedSize\":" + std::to_string(r.trusted_size) + ",\"problems\":[";
+         ",\"trustedSize\":" + std::to_string(r.trusted_size) + ",\"pendingCommit\":" +
+         (r.pending_commit.empty() ? std::string("null") : JsonString(r.pending_commit)) +
+         ",\"problems\":[";
   for (size_t i = 0; i < r.problems.size(); ++i) {
     const AuditProblem& p = r.problems[i];
     if (i > 0) out += ",";
@@ -155,6 +157,18 @@ std::string AuditReportToText(const AuditReport& r, Lang lang) {
                           " được đối chiếu với điểm kiểm tra tin cậy"));
   }
   out += ".\n";
+  if (!r.pending_commit.empty()) {
+    out += std::string(Tr(lang, "Note: refs/heads/main.lock names commit ",
+                          "Lưu ý: refs/heads/main.lock ghi commit ")) +
+           r.pending_commit.substr(0, 12) +
+           std::string(Tr(lang,
+                          ", not yet on the branch: a write in progress, or appends acknowledged "
+                          "before a crash that the appliance adds when it next opens the archive "
+                          "(not audited here).\n",
+                          ", chưa có trên nhánh: một lần ghi đang diễn ra, hoặc các mục đã được "
+                          "xác nhận trước một sự cố mà thiết bị sẽ thêm vào khi mở lại kho lưu "
+                          "trữ (chưa được kiểm tra ở đây).\n"));
+  }
   switch (r.ExitCode()) {
     case 0:
       out += std::string(Tr(lang, "Result: CLEAN — nothing was removed, altered or rewritten.",

@@ -776,6 +776,7 @@ class ArchiveIntentTest : public ArchiveTest {
     ASSERT_TRUE(report.has_value()) << report.error().ToString();
     EXPECT_EQ(report->ExitCode(), 0) << AuditReportToText(*report, Lang::kEn);
     EXPECT_TRUE(report->problems.empty()) << AuditReportToText(*report, Lang::kEn);
+    EXPECT_TRUE(report->pending_commit.empty());
   }
 
   std::unique_ptr<crypto::SoftwareKeySigner> officer_;
@@ -792,8 +793,21 @@ TEST_F(ArchiveIntentTest, IntentWithCompletePackIsRolledForwardAtOpenAndAuditsCl
     SCOPED_TRACE(std::string("pack renamed: ") + (c.pack_renamed ? "yes" : "no") +
                  ", idx renamed: " + (c.idx_renamed ? "yes" : "no"));
     MakeIntent(c.pack_renamed, c.idx_renamed, parent_);
-    // Before Open, outside readers see the parent: nothing half-written.
+    // Before Open, outside readers see the parent: nothing half-written;
+    // the audit (which changes nothing) notes the pending commit.
     EXPECT_EQ(Trim(Git(path_, "rev-parse main")), parent_);
+    {
+      AuditOptions o;
+      o.trust_files = {trust_};
+      auto report = Audit(path_, o);
+      ASSERT_TRUE(report.has_value()) << report.error().ToString();
+      EXPECT_EQ(report->ExitCode(), 0) << AuditReportToText(*report, Lang::kEn);
+      EXPECT_EQ(report->head, parent_);
+      EXPECT_EQ(report->pending_commit, head_);
+      EXPECT_NE(AuditReportToJson(*report).find("\"pendingCommit\":\"" + head_ + "\""),
+                std::string::npos);
+      EXPECT_TRUE(Exists(lock_));
+    }
     {
       auto a = Archive::Open(path_, Options());
       ASSERT_TRUE(a.has_value()) << a.error().ToString();
