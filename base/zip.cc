@@ -604,6 +604,11 @@ Status ZipReader::ExtractToFile(const ZipEntry& entry, const std::string& path,
   return Status::Ok();
 }
 
+Status ZipReader::Check(const ZipEntry& entry) const {
+  Status s = Stream(entry, [](std::string_view) { return Status::Ok(); });
+  return s.ok() ? s : s.WithContext(path_);
+}
+
 // ----------------------------------------------------------------------------
 // Writer
 
@@ -624,7 +629,7 @@ ZipWriter::ZipWriter(ZipWriter&& o) noexcept
     : fd_(std::exchange(o.fd_, -1)), path_(std::move(o.path_)),
       tmp_path_(std::exchange(o.tmp_path_, std::string())), dos_time_(o.dos_time_),
       dos_date_(o.dos_date_), offset_(o.offset_), written_(std::move(o.written_)),
-      failed_(o.failed_) {}
+      failed_(o.failed_), sync_(o.sync_) {}
 
 ZipWriter& ZipWriter::operator=(ZipWriter&& o) noexcept {
   if (this != &o) {
@@ -637,6 +642,7 @@ ZipWriter& ZipWriter::operator=(ZipWriter&& o) noexcept {
     offset_ = o.offset_;
     written_ = std::move(o.written_);
     failed_ = o.failed_;
+    sync_ = o.sync_;
   }
   return *this;
 }
@@ -846,7 +852,7 @@ Status ZipWriter::Finish() {
   Put16(end, 0);
   ZIP_RETURN_IF_ERROR(WriteAll(cd));
   ZIP_RETURN_IF_ERROR(WriteAll(end));
-  if (::fsync(fd_) != 0) {
+  if (sync_ && ::fsync(fd_) != 0) {
     Status s = Status::IoError(tmp_path_ + ": fsync failed: " + ErrnoText(errno));
     Abandon();
     return s;
@@ -864,7 +870,7 @@ Status ZipWriter::Finish() {
   }
   tmp_path_.clear();
   failed_ = true;  // finished: no more members
-  return SyncDirOf(path_);
+  return sync_ ? SyncDirOf(path_) : Status::Ok();
 }
 
 }  // namespace sealpost

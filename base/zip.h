@@ -113,6 +113,11 @@ class ZipReader {
   Status ExtractToFile(const ZipEntry& entry, const std::string& path,
                        const std::function<void(std::string_view)>& observer = {}) const;
 
+  // Reads `entry` through without keeping it: OK when its data inflates to
+  // the declared size with the declared CRC-32, DataError (naming the
+  // archive and the member) otherwise. Constant memory.
+  Status Check(const ZipEntry& entry) const;
+
   const std::string& path() const { return path_; }
 
  private:
@@ -153,8 +158,14 @@ class ZipWriter {
   Status AddFile(std::string_view name, const std::string& source_path,
                  const std::function<void(std::string_view)>& observer = {});
 
-  // Writes the central directory and the end record, fsyncs, renames into
-  // place and fsyncs the directory. After an error the writer is unusable
+  // Whether Finish() syncs the file and its directory (default: yes).
+  // Without: the file is complete when it appears under its name (rename),
+  // but a power loss may leave it missing, empty or with zeroed blocks; for
+  // files that can be made again (the daemon's bundles).
+  void set_sync(bool sync) { sync_ = sync; }
+
+  // Writes the central directory and the end record, fsyncs (set_sync),
+  // renames into place and fsyncs the directory (set_sync). After an error the writer is unusable
   // and its temporary file is removed.
   Status Finish();
 
@@ -185,6 +196,7 @@ class ZipWriter {
   uint64_t offset_ = 0;
   std::vector<Written> written_;
   bool failed_ = false;
+  bool sync_ = true;
 };
 
 }  // namespace sealpost

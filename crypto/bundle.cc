@@ -645,7 +645,7 @@ Result<ArchiveManifest> ParseArchiveManifest(std::string_view json, std::string_
 // Build
 
 Status BuildBundle(const BundleParts& parts, const std::string& out_path,
-                   std::optional<std::time_t> mtime) {
+                   std::optional<std::time_t> mtime, bool sync) {
   auto doc = ParseDocumentJson(parts.document_json, "document.json");
   if (!doc) return Status::InvalidArgument(doc.error().message());
   if (auto m = ParseArchiveManifest(parts.archive_manifest, "archive manifest"); !m) {
@@ -661,6 +661,7 @@ Status BuildBundle(const BundleParts& parts, const std::string& out_path,
 
   auto writer = ZipWriter::Create(out_path, mtime);
   if (!writer) return writer.error();
+  writer->set_sync(sync);
   Status s = writer->AddBytes(kBundleMimetypeMember, kBundleMimetype);
   if (!s.ok()) return s;
   Sha256Stream sha;

@@ -167,8 +167,10 @@ struct BundleParts {
 // over the content, which is also the pass that packs it). Errors:
 // InvalidArgument (a part does not parse, content does not match
 // document.json, certs_pem empty), NotFound (content unreadable), IoError.
+// `sync` false: the file and its directory are not synced (ZipWriter::set_sync;
+// the daemon's bundles, rebuilt from the archive when lost).
 Status BuildBundle(const BundleParts& parts, const std::string& out_path,
-                   std::optional<std::time_t> mtime = std::nullopt);
+                   std::optional<std::time_t> mtime = std::nullopt, bool sync = true);
 
 struct BundleLimits {
   ZipLimits zip;                          // defaults: 64 members, 4 GiB, ...

@@ -670,12 +670,12 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
     // is down, one probe per backoff period, the rest deferred.
     return {Outcome::kUnreachable, "the registry names no endpoint for union " + rcpt};
   }
-  struct stat st {};
-  if (::stat(job.payload.c_str(), &st) != 0) {
-    return {Outcome::kRetry, "bundle " + job.payload + ": " + std::strerror(errno)};
-  }
+  // The bundle file, made again from the archive when it is missing or
+  // not complete (daemon/bundle_rebuild.h).
+  auto bundle = ex.EnsureBundle(doc);
+  if (!bundle) return {Outcome::kRetry, "bundle of " + doc + ": " + bundle.error().message()};
 
-  auto resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, "", job.payload, {});
+  auto resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, "", *bundle, {});
   if (!resp) return {TransportOutcomeOf<Outcome>(resp.error()), resp.error().message()};
   if (resp->status == 409) {
     // The recipient holds another checkpoint of ours: prove that both are
@@ -694,7 +694,7 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
     client::Headers h = {{"Sealpost-Consistency-Proof", std::to_string(*from) + ":" +
                                                             std::to_string(*to) + ":" +
                                                             Base64Encode(raw)}};
-    resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, "", job.payload, h);
+    resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, "", *bundle, h);
     if (!resp) return {TransportOutcomeOf<Outcome>(resp.error()), resp.error().message()};
     if (resp->status == 409) {
       return {Outcome::kRetry, "409 again after the consistency proof: " + ProblemText(*resp)};
@@ -819,8 +819,12 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::SendMail(Exchang
   mail.reference = manifest->Field("reference");
   mail.issued_at = manifest->Field("issued_at");
   mail.verify_url = mo.verify_url;
-  auto bundle = ReadFile(job.payload, 1ull << 31);
-  if (!bundle) return {Outcome::kRetry, "bundle " + job.payload + ": " + bundle.error().message()};
+  auto bundle_path = ex.EnsureBundle(doc);
+  if (!bundle_path) {
+    return {Outcome::kRetry, "bundle of " + doc + ": " + bundle_path.error().message()};
+  }
+  auto bundle = ReadFile(*bundle_path, 1ull << 31);
+  if (!bundle) return {Outcome::kRetry, "bundle " + *bundle_path + ": " + bundle.error().message()};
   mail.bundle = std::move(*bundle);
   // One Message-ID per (document, recipient): a resent mail is the same
   // message to the recipient's client.

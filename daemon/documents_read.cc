@@ -526,7 +526,20 @@ DocumentsAnswer DocumentsService::Signature(const std::string& id) {
 DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
   Located loc = Locate(config_.state_dir, id);  // 404 unless archived
   if (loc.failure) return std::move(*loc.failure);
-  auto bundle = FindBundle(config_.state_dir, id);
+  std::optional<std::string> bundle;
+  if (loc.doc.kind == kSent) {
+    // Made again from the archive when missing or incomplete.
+    if (auto ex = Get()) {
+      auto ensured = (*ex)->EnsureBundle(id);
+      if (ensured) {
+        bundle = std::move(*ensured);
+      } else {
+        Log(LogLevel::kWarn, "bundle not available",
+            "id=" + id + " error=" + JsonString(ensured.error().message()));
+      }
+    }
+  }
+  if (!bundle) bundle = FindBundle(config_.state_dir, id);
   if (!bundle) {
     return Answer(Problem{404, "not-found", "Not found", "Không tìm thấy",
                           "No bundle is kept for document '" + id + "'.",

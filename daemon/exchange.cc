@@ -1,6 +1,10 @@
 #include "daemon/exchange.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,6 +25,7 @@
 #include "crypto/certs.h"
 #include "crypto/digest.h"
 #include "crypto/path.h"
+#include "daemon/bundle_rebuild.h"
 #include "daemon/metrics.h"
 #include "daemon/webhook.h"
 #include "daemon/policy_update.h"
@@ -127,9 +132,47 @@ Result<std::string> CrlsPem(const std::vector<std::string>& files) {
   return out;
 }
 
+// One delivery job per recipient and channel (the union's `channels` in
+// the policy). A recipient with no channel at all gets an appliance job: it
+// waits (retried) until the registry names an endpoint, visibly, instead of
+// being dropped. Appliance and email jobs carry the bundle's path, webhook
+// jobs the document's facts (daemon/webhook.h).
+std::vector<storage::Outbox::NewJob> JobsFor(const policies::Policy& policy,
+                                             const WebhookDocument& note,
+                                             const std::vector<std::string>& recipients,
+                                             const std::string& bundle_path) {
+  const std::string note_payload = WebhookPayload(note);
+  std::vector<storage::Outbox::NewJob> jobs;
+  for (const std::string& r : recipients) {
+    const policies::Union* u = policy.FindUnion(r);
+    std::vector<policies::Channel> channels;
+    if (u != nullptr) channels = u->channels;
+    if (channels.empty()) channels.push_back(policies::Channel::kAppliance);
+    for (policies::Channel c : channels) {
+      switch (c) {
+        case policies::Channel::kAppliance:
+          jobs.push_back({storage::JobKey{note.id, r, storage::Channel::kAppliance}, bundle_path});
+          break;
+        case policies::Channel::kEmail:
+          jobs.push_back({storage::JobKey{note.id, r, storage::Channel::kEmail}, bundle_path});
+          break;
+        case policies::Channel::kWebhook:
+          jobs.push_back({storage::JobKey{note.id, r, storage::Channel::kWebhook}, note_payload});
+          break;
+      }
+    }
+  }
+  return jobs;
+}
+
+bool NotBefore(const struct timespec& a, const struct timespec& b) {
+  return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec >= b.tv_nsec;
+}
+
 }  // namespace
 
 Exchange::~Exchange() {
+  if (archive_) AdvanceQueuedMark(true);
   const StepTimes t = step_times();
   if (t.submissions == 0) return;
   auto avg = [&](uint64_t ns) {
@@ -153,6 +196,7 @@ Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
   }
   if (options.origin.empty()) options.origin = options.union_id + "/archive";
   std::unique_ptr<Exchange> ex(new Exchange());
+  ::clock_gettime(CLOCK_REALTIME, &ex->started_);
   ex->options_ = std::move(options);
   const ExchangeOptions& o = ex->options_;
   if (::mkdir(o.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
@@ -163,6 +207,18 @@ Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
   if (::mkdir(ex->bundle_dir_.c_str(), 0750) != 0 && errno != EEXIST) {
     return Err(Status::IoError("cannot create bundle directory " + ex->bundle_dir_ + ": " +
                                std::strerror(errno)));
+  }
+  if (o.owns_state_dir) {
+    // Temporary files of bundles being written when a process ended.
+    if (DIR* d = ::opendir(ex->bundle_dir_.c_str())) {
+      while (struct dirent* e = ::readdir(d)) {
+        std::string_view n = e->d_name;
+        if (n.find(".asics.tmp-") != std::string_view::npos || n.starts_with(".rebuild-")) {
+          ::unlinkat(::dirfd(d), e->d_name, 0);
+        }
+      }
+      ::closedir(d);
+    }
   }
   ex->archive_dir_ = o.state_dir + "/archive";
   storage::ArchiveOptions ao;
@@ -206,6 +262,14 @@ Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
     auto evidence = ArchiveEvidence::Create(ex->archive_dir_, leaves->nodes());
     if (!evidence) return Err(evidence.error());
     ex->evidence_ = std::move(*evidence);
+    if (o.owns_state_dir) {
+      // Documents archived as sent whose jobs a crash left out (Submit
+      // steps 9-11): queued now, before any new submission.
+      if (Status s = ex->RecoverUnqueued(sent->covered()); !s.ok()) {
+        Log(LogLevel::kError, "sent documents not checked for delivery jobs (next start tries again)",
+            "error=" + JsonString(s.message()));
+      }
+    }
   }
   ex->options_.sent_scan.reset();
   ex->options_.leaves_scan.reset();
@@ -354,6 +418,217 @@ crypto::PathResult Exchange::SealPath(const std::shared_ptr<const TrustSnapshot>
     seal_path_ = KeptSealPath{trust, verifier, X509Ptr(seal), at, r};
   }
   return r;
+}
+
+// A submission between its archive append and its jobs' commit (see
+// Submit): the archive's size before the append, held in floors_.
+class Exchange::QueueFloor {
+ public:
+  explicit QueueFloor(Exchange* ex) : ex_(ex) {
+    std::lock_guard<std::mutex> lock(ex_->mark_mu_);
+    it_ = ex_->floors_.insert(ex_->archive_->size());
+  }
+  ~QueueFloor() {
+    if (kept_) return;
+    std::lock_guard<std::mutex> lock(ex_->mark_mu_);
+    ex_->floors_.erase(it_);
+  }
+  QueueFloor(const QueueFloor&) = delete;
+  QueueFloor& operator=(const QueueFloor&) = delete;
+  // The jobs were not committed: the floor stays until the process ends.
+  void Keep() { kept_ = true; }
+
+ private:
+  Exchange* ex_;
+  std::multiset<uint64_t>::iterator it_;
+  bool kept_ = false;
+};
+
+void Exchange::AdvanceQueuedMark(bool force) {
+  uint64_t mark = 0;
+  {
+    std::lock_guard<std::mutex> lock(mark_mu_);
+    if (!mark_known_) return;  // RecoverUnqueued has not run (or failed)
+    const auto now = std::chrono::steady_clock::now();
+    if (!force && now - mark_written_at_ < std::chrono::seconds(60)) return;
+    mark = archive_->size();
+    if (!floors_.empty()) mark = std::min(mark, *floors_.begin());
+    if (mark <= mark_written_) return;
+    mark_written_at_ = now;
+    mark_written_ = mark;
+  }
+  // Documents up to `mark` all had their jobs committed.
+  if (Status s = WriteFileAtomic(options_.state_dir + "/sent-queued-through",
+                                 std::to_string(mark) + "\n", 0640);
+      !s.ok()) {
+    Log(LogLevel::kWarn, "unqueued-document mark not written (checked again next start)",
+        "error=" + JsonString(s.message()));
+  }
+}
+
+Status Exchange::BuildSubmittedBundle(uint64_t seq, const std::string& content_path,
+                                      const std::string& doc_json, const std::string& doc_p7s,
+                                      const std::string& content_p7s, const std::string& certs_pem,
+                                      const std::string& crls_pem, const std::string& bundle_path,
+                                      std::time_t now) {
+  auto evidence = evidence_->Get(seq);
+  if (!evidence) return evidence.error().WithContext("archive evidence");
+  crypto::BundleParts parts;
+  parts.content_path = content_path;
+  parts.document_json = doc_json;
+  parts.document_json_p7s = doc_p7s;
+  parts.content_p7s = content_p7s;
+  parts.certs_pem = certs_pem;
+  parts.crls_pem = crls_pem;
+  parts.archive_manifest = std::move(evidence->manifest);
+  parts.checkpoint = std::move(evidence->checkpoint_body);
+  parts.checkpoint_p7s = std::move(evidence->checkpoint_p7s);
+  parts.proof.leaf_index = seq - 1;
+  parts.proof.tree_size = evidence->tree_size;
+  parts.proof.hashes = std::move(evidence->proof);
+  return crypto::BuildBundle(parts, bundle_path, now, bundle_sync_);
+}
+
+Result<std::string> Exchange::EnsureBundle(const std::string& id) {
+  auto seq = SentSeq(id);
+  if (!seq) return Err(seq.error());
+  const std::string path = bundle_dir_ + "/" + id + ".asics";
+  auto current = [&]() -> Result<bool> {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return false;
+      return Err(Status::IoError(path + ": " + std::strerror(errno)));
+    }
+    // Put in place (renamed: complete) by this process, which a power loss
+    // would have ended: the bytes written are the bytes read.
+    if (NotBefore(st.st_ctim, started_)) return true;
+    {
+      std::lock_guard<std::mutex> lock(rebuild_mu_);
+      if (checked_.count(id)) return true;
+    }
+    Status c = CheckBundleFile(path);
+    if (c.ok()) {
+      std::lock_guard<std::mutex> lock(rebuild_mu_);
+      checked_.insert(id);
+      return true;
+    }
+    Log(LogLevel::kWarn, "bundle file not readable; rebuilding it from the archive",
+        "id=" + id + " error=" + JsonString(c.message()));
+    return false;
+  };
+  auto ok = current();
+  if (!ok) return Err(ok.error());
+  if (*ok) return path;
+  std::lock_guard<std::mutex> lock(rebuild_mu_);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && NotBefore(st.st_ctim, started_)) return path;  // meanwhile
+  if (Status s = RebuildBundle(archive_dir_, *evidence_, *seq, path, bundle_dir_); !s.ok()) {
+    return Err(s);
+  }
+  checked_.erase(id);
+  Log(LogLevel::kInfo, "bundle rebuilt from the archive",
+      "id=" + id + " seq=" + std::to_string(*seq));
+  return path;
+}
+
+Status Exchange::RecoverUnqueued(uint64_t covered) {
+  // Documents up to the mark were all seen with their jobs queued (jobs
+  // disappear only when the outbox prunes finished ones): only the entries
+  // after it are looked at.
+  const std::string mark_path = options_.state_dir + "/sent-queued-through";
+  uint64_t from = 0;
+  if (auto mark = ReadFile(mark_path, 64)) {
+    std::string_view t = *mark;
+    while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.remove_suffix(1);
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), from);
+    if (ec != std::errc() || end != t.data() + t.size() || from > covered) {
+      Log(LogLevel::kWarn, "unqueued-document mark not usable; every sent document is checked",
+          "file=" + JsonString(mark_path));
+      from = 0;
+    }
+  } else if (mark.error().code() != Code::kNotFound) {
+    Log(LogLevel::kWarn, "unqueued-document mark not readable; every sent document is checked",
+        "error=" + JsonString(mark.error().message()));
+  }
+  std::vector<std::pair<uint64_t, std::string>> candidates;
+  {
+    std::lock_guard<std::mutex> lock(ids_mu_);
+    for (const auto& [id, seq] : sent_) {
+      if (seq > from && seq <= covered) candidates.emplace_back(seq, id);
+    }
+  }
+  std::sort(candidates.begin(), candidates.end());
+  bool all = true;
+  size_t queued_docs = 0;
+  std::unique_ptr<storage::ArchiveReader> reader;
+  auto policy = options_.policy->Current();
+  for (const auto& [seq, id] : candidates) {
+    auto states = outbox_->States(id);
+    if (!states) return states.error().WithContext("unqueued documents");
+    if (!states->empty()) continue;
+    if (!reader) {
+      auto r = storage::ArchiveReader::Open(archive_dir_);
+      if (!r) return r.error().WithContext("unqueued documents");
+      reader = std::move(*r);
+    }
+    auto m = reader->ReadManifest(seq);
+    if (!m) return m.error().WithContext("unqueued documents");
+    const policies::DocumentType* type = policy->FindType(m->Field("type"));
+    const policies::Union* self = policy->FindUnion(options_.union_id);
+    WebhookDocument note;
+    note.id = id;
+    note.type = m->Field("type");
+    note.type_name = type != nullptr ? type->name : note.type;
+    note.subject = m->Field("subject");
+    note.issuer = m->Field("issuer");
+    note.issuer_name = self != nullptr ? self->name : note.issuer;
+    note.reference = m->Field("reference");
+    note.issued_at = m->Field("issued_at");
+    std::vector<std::string> recipients;
+    {
+      const std::string list = m->Field("recipients");
+      size_t at = 0;
+      while (at <= list.size()) {
+        size_t comma = list.find(',', at);
+        if (comma == std::string::npos) comma = list.size();
+        if (comma > at) recipients.push_back(list.substr(at, comma - at));
+        at = comma + 1;
+      }
+    }
+    // The bundle first (a crash may have come before it, or left it partial).
+    auto bundle = EnsureBundle(id);
+    if (!bundle) {
+      // Queued all the same: the delivery worker tries the rebuild again.
+      Log(LogLevel::kError, "bundle of an unqueued document not rebuilt",
+          "id=" + id + " seq=" + std::to_string(seq) +
+              " error=" + JsonString(bundle.error().message()));
+    }
+    const std::string bundle_path = bundle_dir_ + "/" + id + ".asics";
+    auto q = outbox_->EnqueueBatch(JobsFor(*policy, note, recipients, bundle_path));
+    if (!q) {
+      Log(LogLevel::kError, "unqueued document not queued",
+          "id=" + id + " seq=" + std::to_string(seq) +
+              " error=" + JsonString(q.error().message()));
+      all = false;
+      continue;
+    }
+    ++queued_docs;
+    Log(LogLevel::kWarn, "document archived as sent but not queued (the process ended); queued now",
+        "id=" + id + " seq=" + std::to_string(seq) + " jobs=" + std::to_string(*q));
+  }
+  if (all) {
+    {
+      std::lock_guard<std::mutex> lock(mark_mu_);
+      mark_known_ = true;
+      mark_written_ = from;
+    }
+    AdvanceQueuedMark(true);
+  }
+  if (!candidates.empty()) {
+    Log(LogLevel::kInfo, "sent documents checked for delivery jobs",
+        "checked=" + std::to_string(candidates.size()) + " queued=" + std::to_string(queued_docs));
+  }
+  return Status::Ok();
 }
 
 std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
@@ -590,6 +865,11 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
                                    "Thông tin văn bản không hợp lệ", v.message(),
                                    "Thông tin văn bản không hợp lệ: " + v.message()});
   }
+  // Entries after `floor` may be this document's, archived but not yet
+  // queued: the mark (RecoverUnqueued) stays at or below it until the jobs
+  // are committed (for good when they never are: the next start repairs).
+  std::optional<QueueFloor> floor;
+  floor.emplace(this);
   const Clock::time_point t_append = Clock::now();
   auto appended = archive_->Append(std::move(entry));
   const uint64_t append_ns = ns_since(t_append);
@@ -608,36 +888,30 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
       "id=" + info.id + " seq=" + std::to_string(appended->seq) +
           " reference=" + JsonString(reference) + " type=" + JsonString(info.type));
 
+  TestKillPoint("sent-archived");
+
   // 10. The bundle: the entry, the archive's checkpoint at head and the
   // entry's inclusion proof in it. From here on the document is archived;
-  // a failure is reported (500) and the entry stays (the bundle can be
-  // rebuilt from the archive).
+  // a failure is reported (500) and the entry stays: the bundle is rebuilt
+  // from the archive when it is needed (EnsureBundle), the jobs are queued
+  // at the next start (RecoverUnqueued).
   const Clock::time_point t_bundle = Clock::now();
-  auto evidence = evidence_->Get(appended->seq);
-  if (!evidence) return std::unexpected(Internal("archive evidence: " + evidence.error().message()));
-  crypto::BundleParts parts;
-  parts.content_path = req.content_path;
-  parts.document_json = *doc_json;
-  parts.document_json_p7s = *doc_p7s;
-  parts.content_p7s = *content_p7s;
-  parts.certs_pem = certs_pem;
-  parts.crls_pem = *crls_pem;
-  parts.archive_manifest = std::move(evidence->manifest);
-  parts.checkpoint = std::move(evidence->checkpoint_body);
-  parts.checkpoint_p7s = std::move(evidence->checkpoint_p7s);
-  parts.proof.leaf_index = appended->seq - 1;
-  parts.proof.tree_size = evidence->tree_size;
-  parts.proof.hashes = std::move(evidence->proof);
   const std::string bundle_path = bundle_dir_ + "/" + info.id + ".asics";
-  if (Status b = crypto::BuildBundle(parts, bundle_path, now); !b.ok()) {
-    return std::unexpected(Internal("bundle: " + b.message()));
+  if (Status b = BuildSubmittedBundle(appended->seq, req.content_path, *doc_json, *doc_p7s,
+                                      *content_p7s, certs_pem, *crls_pem, bundle_path, now);
+      !b.ok()) {
+    // The document is archived: its jobs are queued all the same, and the
+    // delivery worker rebuilds the bundle from the archive (EnsureBundle).
+    Log(LogLevel::kError, "bundle not built at submission; rebuilt when needed",
+        "id=" + info.id + " error=" + JsonString(b.message()));
   }
   const uint64_t bundle_ns = ns_since(t_bundle);
 
-  // 11. One delivery job per recipient and channel (the union's `channels`
-  // in the policy), all in one transaction. A recipient with no channel at
-  // all gets an appliance job: it waits (retried) until the registry names
-  // an endpoint, visibly, instead of being dropped.
+  TestKillPoint("sent-bundled");
+
+  // 11. One delivery job per recipient and channel, all in one transaction
+  // (JobsFor). A crash before it commits is repaired at the next start
+  // (RecoverUnqueued).
   WebhookDocument note;
   note.id = info.id;
   note.type = info.type;
@@ -647,30 +921,15 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   note.issuer_name = self != nullptr ? self->name : info.issuer;
   note.reference = info.reference;
   note.issued_at = info.issued_at;
-  const std::string note_payload = WebhookPayload(note);
-  std::vector<storage::Outbox::NewJob> jobs;
-  for (const std::string& r : req.recipients) {
-    const policies::Union* u = policy->FindUnion(r);
-    std::vector<policies::Channel> channels;
-    if (u != nullptr) channels = u->channels;
-    if (channels.empty()) channels.push_back(policies::Channel::kAppliance);
-    for (policies::Channel c : channels) {
-      switch (c) {
-        case policies::Channel::kAppliance:
-          jobs.push_back({storage::JobKey{info.id, r, storage::Channel::kAppliance}, bundle_path});
-          break;
-        case policies::Channel::kEmail:
-          jobs.push_back({storage::JobKey{info.id, r, storage::Channel::kEmail}, bundle_path});
-          break;
-        case policies::Channel::kWebhook:
-          jobs.push_back({storage::JobKey{info.id, r, storage::Channel::kWebhook}, note_payload});
-          break;
-      }
-    }
-  }
+  std::vector<storage::Outbox::NewJob> jobs = JobsFor(*policy, note, req.recipients, bundle_path);
   const Clock::time_point t_outbox = Clock::now();
   auto q = outbox_->EnqueueBatch(jobs);
-  if (!q) return std::unexpected(Internal("outbox: " + q.error().message()));
+  if (!q) {
+    floor->Keep();
+    return std::unexpected(Internal("outbox: " + q.error().message()));
+  }
+  floor.reset();
+  AdvanceQueuedMark(false);
   const uint64_t outbox_ns = ns_since(t_outbox);
 
   if (policy_update) {

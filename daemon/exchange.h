@@ -30,14 +30,20 @@
 //
 // Durability: Submit() answers only after the entry is durable and its
 // outbox jobs are committed, whatever order concurrent submissions end in.
+// The bundle file is derived from the archive and rebuilt from it when it is
+// missing or incomplete (EnsureBundle); jobs a crash left out after the
+// append are queued at the next start (RecoverUnqueued). See docs/daemon.md
+// "Bundles".
 //
 // Thread-safety: Submit() and the getters may be called from any thread.
 #ifndef SEALPOST_DAEMON_EXCHANGE_H_
 #define SEALPOST_DAEMON_EXCHANGE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <time.h>
 #include <expected>
 #include <map>
 #include <memory>
@@ -166,6 +172,15 @@ class Exchange {
   // The bundle of a document sent from here; NotFound if unknown.
   [[nodiscard]] Result<std::string> BundlePath(const std::string& id) const;
 
+  // The path of the bundle of a document sent from here, made again from
+  // the archive (daemon/bundle_rebuild.h) when the file is missing or not a
+  // complete bundle (a crash before it was written, a power loss after).
+  // A file this process put in place is taken as it is; an older one is
+  // read through once (ZIP structure and every member's CRC) before it is
+  // first used. Errors: NotFound (no
+  // such document), the rebuild's.
+  [[nodiscard]] Result<std::string> EnsureBundle(const std::string& id);
+
   // The seq of the document-sent entry of a document sent from here;
   // NotFound if unknown.
   [[nodiscard]] Result<uint64_t> SentSeq(const std::string& id) const;
@@ -196,6 +211,25 @@ class Exchange {
   class Reservation;
 
   Exchange() = default;
+  // Start-up repair: every document sent from here, archived after the mark
+  // <state_dir>/sent-queued-through and up to `covered`, that has no
+  // outbox job at all (the process ended between the archive append and
+  // the jobs' commit) gets its jobs now, its bundle rebuilt if needed;
+  // then the mark moves to `covered`. Errors: the outbox's or archive's
+  // (the mark does not move).
+  [[nodiscard]] Status RecoverUnqueued(uint64_t covered);
+  // Moves the mark of RecoverUnqueued to the archive's size, or below the
+  // first submission still between its append and its jobs' commit (or
+  // whose commit failed); at most once a minute unless `force`.
+  void AdvanceQueuedMark(bool force);
+  class QueueFloor;
+  // Step 10 of Submit: the bundle of the new entry `seq`.
+  [[nodiscard]] Status BuildSubmittedBundle(uint64_t seq, const std::string& content_path,
+                                            const std::string& doc_json, const std::string& doc_p7s,
+                                            const std::string& content_p7s,
+                                            const std::string& certs_pem,
+                                            const std::string& crls_pem,
+                                            const std::string& bundle_path, std::time_t now);
   [[nodiscard]] Status LoadCounters(const SentDocumentsScan& scan);
   uint64_t TakeNumber(const CounterKey& key);
   // The seal's path under `verifier` at `at` (for the policy's seal rule);
@@ -223,6 +257,17 @@ class Exchange {
   std::optional<KeptSealPath> seal_path_;  // guarded by seal_path_mu_
   mutable std::mutex ids_mu_;
   std::map<std::string, uint64_t> sent_;  // document id -> seq; guarded by ids_mu_
+  std::mutex mark_mu_;  // guards the five below
+  std::multiset<uint64_t> floors_;  // QueueFloor
+  bool mark_known_ = false;
+  uint64_t mark_written_ = 0;
+  std::chrono::steady_clock::time_point mark_written_at_;
+  struct timespec started_ {};  // CLOCK_REALTIME at Create
+  // Whether bundle files are synced when written (not needed: they are
+  // rebuilt from the archive, EnsureBundle).
+  bool bundle_sync_ = true;
+  std::mutex rebuild_mu_;
+  std::set<std::string> checked_;  // older bundle files read through; guarded by rebuild_mu_
   std::atomic<uint64_t> t_count_{0}, t_verify_{0}, t_seal_{0}, t_append_{0}, t_bundle_{0},
       t_outbox_{0};
 };

@@ -187,6 +187,9 @@ class ZipReaderTest : public ::testing::Test {
     auto s = r->ExtractToString(*e, 1u << 30);
     ASSERT_FALSE(s.has_value()) << "extracted; expected: " << reason;
     EXPECT_NE(s.error().message().find(reason), std::string::npos) << s.error().message();
+    Status checked = r->Check(*e);  // the same reading, nothing kept
+    EXPECT_FALSE(checked.ok()) << "checked; expected: " << reason;
+    EXPECT_NE(checked.message().find(reason), std::string::npos) << checked.message();
     std::string out = dir_.file("extract.out");
     Status fs = r->ExtractToFile(*e, out);
     EXPECT_FALSE(fs.ok());
@@ -365,6 +368,14 @@ TEST_F(ZipReaderTest, ExtractWithCrcMismatchFails) {
   a.members[1].crc ^= 0x100;
   a.members[1].local_crc = a.members[1].crc;
   ExpectExtractRefused(a, "b", "CRC-32 mismatch");
+}
+
+TEST_F(ZipReaderTest, CheckPassesEveryMemberOfAWellFormedArchive) {
+  Archive a;
+  a.members = {Stored("a", "hello"), Deflated("b", std::string(3000, 'q'))};
+  auto r = Open(a);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  for (const ZipEntry& e : r->entries()) EXPECT_TRUE(r->Check(e).ok()) << e.name;
 }
 
 TEST_F(ZipReaderTest, ExtractCorruptOrShortDeflateFails) {

@@ -1,0 +1,133 @@
+#include "daemon/bundle_rebuild.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "base/zip.h"
+#include "crypto/bundle.h"
+#include "crypto/report.h"
+#include "storage/entry.h"
+#include "storage/reader.h"
+
+namespace sealpost::daemon {
+
+namespace {
+
+// A temporary file removed when this goes out of scope.
+class TempFile {
+ public:
+  ~TempFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  Status Write(const std::string& dir, std::string_view data) {
+    std::string tmpl = dir + "/.rebuild-XXXXXX";
+    int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+    if (fd < 0) return Status::IoError(dir + ": cannot create a temporary file: " + std::strerror(errno));
+    path_ = tmpl;
+    while (!data.empty()) {
+      ssize_t w = ::write(fd, data.data(), data.size());
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        ::close(fd);
+        return Status::IoError(path_ + ": write failed: " + std::strerror(e));
+      }
+      data.remove_prefix(static_cast<size_t>(w));
+    }
+    if (::close(fd) != 0) return Status::IoError(path_ + ": close failed: " + std::strerror(errno));
+    return Status::Ok();
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence& evidence, uint64_t seq,
+                     const std::string& out_path, const std::string& work_dir) {
+  const std::string where = "rebuilding the bundle of archive entry " + std::to_string(seq);
+  auto reader = storage::ArchiveReader::Open(archive_dir);
+  if (!reader) return reader.error().WithContext(where);
+  storage::ArchiveReader& r = **reader;
+  if (seq == 0 || seq > r.size()) {
+    return Status::NotFound(where + ": the archive has " + std::to_string(r.size()) + " entries");
+  }
+  auto manifest = r.ReadManifest(seq);
+  if (!manifest) return manifest.error().WithContext(where);
+  if (manifest->kind != storage::EntryKind::kDocumentSent) {
+    return Status::FailedPrecondition(where + ": a " +
+                                      std::string(storage::EntryKindName(manifest->kind)) +
+                                      " entry, not document-sent");
+  }
+  crypto::BundleParts parts;
+  std::optional<std::string> content;
+  bool has_crls = false;
+  for (const storage::ManifestFile& f : manifest->files) has_crls |= f.name == "crls.pem";
+  struct Member {
+    const char* name;
+    std::string* into;
+  } members[] = {{"document.json", &parts.document_json},
+                 {"document.json.p7s", &parts.document_json_p7s},
+                 {"content.p7s", &parts.content_p7s},
+                 {"certs.pem", &parts.certs_pem}};
+  for (const Member& m : members) {
+    auto data = r.ReadEntryFile(seq, m.name);
+    if (!data) return data.error().WithContext(where);
+    *m.into = std::move(*data);
+  }
+  if (has_crls) {
+    auto data = r.ReadEntryFile(seq, "crls.pem");
+    if (!data) return data.error().WithContext(where);
+    parts.crls_pem = std::move(*data);
+  }
+  auto doc = crypto::ParseDocumentJson(parts.document_json, where + ": document.json");
+  if (!doc) return doc.error();
+  // The content: libgit2 reads the blob whole (see the header); packed
+  // from a temporary file like the spooled one at submission.
+  TempFile content_file;
+  {
+    auto data = r.ReadEntryFile(seq, "content");
+    if (!data) return data.error().WithContext(where);
+    if (Status s = content_file.Write(work_dir, *data); !s.ok()) return s.WithContext(where);
+  }
+  reader->reset();  // the evidence has its own reader
+  auto ev = evidence.Get(seq);
+  if (!ev) return ev.error().WithContext(where + ": archive evidence");
+  parts.content_path = content_file.path();
+  parts.archive_manifest = std::move(ev->manifest);
+  parts.checkpoint = std::move(ev->checkpoint_body);
+  parts.checkpoint_p7s = std::move(ev->checkpoint_p7s);
+  parts.proof.leaf_index = seq - 1;
+  parts.proof.tree_size = ev->tree_size;
+  parts.proof.hashes = std::move(ev->proof);
+  // The members' time as at submission (Exchange::Submit stamps them with
+  // the issuing time).
+  std::optional<std::time_t> mtime;
+  if (auto t = crypto::ParseRfc3339(doc->issued_at)) mtime = *t;
+  if (Status s = crypto::BuildBundle(parts, out_path, mtime); !s.ok()) {
+    return s.code() == Code::kInvalidArgument ? Status::DataError(where + ": " + s.message())
+                                              : s.WithContext(where);
+  }
+  return Status::Ok();
+}
+
+Status CheckBundleFile(const std::string& path) {
+  auto zip = ZipReader::Open(path);
+  if (!zip) return zip.error();
+  if (zip->Find(crypto::kBundleMimetypeMember) == nullptr) {
+    return Status::DataError(path + ": no member " + std::string(crypto::kBundleMimetypeMember));
+  }
+  for (const ZipEntry& e : zip->entries()) {
+    if (Status s = zip->Check(e); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+}  // namespace sealpost::daemon

@@ -1,0 +1,52 @@
+// A sent document's bundle made again from the archive alone (docs/daemon.md
+// "Bundles"): the bundle file in <state_dir>/bundles is a cache of what the
+// archive holds, so it need not be durable by itself. A bundle lost to a
+// crash or a power loss (missing, truncated, zeroed) is rebuilt from the
+// document-sent entry's files (content, content.p7s, document.json and its
+// .p7s, certs.pem, crls.pem) and the archive evidence (manifest, a signed
+// checkpoint covering the entry, the inclusion proof in it).
+//
+// The rebuilt bundle verifies at a recipient exactly as the original does:
+// every member is the same bytes except the checkpoint, its signature and
+// the inclusion proof, which may be of a later (larger) tree.
+//
+// Memory: libgit2 reads a blob whole, so rebuilding the bundle of a document
+// of N bytes holds N bytes in memory for a moment (the content is written to
+// a temporary file and packed from there like at submission). A submission
+// never rebuilds; only repairs do.
+//
+// Thread-safety: the functions are reentrant; an ArchiveEvidence is shared
+// (it locks itself).
+#ifndef SEALPOST_DAEMON_BUNDLE_REBUILD_H_
+#define SEALPOST_DAEMON_BUNDLE_REBUILD_H_
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+#include "daemon/archive_evidence.h"
+
+namespace sealpost::daemon {
+
+// Builds the bundle of the document-sent entry `seq` of the archive in
+// `archive_dir` at `out_path` (temporary file + rename: a reader never sees
+// a partial file). `work_dir` receives the content for a moment. Errors:
+// NotFound (no such entry), FailedPrecondition (the entry is not a
+// document-sent entry), DataError (the archive's files do not make a bundle:
+// e.g. the content does not match document.json), the reader's and
+// BuildBundle's errors, each naming the entry.
+[[nodiscard]] Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence& evidence,
+                                   uint64_t seq, const std::string& out_path,
+                                   const std::string& work_dir);
+
+// True when the file at `path` is a complete bundle as far as its container
+// goes: the ZIP's central directory and end record read, "mimetype" present,
+// and every member's data inflates to its size with its CRC-32 (the whole
+// file is read once). A missing file is NotFound; anything else wrong is
+// DataError naming the file and the member. It does not check signatures:
+// a bundle written by this daemon that is complete is the one it wrote.
+[[nodiscard]] Status CheckBundleFile(const std::string& path);
+
+}  // namespace sealpost::daemon
+
+#endif  // SEALPOST_DAEMON_BUNDLE_REBUILD_H_
