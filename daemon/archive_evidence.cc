@@ -72,7 +72,21 @@ Result<std::vector<merkle::Hash>> MerkleNodes::InclusionProof(uint64_t index,
 
 Result<std::unique_ptr<ArchiveEvidence>> ArchiveEvidence::Create(const std::string& dir,
                                                                  MerkleNodes known) {
+  return Create(dir, std::move(known), nullptr);
+}
+
+Result<std::unique_ptr<ArchiveEvidence>> ArchiveEvidence::Create(const std::string& dir,
+                                                                 MerkleNodes known,
+                                                                 storage::Archive* archive) {
   std::unique_ptr<ArchiveEvidence> e(new ArchiveEvidence(dir));
+  if (archive != nullptr) {
+    // Before the archive is read: a commit made meanwhile is either in the
+    // reader's head or queued (or both; DrainFeed skips what is known).
+    e->archive_ = archive;
+    ArchiveEvidence* self = e.get();
+    archive->SetCommitListener(
+        [self](const std::vector<storage::Appended>& commit) { self->OnCommit(commit); });
+  }
   std::lock_guard<std::mutex> lock(e->mu_);
   auto reader = storage::ArchiveReader::Open(dir);
   if (!reader) return Err(reader.error().WithContext("archive evidence"));
@@ -85,10 +99,23 @@ Result<std::unique_ptr<ArchiveEvidence>> ArchiveEvidence::Create(const std::stri
   }
   e->nodes_ = std::move(known);
   if (Status s = e->CatchUp(); !s.ok()) return Err(s);
+  e->TakeReaderCheckpoint();
+  if (archive != nullptr) {
+    // Fed from now on: the reader is only needed again for older
+    // manifests; not holding it lets merged pack files go.
+    e->reader_.reset();
+  }
   return e;
 }
 
+ArchiveEvidence::~ArchiveEvidence() {
+  // When this returns no listener call is running, and none will.
+  if (archive_ != nullptr) archive_->SetCommitListener({});
+}
+
 Status ArchiveEvidence::CatchUp() {
+  // The nodes may be ahead of the reader (fed commits): then only the root
+  // of the reader's size is checked.
   const uint64_t target = reader_->size();
   for (uint64_t seq = nodes_.size() + 1; seq <= target; ++seq) {
     auto m = reader_->ReadEntryFile(seq, "manifest.json");
@@ -102,11 +129,80 @@ Status ArchiveEvidence::CatchUp() {
   return Status::Ok();
 }
 
-Result<EntryEvidence> ArchiveEvidence::Get(uint64_t seq) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (seq == 0) return Err(Status::InvalidArgument("archive evidence: entry 0"));
+void ArchiveEvidence::TakeReaderCheckpoint() {
+  if (head_ && head_->size >= reader_->size()) return;
+  auto cp = std::make_shared<storage::CommittedCheckpoint>();
+  cp->size = reader_->size();
+  cp->root = reader_->checkpoint().root;
+  cp->body = reader_->checkpoint_body();
+  cp->signature = reader_->checkpoint_signature();
+  head_ = std::move(cp);
+}
+
+void ArchiveEvidence::Reset() {
+  reader_.reset();
+  nodes_ = MerkleNodes();
+  head_.reset();
+  recent_.clear();
+  recent_first_ = 0;
+}
+
+void ArchiveEvidence::OnCommit(const std::vector<storage::Appended>& commit) {
+  if (commit.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(feed_mu_);
+    feed_.push_back(commit);
+  }
+  // Applied now unless a Get() holds mu_ (it may be reading git): then the
+  // next commit or Get() applies it. The queue never outgrows the Gets.
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (lock.owns_lock()) DrainFeed();
+}
+
+void ArchiveEvidence::DrainFeed() {
+  std::vector<std::vector<storage::Appended>> feed;
+  {
+    std::lock_guard<std::mutex> lock(feed_mu_);
+    feed.swap(feed_);
+  }
+  for (std::vector<storage::Appended>& commit : feed) {
+    const std::shared_ptr<const storage::CommittedCheckpoint>& cp = commit.back().checkpoint;
+    // The manifests, kept for Get() whether or not the leaves follow on.
+    for (storage::Appended& a : commit) {
+      if (recent_.empty() || a.seq != recent_first_ + recent_.size()) {
+        recent_.clear();
+        recent_first_ = a.seq;
+      }
+      recent_.push_back(std::move(a.manifest));
+    }
+    while (recent_.size() > kRecentManifests) {
+      recent_.pop_front();
+      ++recent_first_;
+    }
+    if (commit.front().seq > nodes_.size() + 1) {
+      // Commits missed (made before the listener was set, or nodes reset):
+      // the reader path catches up when an entry needs it.
+      ++counters_.feed_gaps;
+      continue;
+    }
+    for (const storage::Appended& a : commit) {
+      if (a.seq == nodes_.size() + 1) nodes_.Append(a.leaf);
+    }
+    if (!cp || cp->size > nodes_.size() || (head_ && cp->size <= head_->size)) continue;
+    if (nodes_.Root(cp->size) != cp->root) {
+      Log(LogLevel::kError, "archive evidence: the fed leaves do not give the committed root",
+          "archive=" + JsonString(dir_) + " size=" + std::to_string(cp->size));
+      Reset();  // rebuilt from the archive by the next Get
+      continue;
+    }
+    head_ = cp;
+  }
+}
+
+Status ArchiveEvidence::MoveReader(uint64_t seq) {
   if (!reader_ || reader_->size() < seq) {
     const auto now = std::chrono::steady_clock::now();
+    ++counters_.reader_moves;
     Status moved = Status::Internal("no reader");
     if (reader_ && now - opened_at_ < kReopenAfter) {
       // Usually: the held reader moved to the new head (no reopening of
@@ -120,32 +216,61 @@ Result<EntryEvidence> ArchiveEvidence::Get(uint64_t seq) {
     if (!moved.ok()) {
       // Now and then a fresh reader: libgit2 keeps pack files that the
       // archive merged and deleted open for as long as a repository is.
+      reader_.reset();
       auto reader = storage::ArchiveReader::Open(dir_);
-      if (!reader) return Err(reader.error().WithContext("archive evidence"));
+      if (!reader) return reader.error().WithContext("archive evidence");
       reader_ = std::move(*reader);
       opened_at_ = now;
     }
     if (reader_->size() < seq) {
-      return Err(Status::Internal("archive evidence: entry " + std::to_string(seq) +
-                                  " is not at the head of " + dir_));
-    }
-    if (Status s = CatchUp(); !s.ok()) {
-      reader_.reset();
-      nodes_ = MerkleNodes();  // rebuilt from the start by the next call
-      return Err(Status::Internal(s.message()));
+      return Status::Internal("archive evidence: entry " + std::to_string(seq) +
+                              " is not at the head of " + dir_);
     }
   }
+  // The nodes reach the reader's size (fed ones may be ahead) and give its root.
+  if (Status s = CatchUp(); !s.ok()) {
+    Reset();  // rebuilt from the start by the next call
+    return Status::Internal(s.message());
+  }
+  TakeReaderCheckpoint();
+  return Status::Ok();
+}
+
+Result<EntryEvidence> ArchiveEvidence::Get(uint64_t seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (seq == 0) return Err(Status::InvalidArgument("archive evidence: entry 0"));
+  DrainFeed();
+  if (archive_ != nullptr && reader_ &&
+      std::chrono::steady_clock::now() - opened_at_ >= kReopenAfter) {
+    reader_.reset();  // fed: an old reader only holds merged packs open
+  }
+  if (!head_ || head_->size < seq) {
+    if (Status s = MoveReader(seq); !s.ok()) return Err(s);
+  } else {
+    ++counters_.from_memory;
+  }
   EntryEvidence out;
-  auto manifest = reader_->ReadEntryFile(seq, "manifest.json");
-  if (!manifest) return Err(manifest.error().WithContext("archive evidence"));
-  out.manifest = std::move(*manifest);
-  out.checkpoint_body = reader_->checkpoint_body();
-  out.checkpoint_p7s = reader_->checkpoint_signature();
-  out.tree_size = reader_->size();
+  if (seq >= recent_first_ && seq - recent_first_ < recent_.size()) {
+    out.manifest = recent_[seq - recent_first_];
+  } else {
+    if (Status s = MoveReader(seq); !s.ok()) return Err(s);
+    auto manifest = reader_->ReadEntryFile(seq, "manifest.json");
+    if (!manifest) return Err(manifest.error().WithContext("archive evidence"));
+    ++counters_.manifest_reads;
+    out.manifest = std::move(*manifest);
+  }
+  out.checkpoint_body = head_->body;
+  out.checkpoint_p7s = head_->signature;
+  out.tree_size = head_->size;
   auto proof = nodes_.InclusionProof(seq - 1, out.tree_size);
   if (!proof) return Err(proof.error());
   out.proof = std::move(*proof);
   return out;
+}
+
+ArchiveEvidence::Counters ArchiveEvidence::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
 }
 
 }  // namespace sealpost::daemon

@@ -259,7 +259,9 @@ Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
       return Err(s.WithContext("reference counters"));
     }
     if (Status s = ex->LoadCounters(*sent); !s.ok()) return Err(s);
-    auto evidence = ArchiveEvidence::Create(ex->archive_dir_, leaves->nodes());
+    // Fed by the archive's commits from here on (no reading back per
+    // submission); declared after archive_, so it is destroyed first.
+    auto evidence = ArchiveEvidence::Create(ex->archive_dir_, leaves->nodes(), ex->archive_.get());
     if (!evidence) return Err(evidence.error());
     ex->evidence_ = std::move(*evidence);
     if (o.owns_state_dir) {

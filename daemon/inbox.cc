@@ -403,8 +403,18 @@ std::expected<crypto::SignedReceipt, Problem> Inbox::ReceiptFor(const ReceivedDo
 Result<Inbox::SignedCheckpoint> Inbox::CheckpointCovering(uint64_t seq) {
   std::lock_guard<std::mutex> lock(checkpoint_mu_);
   if (checkpoint_.size < seq) {
-    // The one kept is older than the entry: read the head's (an entry
-    // acknowledged by Append is at head). Opening a reader verifies the
+    // The one kept is older than the entry: the head's, as the archive's
+    // writer committed it (exact bytes, signed by the seal; an entry
+    // acknowledged by Append is covered by it), without reading it back.
+    if (auto head = options_.archive->signed_checkpoint(); head && head->size >= seq) {
+      checkpoint_.size = head->size;
+      checkpoint_.body = head->body;
+      checkpoint_.signature = head->signature;
+      return checkpoint_;
+    }
+  }
+  if (checkpoint_.size < seq) {
+    // Not in memory (never expected): read the head's. Opening a reader verifies the
     // checkpoint's signature, so it is done once per head needed, not per
     // receipt: receptions whose appends shared a commit share this one.
     auto reader = storage::ArchiveReader::Open(options_.archive->dir());

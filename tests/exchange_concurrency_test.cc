@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <ctime>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -20,6 +21,8 @@
 
 #include "base/encoding.h"
 #include "client/https_client.h"
+#include "crypto/bundle.h"
+#include "crypto/certs.h"
 #include "crypto/merkle.h"
 #include "daemon/archive_evidence.h"
 #include "storage/outbox.h"
@@ -160,6 +163,38 @@ TEST(ExchangeConcurrencyTest, ConcurrentSubmissionsGetDistinctGaplessReferencesA
               m->Field("reference_number") + "/" + year + "/CT-" + o.union_id);
   }
   EXPECT_EQ(archived, reference_of);
+
+  // Each bundle (its archive evidence taken from the archive's commits in
+  // process, daemon/archive_evidence.h) passes the recipients' verification
+  // (crypto::VerifyBundle), and its checkpoint is the archive's tree of that
+  // size, covering the entry.
+  auto anchors = crypto::LoadCertificates(d->file("sign-ca.pem"));
+  ASSERT_TRUE(anchors.has_value()) << anchors.error().ToString();
+  std::map<std::string, uint64_t> seq_of;  // id -> seq
+  for (uint64_t seq = 1; seq <= (*reader)->size(); ++seq) {
+    auto m = (*reader)->ReadManifest(seq);
+    ASSERT_TRUE(m.has_value());
+    if (m->kind == storage::EntryKind::kDocumentSent) seq_of[m->Field("id")] = seq;
+  }
+  for (const auto& [id, ref] : reference_of) {
+    const std::string work = d->file("bundle-" + id);
+    std::filesystem::create_directories(work);
+    auto parsed = crypto::ReadBundle(d->state_dir() + "/bundles/" + id + ".asics", work);
+    ASSERT_TRUE(parsed.has_value()) << id << ": " << parsed.error().ToString();
+    crypto::BundleVerifyOptions vo;
+    vo.anchors = anchors->get();
+    vo.expected_origin = o.union_id + "/archive";
+    auto report = crypto::VerifyBundle(*parsed, vo);
+    ASSERT_TRUE(report.has_value()) << id << ": " << report.error().ToString();
+    EXPECT_EQ(report->indication, crypto::Indication::kPassed)
+        << id << ": " << crypto::BundleReportToText(*report, Lang::kEn);
+    EXPECT_EQ(report->seq, seq_of[id]) << id;
+    EXPECT_GE(report->tree_size, report->seq) << id;
+    auto leaves = (*reader)->ReadLeafHashes(report->tree_size);
+    ASSERT_TRUE(leaves.has_value()) << leaves.error().ToString();
+    EXPECT_EQ(report->root_hex, merkle::ToHex(merkle::RootFromLeafHashes(*leaves))) << id;
+  }
+
   storage::OutboxOptions oo;
   oo.path = d->state_dir() + "/outbox.sqlite";
   auto box = storage::Outbox::Open(oo);
