@@ -236,13 +236,15 @@ int main(int argc, char** argv) {
     double commits = static_cast<double>(st.commits - before.commits);
     if (commits <= 0) return;
     std::printf("  writer per commit (%.0f commits, %.1f entries each): build %.2f ms (CPU %.2f), "
-                "sign %.2f ms (CPU %.2f), sync %.2f ms; %llu pack merges took %.0f ms in all\n",
+                "sign %.2f ms (CPU %.2f), sync %.2f ms (one round); %llu idle directory syncs; "
+                "%llu pack merges took %.0f ms in all\n",
                 commits, static_cast<double>(st.entries - before.entries) / commits,
                 static_cast<double>(st.build_ns - before.build_ns) / commits / 1e6,
                 static_cast<double>(st.build_cpu_ns - before.build_cpu_ns) / commits / 1e6,
                 static_cast<double>(st.sign_ns - before.sign_ns) / commits / 1e6,
                 static_cast<double>(st.sign_cpu_ns - before.sign_cpu_ns) / commits / 1e6,
                 static_cast<double>(st.sync_ns - before.sync_ns) / commits / 1e6,
+                static_cast<unsigned long long>(st.idle_syncs - before.idle_syncs),
                 static_cast<unsigned long long>(st.merges - before.merges),
                 static_cast<double>(st.compact_ns - before.compact_ns) / 1e6);
   };

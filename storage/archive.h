@@ -415,7 +415,7 @@ class Archive {
   // The syncer makes the last renames durable (SyncDirs) once no commit
   // came for this long after an acknowledgement: an idle archive does not
   // rely on the roll-forward.
-  static constexpr std::chrono::milliseconds kIdleSync{5};
+  static constexpr std::chrono::milliseconds kIdleSync{20};
   std::thread writer_;
   std::atomic<uint64_t> commits_written_{0};
   mutable std::mutex stats_mu_;
