@@ -263,9 +263,9 @@ class Exchange {
   uint64_t mark_written_ = 0;
   std::chrono::steady_clock::time_point mark_written_at_;
   struct timespec started_ {};  // CLOCK_REALTIME at Create
-  // Whether bundle files are synced when written (not needed: they are
-  // rebuilt from the archive, EnsureBundle).
-  bool bundle_sync_ = true;
+  // Whether bundle files are synced when written: no, they are rebuilt
+  // from the archive when a power loss drops them (EnsureBundle).
+  bool bundle_sync_ = false;
   std::mutex rebuild_mu_;
   std::set<std::string> checked_;  // older bundle files read through; guarded by rebuild_mu_
   std::atomic<uint64_t> t_count_{0}, t_verify_{0}, t_seal_{0}, t_append_{0}, t_bundle_{0},
