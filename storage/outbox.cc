@@ -13,7 +13,7 @@
 namespace sealpost::storage {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr struct {
   Channel channel;
@@ -78,6 +78,25 @@ CREATE TABLE IF NOT EXISTS peers(
   down_since INTEGER NOT NULL DEFAULT 0,
   down_until INTEGER NOT NULL DEFAULT 0,
   last_error TEXT NOT NULL DEFAULT '') STRICT;
+-- Version 3: jobs per state, kept by triggers in the transaction of every
+-- change to jobs (insert, state change, delete), so Metrics() reads six rows
+-- instead of counting the whole history.
+CREATE TABLE IF NOT EXISTS job_counts(state TEXT PRIMARY KEY, n INTEGER NOT NULL) STRICT;
+INSERT OR IGNORE INTO job_counts(state, n) VALUES
+  ('queued',0),('delivering',0),('delivered',0),('read',0),('refused',0),('failed',0);
+CREATE TRIGGER IF NOT EXISTS jobs_count_insert AFTER INSERT ON jobs BEGIN
+  UPDATE job_counts SET n=n+1 WHERE state=NEW.state;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_update AFTER UPDATE OF state ON jobs
+  WHEN OLD.state != NEW.state BEGIN
+  UPDATE job_counts SET n=n-1 WHERE state=OLD.state;
+  UPDATE job_counts SET n=n+1 WHERE state=NEW.state;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_delete AFTER DELETE ON jobs BEGIN
+  UPDATE job_counts SET n=n-1 WHERE state=OLD.state;
+END;
+-- Version 3: delivered and read jobs by delivery time, for the prune.
+CREATE INDEX IF NOT EXISTS jobs_done ON jobs(delivered_at, id) WHERE state IN ('delivered','read');
 )sql";
 
 // Version 1 -> 2: the peers table (created by kSchema above) gets a row for
@@ -87,6 +106,13 @@ INSERT OR IGNORE INTO peers(recipient)
   SELECT DISTINCT recipient FROM jobs WHERE state IN ('queued','delivering');
 DROP INDEX IF EXISTS jobs_recipient;
 UPDATE meta SET value='2' WHERE key='schema';
+)sql";
+
+// Version 2 -> 3: job_counts, its triggers and jobs_done (created by kSchema
+// above) are filled with one full count, once.
+constexpr char kMigrateFrom2[] = R"sql(
+UPDATE job_counts SET n=(SELECT COUNT(*) FROM jobs WHERE jobs.state=job_counts.state);
+UPDATE meta SET value='3' WHERE key='schema';
 )sql";
 
 // The statements of a poll (Lease), named so that PollQueryPlans explains
@@ -108,6 +134,26 @@ constexpr char kSqlJobForLease[] =
 constexpr char kSqlDropPeer[] =
     "DELETE FROM peers WHERE recipient=?1 AND (failures=0 OR down_until <= ?2) AND NOT EXISTS "
     "(SELECT 1 FROM jobs WHERE recipient=?1 AND state IN ('queued','delivering'))";
+
+// The statements of Metrics(): job_counts, then index ranges of the jobs
+// still queued or leased (never the delivered history).
+constexpr char kSqlMetricsCounts[] = "SELECT state, n FROM job_counts";
+constexpr char kSqlMetricsDue[] =
+    "SELECT COUNT(*), MIN(next_attempt_at) FROM jobs WHERE state='queued' AND "
+    "next_attempt_at <= ?1";
+constexpr char kSqlMetricsExpired[] =
+    "SELECT COUNT(*), MIN(lease_expires_at) FROM jobs WHERE state='delivering' AND "
+    "lease_expires_at <= ?1";
+constexpr char kSqlMetricsDown[] =
+    "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM jobs j WHERE j.recipient=p.recipient "
+    "AND j.state='queued')), 0) FROM peers p WHERE p.down_until > ?1";
+
+constexpr char kSqlPruneSelect[] =
+    "SELECT id, delivered_at FROM jobs INDEXED BY jobs_done WHERE state IN ('delivered','read') AND delivered_at < ?1 "
+    "AND id < (SELECT MAX(id) FROM jobs) AND NOT EXISTS (SELECT 1 FROM attempts a WHERE "
+    "a.job_id=jobs.id AND a.id > ?2) ORDER BY delivered_at, id LIMIT ?3";
+constexpr char kSqlPruneAttempts[] = "DELETE FROM attempts WHERE job_id=?";
+constexpr char kSqlPruneJob[] = "DELETE FROM jobs WHERE id=?";
 
 using SqlitePtr = std::unique_ptr<sqlite3, CDeleter<sqlite3_close_v2>>;
 using StmtPtr = std::unique_ptr<sqlite3_stmt, CDeleter<sqlite3_finalize>>;
@@ -443,7 +489,13 @@ Result<std::unique_ptr<Outbox>> Outbox::Open(const OutboxOptions& options) {
         get->reset();
         Status m = db->Exec(kMigrateFrom1);
         if (!m.ok()) return Err(m.WithContext("outbox " + options.path + ": upgrade to version 2"));
-        v = std::to_string(kSchemaVersion);
+        v = "2";
+      }
+      if (v == "2") {
+        get->reset();
+        Status m = db->Exec(kMigrateFrom2);
+        if (!m.ok()) return Err(m.WithContext("outbox " + options.path + ": upgrade to version 3"));
+        v = "3";
       }
       if (v != std::to_string(kSchemaVersion)) {
         return Err(Status::DataError("outbox " + options.path + ": schema version " + v +
@@ -1070,50 +1122,113 @@ Result<std::vector<Attempt>> Outbox::Attempts(const JobKey& key) {
 Result<std::vector<Attempt>> Outbox::FinishedAttemptsAfter(int64_t after_id, size_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
   return Collect<Attempt>(
-      *db_, std::string(kAttemptColumns) + "WHERE a.id > ? AND a.finished_at > 0 ORDER BY a.id LIMIT ?",
+      *db_,
+      std::string(kAttemptColumns) +
+          "WHERE a.id > ?1 AND a.finished_at > 0 AND a.id < COALESCE((SELECT MIN(s.id) FROM "
+          "attempts s WHERE s.finished_at=0 AND s.id > ?1), 9223372036854775807) "
+          "ORDER BY a.id LIMIT ?2",
       ReadAttempt, after_id, static_cast<int64_t>(std::min<size_t>(limit, INT32_MAX)));
 }
 
 Result<OutboxMetrics> Outbox::Metrics() {
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = Now();
-  // One read transaction, so the figures are of one moment.
-  auto stmt = db_->Prepare(
-      "SELECT "
-      "COALESCE(SUM(state='queued'), 0), "
-      "COALESCE(SUM((state='queued' AND next_attempt_at <= ?1) OR "
-      "             (state='delivering' AND lease_expires_at <= ?1)), 0), "
-      "COALESCE(SUM(state='delivering' AND lease_expires_at > ?1), 0), "
-      "COALESCE(SUM(state IN ('delivered','read')), 0), "
-      "COALESCE(SUM(state='refused'), 0), "
-      "COALESCE(SUM(state='failed'), 0), "
-      "MIN(CASE WHEN state='queued' AND next_attempt_at <= ?1 THEN next_attempt_at "
-      "         WHEN state='delivering' AND lease_expires_at <= ?1 THEN lease_expires_at END) "
-      "FROM jobs");
-  if (!stmt) return Err(stmt.error());
-  Bind(stmt->get(), now);
-  if (sqlite3_step(stmt->get()) != SQLITE_ROW) return Err(db_->Error("cannot compute metrics"));
-  sqlite3_stmt* s = stmt->get();
+  // One read transaction, so the figures are of one moment. Nothing here
+  // reads the history of delivered jobs: the counts per state come from
+  // job_counts (kept by triggers); the rest are index searches over the
+  // jobs still queued or leased (see MetricsQueryPlans).
+  if (Status s = db_->Exec("BEGIN"); !s.ok()) return Err(s);
+  struct EndRead {
+    Db* db;
+    ~EndRead() { sqlite3_exec(db->db.get(), "COMMIT", nullptr, nullptr, nullptr); }
+  } end_read{db_.get()};
   OutboxMetrics m;
-  m.queued = sqlite3_column_int64(s, 0);
-  m.due = sqlite3_column_int64(s, 1);
-  m.delivering = sqlite3_column_int64(s, 2);
-  m.delivered = sqlite3_column_int64(s, 3);
-  m.refused = sqlite3_column_int64(s, 4);
-  m.failed = sqlite3_column_int64(s, 5);
-  if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
-    m.oldest_due_age_millis = std::max<int64_t>(0, now - sqlite3_column_int64(s, 6));
+  {
+    auto counts = Cached::Get(*db_, kSqlMetricsCounts);
+    if (!counts) return Err(counts.error());
+    int rc;
+    while ((rc = sqlite3_step(counts->get())) == SQLITE_ROW) {
+      const std::string state = ColumnText(counts->get(), 0);
+      const int64_t n = sqlite3_column_int64(counts->get(), 1);
+      if (state == "queued") m.queued = n;
+      else if (state == "delivering") m.delivering = n;
+      else if (state == "delivered" || state == "read") m.delivered += n;
+      else if (state == "refused") m.refused = n;
+      else if (state == "failed") m.failed = n;
+    }
+    if (rc != SQLITE_DONE) return Err(db_->Error("cannot read job counts"));
   }
-  stmt->reset();
-  auto down = db_->Prepare(
-      "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM jobs j WHERE j.recipient=p.recipient "
-      "AND j.state='queued')), 0) FROM peers p WHERE p.down_until > ?");
-  if (!down) return Err(down.error());
-  Bind(down->get(), now);
-  if (sqlite3_step(down->get()) != SQLITE_ROW) return Err(db_->Error("cannot count peers down"));
-  m.peers_down = sqlite3_column_int64(down->get(), 0);
-  m.deferred = sqlite3_column_int64(down->get(), 1);
+  // (count, oldest time) of one index range.
+  auto range = [&](const char* sql) -> Result<std::pair<int64_t, int64_t>> {
+    auto stmt = Cached::Get(*db_, sql);
+    if (!stmt) return Err(stmt.error());
+    Bind(stmt->get(), now);
+    if (sqlite3_step(stmt->get()) != SQLITE_ROW) return Err(db_->Error("cannot compute metrics"));
+    const int64_t n = sqlite3_column_int64(stmt->get(), 0);
+    const int64_t oldest =
+        sqlite3_column_type(stmt->get(), 1) == SQLITE_NULL ? 0 : sqlite3_column_int64(stmt->get(), 1);
+    return std::make_pair(n, oldest);
+  };
+  auto due = range(kSqlMetricsDue);
+  if (!due) return Err(due.error());
+  auto expired = range(kSqlMetricsExpired);
+  if (!expired) return Err(expired.error());
+  m.due = due->first + expired->first;
+  m.delivering -= expired->first;
+  int64_t oldest = 0;
+  if (due->first > 0) oldest = due->second;
+  if (expired->first > 0 && (oldest == 0 || expired->second < oldest)) oldest = expired->second;
+  if (m.due > 0) m.oldest_due_age_millis = std::max<int64_t>(0, now - oldest);
+  {
+    auto down = Cached::Get(*db_, kSqlMetricsDown);
+    if (!down) return Err(down.error());
+    Bind(down->get(), now);
+    if (sqlite3_step(down->get()) != SQLITE_ROW) return Err(db_->Error("cannot count peers down"));
+    m.peers_down = sqlite3_column_int64(down->get(), 0);
+    m.deferred = sqlite3_column_int64(down->get(), 1);
+  }
   return m;
+}
+
+Result<size_t> Outbox::PruneDelivered(int64_t delivered_before, int64_t archived_attempts_upto,
+                                      size_t max_jobs) {
+  if (max_jobs == 0) return size_t{0};
+  std::lock_guard<std::mutex> lock(mu_);
+  auto tx = Tx::Begin(*db_);
+  if (!tx) return Err(tx.error());
+  std::vector<int64_t> ids;
+  {
+    auto sel = Cached::Get(*db_, kSqlPruneSelect);
+    if (!sel) return Err(sel.error());
+    Bind(sel->get(), delivered_before, archived_attempts_upto,
+         static_cast<int64_t>(std::min<size_t>(max_jobs, INT32_MAX)));
+    int rc;
+    while ((rc = sqlite3_step(sel->get())) == SQLITE_ROW) {
+      ids.push_back(sqlite3_column_int64(sel->get(), 0));
+    }
+    if (rc != SQLITE_DONE) return Err(db_->Error("cannot select jobs to prune"));
+  }
+  if (ids.empty()) return size_t{0};
+  for (int64_t id : ids) {
+    SP_RETURN_IF_ERROR(Run(*db_, kSqlPruneAttempts, id));
+    SP_RETURN_IF_ERROR(Run(*db_, kSqlPruneJob, id));
+  }
+  SP_RETURN_IF_ERROR(Run(*db_,
+                         "INSERT INTO meta(key, value) VALUES('pruned_before', ?1) "
+                         "ON CONFLICT(key) DO UPDATE SET value=?1 "
+                         "WHERE CAST(value AS INTEGER) < CAST(?1 AS INTEGER)",
+                         std::to_string(delivered_before)));
+  SP_RETURN_IF_ERROR(tx->Commit(*db_));
+  return ids.size();
+}
+
+Result<int64_t> Outbox::PrunedBefore() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto v = Collect<int64_t>(
+      *db_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key='pruned_before'",
+      [](sqlite3_stmt* s) -> Result<int64_t> { return sqlite3_column_int64(s, 0); });
+  if (!v) return Err(v.error());
+  return v->empty() ? int64_t{0} : v->front();
 }
 
 Result<std::vector<PeerState>> Outbox::Peers() {
@@ -1136,10 +1251,19 @@ Result<std::vector<PeerState>> Outbox::Peers() {
 }
 
 Result<std::vector<std::string>> Outbox::PollQueryPlans() {
+  return Explain({kSqlAnyExpired, kSqlPeers, kSqlInFlight, kSqlPeerDue, kSqlPeerHasQueued,
+                        kSqlJobForLease, kSqlDropPeer});
+}
+
+Result<std::vector<std::string>> Outbox::MetricsQueryPlans() {
+  return Explain({kSqlMetricsCounts, kSqlMetricsDue, kSqlMetricsExpired, kSqlMetricsDown,
+                        kSqlPruneSelect, kSqlPruneAttempts, kSqlPruneJob});
+}
+
+Result<std::vector<std::string>> Outbox::Explain(std::initializer_list<const char*> sqls) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> plans;
-  for (const char* sql : {kSqlAnyExpired, kSqlPeers, kSqlInFlight, kSqlPeerDue, kSqlPeerHasQueued,
-                          kSqlJobForLease, kSqlDropPeer}) {
+  for (const char* sql : sqls) {
     auto stmt = db_->Prepare(std::string("EXPLAIN QUERY PLAN ") + sql);
     if (!stmt) return Err(stmt.error());
     std::string plan;
@@ -1195,6 +1319,21 @@ Status Outbox::CheckConsistency() {
       {"a refused or failed job must have its final time",
        "SELECT id FROM jobs WHERE state IN ('refused','failed') AND finished_at=0"},
   };
+  {
+    // job_counts (kept by triggers) against a full count.
+    auto stmt = db_->Prepare(
+        "SELECT c.state, c.n, (SELECT COUNT(*) FROM jobs j WHERE j.state=c.state) AS real "
+        "FROM job_counts c WHERE c.n != real");
+    if (!stmt) return stmt.error();
+    int rc = sqlite3_step(stmt->get());
+    if (rc == SQLITE_ROW) {
+      return Status::DataError("outbox " + options_.path + ": job_counts says " +
+                               std::to_string(sqlite3_column_int64(stmt->get(), 1)) + " " +
+                               ColumnText(stmt->get(), 0) + " jobs, there are " +
+                               std::to_string(sqlite3_column_int64(stmt->get(), 2)));
+    }
+    if (rc != SQLITE_DONE) return db_->Error("consistency check failed");
+  }
   for (const auto& r : kRules) {
     auto stmt = db_->Prepare(r.sql);
     if (!stmt) return stmt.error();

@@ -30,6 +30,9 @@
 // ends the down state and the backlog is leased again under the usual cap.
 // The down state is in the file: it survives restarts.
 //
+// Delivered and read jobs are pruned by PruneDelivered() some time after
+// delivery (every attempt is archived first: the archive is the record).
+//
 // Thread-safety: an Outbox may be used from several threads (calls are
 // serialised on its connection). Several Outbox objects, in one process or
 // several, may open the same file: every change is one IMMEDIATE transaction,
@@ -38,6 +41,7 @@
 #define SEALPOST_STORAGE_OUTBOX_H_
 
 #include <condition_variable>
+#include <initializer_list>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -259,11 +263,32 @@ class Outbox {
 
   // Attempts of one job, oldest first.
   [[nodiscard]] Result<std::vector<Attempt>> Attempts(const JobKey& key);
-  // Finished attempts with id > after_id, oldest first, at most `limit`:
+  // Finished attempts with id > after_id, oldest first, at most `limit`,
+  // stopping before the first attempt still running (so a cursor kept at
+  // the last id returned never passes an attempt that finishes later):
   // the daemon archives them and keeps the last id as its cursor.
   [[nodiscard]] Result<std::vector<Attempt>> FinishedAttemptsAfter(int64_t after_id, size_t limit);
 
+  // The depth per state: six rows of job_counts (kept by triggers in the
+  // transaction of each change) plus index searches over the jobs still
+  // queued or leased; its cost does not grow with the delivered history.
   [[nodiscard]] Result<OutboxMetrics> Metrics();
+
+  // Forgets delivered and read jobs, and their attempts: those delivered
+  // before `delivered_before` (ms since the epoch) whose attempts are all
+  // archived (attempt id <= `archived_attempts_upto`, the archiving
+  // cursor), oldest first, at most `max_jobs` in one short transaction (call
+  // again until it returns less). The job with the highest id is kept, so no
+  // job id is ever given twice. Queued, leased, refused and failed jobs are
+  // never pruned. Afterwards Enqueue of a pruned key creates a new job: a
+  // caller must not enqueue a key again once its job may have been pruned
+  // (sealpostd's keys are new document ids, and read notices are checked
+  // against the archive first). Returns how many jobs were pruned.
+  [[nodiscard]] Result<size_t> PruneDelivered(int64_t delivered_before,
+                                              int64_t archived_attempts_upto, size_t max_jobs);
+  // The latest `delivered_before` that pruned a job (0: never pruned):
+  // a job of a document enqueued before it may have been forgotten.
+  [[nodiscard]] Result<int64_t> PrunedBefore();
 
   // SQLite's integrity_check plus the outbox's own invariants (leased jobs
   // hold a lease whose attempt is "started", attempt numbers are 1..n,
@@ -274,6 +299,8 @@ class Outbox {
   // one string per statement ("SEARCH jobs USING INDEX ..."): for the tests
   // that no poll scans the jobs table.
   [[nodiscard]] Result<std::vector<std::string>> PollQueryPlans();
+  // The same for Metrics() and PruneDelivered(): no scan of jobs either.
+  [[nodiscard]] Result<std::vector<std::string>> MetricsQueryPlans();
 
   OutboxCounters Counters();
 
@@ -295,6 +322,8 @@ class Outbox {
     bool expired = false;
   };
   Result<LeasePlan> PlanLease(size_t max_jobs, int64_t now);
+  // EXPLAIN QUERY PLAN of each statement. Takes mu_.
+  Result<std::vector<std::string>> Explain(std::initializer_list<const char*> sqls);
   // Completion shared by Failed and Unreachable. REQUIRES: mu_ held.
   Status FailLocked(const Job& job, std::string_view error, bool retryable, bool unreachable);
   // The recipient answered: its down state ends. REQUIRES: mu_ held, in a tx.
