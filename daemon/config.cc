@@ -273,6 +273,14 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
                      {"attempts_flush_seconds",
                       [&](const YamlNode& x) {
                         w.Integer(x, "attempts_flush_seconds", 1, 86400, &d.attempts_flush_seconds);
+                      }},
+                     {"keep_delivered_days",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "keep_delivered_days", 0, 3650, &d.keep_delivered_days);
+                      }},
+                     {"prune_interval_seconds",
+                      [&](const YamlNode& x) {
+                        w.Integer(x, "prune_interval_seconds", 1, 86400, &d.prune_interval_seconds);
                       }}});
               if (d.certificate.empty() != d.key.empty()) {
                 w.Error(v.mark, "delivery: certificate and key go together");

@@ -57,6 +57,10 @@ struct DeliveryConfig {
   int max_attempts = 16;
   int64_t lease_millis = 60'000;
   int attempts_flush_seconds = 60;   // archive finished attempts at least this often
+  // Delivered and read jobs are forgotten by the outbox this long after
+  // delivery (their attempts archived first); 0: kept for ever.
+  int keep_delivered_days = 30;
+  int prune_interval_seconds = 3600;  // how often the prune looks (and once at start)
 };
 
 // Mail delivery (channel email, docs/email.md). Absent section: no mail

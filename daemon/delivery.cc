@@ -403,8 +403,26 @@ Result<Exchange*> DeliveryWorker::GetExchange() {
   return *ex;
 }
 
+Result<size_t> DeliveryWorker::PruneDelivered() {
+  if (options_.keep_delivered_millis <= 0) return size_t{0};
+  auto ex = GetExchange();
+  if (!ex) return Err(ex.error());
+  int64_t cursor;
+  {
+    std::lock_guard lock(index_mu_);
+    if (Status s = RefreshLocked(**ex); !s.ok()) return Err(s);
+    cursor = index_->attempts_cursor;
+  }
+  auto n = (*ex)->outbox().PruneDelivered(NowMillis() - options_.keep_delivered_millis, cursor,
+                                          kPruneBatch);
+  if (n && *n > 0) pruned_ += *n;
+  return n;
+}
+
 void DeliveryWorker::Dispatch() {
   int64_t last_flush_check = 0;
+  int64_t last_prune = 0;
+  bool prune_more = false;  // the last prune batch was full
   for (;;) {
     uint64_t seen;
     int free;
@@ -437,6 +455,19 @@ void DeliveryWorker::Dispatch() {
         last_flush_check = now;
         Status s = FlushAttempts(**ex, false);
         if (!s.ok()) NoteError("attempts: " + s.message());
+      }
+      // One short prune transaction per round at most: leases and
+      // submissions go on between batches.
+      if (options_.keep_delivered_millis > 0 &&
+          (prune_more || now - last_prune >= options_.prune_interval_millis)) {
+        last_prune = now;
+        auto n = PruneDelivered();
+        prune_more = n && *n == kPruneBatch;
+        if (!n) {
+          NoteError("outbox prune: " + n.error().message());
+          Log(LogLevel::kWarn, "outbox prune failed", "error=" + JsonString(n.error().message()));
+        }
+        more = more || prune_more;
       }
     }
     std::unique_lock lock(mu_);
@@ -936,6 +967,22 @@ Status DeliveryWorker::NoteOpened(const std::string& document_id, const std::str
   auto state = (*ex)->outbox().State(key);
   if (state) return Status::Ok();  // already queued or sent: first open only
   if (state.error().code() != Code::kNotFound) return state.error();
+  if (notice_seq != 0) {
+    // Archived, no job: either queued and since pruned (delivered before
+    // the prune's cutoff, so archived before it too) or archived by a call
+    // that did not get to queue it. Only the latter is queued now.
+    auto pruned_before = (*ex)->outbox().PrunedBefore();
+    if (!pruned_before) return pruned_before.error();
+    if (*pruned_before > 0) {
+      auto m = (*ex)->archive().ReadEntryFile(notice_seq, "manifest.json");
+      if (!m) return m.error();
+      auto manifest = storage::ParseManifest(*m, "entry " + std::to_string(notice_seq));
+      if (!manifest) return manifest.error();
+      auto at = crypto::ParseRfc3339(manifest->time);
+      if (!at) return at.error().WithContext("entry " + std::to_string(notice_seq));
+      if (static_cast<int64_t>(*at) * 1000 < *pruned_before) return Status::Ok();
+    }
+  }
 
   crypto::SignedReceipt notice;
   if (notice_seq != 0) {
@@ -1020,7 +1067,16 @@ std::expected<std::string, Problem> DeliveryWorker::ReceiveNotice(const std::str
   const std::string& doc = notice->document_id;
   storage::JobKey key{doc, peer, storage::Channel::kAppliance};
   auto state = (*ex)->outbox().State(key);
-  if (!state) {
+  bool pruned = false;  // delivered, then pruned: the archived receipt says so
+  if (!state && state.error().code() == Code::kNotFound) {
+    std::lock_guard lock(index_mu_);
+    if (Status s = RefreshLocked(**ex); !s.ok()) {
+      return std::unexpected(Problem{500, "internal", "Internal error", "Lỗi nội bộ",
+                                     s.message(), "Lỗi đọc kho lưu trữ."});
+    }
+    pruned = index_->receipts.count({doc, peer}) > 0;
+  }
+  if (!state && !pruned) {
     if (state.error().code() == Code::kNotFound) {
       return std::unexpected(Problem{404, "not-found", "No such delivery",
                                      "Không có lần gửi này",
@@ -1087,7 +1143,8 @@ std::expected<std::string, Problem> DeliveryWorker::ReceiveNotice(const std::str
     ++notices_received_;
   }
   Status marked = (*ex)->outbox().MarkRead(key, static_cast<int64_t>(notice->read_at) * 1000);
-  if (!marked.ok()) {
+  // A job pruned meanwhile: the archived notice is the record.
+  if (!marked.ok() && !(pruned && marked.code() == Code::kNotFound)) {
     return std::unexpected(Problem{500, "internal", "Internal error", "Lỗi nội bộ",
                                    marked.message(), "Lỗi hàng đợi gửi."});
   }
@@ -1109,6 +1166,7 @@ DeliveryStatus DeliveryWorker::Snapshot() {
   s.notices_sent = notices_sent_;
   s.notices_received = notices_received_;
   s.attempt_entries = attempt_entries_;
+  s.pruned = pruned_;
   {
     std::lock_guard lock(error_mu_);
     s.last_error = last_error_;
@@ -1136,7 +1194,7 @@ std::string DeliveryHealthJson(const DeliveryStatus& s) {
          ",\"oldest_due_age_seconds\":" + std::to_string(s.outbox.oldest_due_age_millis / 1000) +
          ",\"deferred\":" + std::to_string(s.outbox.deferred) +
          ",\"peers_down\":" + std::to_string(s.outbox.peers_down) +
-         "}";
+         ",\"pruned\":" + std::to_string(s.pruned) + "}";
   } else {
     o += "null";
   }
@@ -1166,6 +1224,9 @@ std::string DeliveryMetricsText(const DeliveryStatus& s) {
         std::to_string(s.notices_sent));
   gauge("sealpost_read_notices_received_total", "counter", "Read notices archived from recipients.",
         std::to_string(s.notices_received));
+  gauge("sealpost_outbox_pruned_total", "counter",
+        "Delivered outbox jobs forgotten after delivery.keep_delivered_days (since start).",
+        std::to_string(s.pruned));
   if (s.outbox_ok) {
     out += "# HELP sealpost_outbox_jobs Outbox jobs by state.\n# TYPE sealpost_outbox_jobs gauge\n";
     for (auto [state, v] : {std::pair{"queued", s.outbox.queued}, std::pair{"due", s.outbox.due},

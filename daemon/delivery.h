@@ -117,6 +117,8 @@ std::unique_ptr<PeerTransport> MakeHttpsTransport(PeerTlsFiles files);
 
 // Entries per delivery-attempts entry of the archive.
 inline constexpr size_t kAttemptsPerEntry = 64;
+// Jobs pruned per outbox transaction (see DeliveryOptions).
+inline constexpr size_t kPruneBatch = 256;
 
 // Channel email: how mail leaves the appliance (docs/email.md).
 struct EmailDeliveryOptions {
@@ -142,6 +144,12 @@ struct DeliveryOptions {
   int threads = 32;
   int poll_millis = 250;           // the dispatcher's idle wait between looks at the outbox
   int64_t attempts_flush_millis = 60'000;
+  // Delivered and read jobs are pruned from the outbox this long after
+  // delivery, once their attempts are archived (0: never), a batch of
+  // kPruneBatch at a time between leases, every prune_interval_millis and
+  // at start (sooner while a batch comes back full).
+  int64_t keep_delivered_millis = 30LL * 86'400'000;
+  int64_t prune_interval_millis = 3'600'000;
   std::string worker_name = "delivery";
   // Unset: email jobs are retried (with the reason) until configured.
   std::optional<EmailDeliveryOptions> email;
@@ -159,6 +167,7 @@ struct DeliveryStatus {
   uint64_t notices_sent = 0;
   uint64_t notices_received = 0;
   uint64_t attempt_entries = 0;  // delivery-attempts entries written
+  uint64_t pruned = 0;           // delivered jobs pruned from the outbox
   std::string last_error;
   bool outbox_ok = false;
   storage::OutboxMetrics outbox;
@@ -217,6 +226,11 @@ class DeliveryWorker {
   // none is due, then archives the waiting attempts when `flush_attempts`.
   // Returns the number of jobs handled.
   [[nodiscard]] Result<size_t> RunOnce(bool flush_attempts = true);
+
+  // One batch of the prune (the dispatcher runs it; tests call it): up to
+  // kPruneBatch delivered or read jobs delivered more than
+  // keep_delivered_millis ago whose attempts are archived. Returns how many.
+  [[nodiscard]] Result<size_t> PruneDelivered();
 
   // Reader's side: a clerk (or officer) of this union opened the received
   // document `document_id` for the first time. Signs a read notice with our
@@ -294,7 +308,7 @@ class DeliveryWorker {
   std::atomic<Exchange*> exchange_{nullptr};
 
   std::atomic<uint64_t> delivered_{0}, refused_{0}, retries_{0}, notices_sent_{0},
-      notices_received_{0}, attempt_entries_{0}, unreachable_{0};
+      notices_received_{0}, attempt_entries_{0}, unreachable_{0}, pruned_{0};
   std::mutex error_mu_;
   std::string last_error_;  // guarded by error_mu_
 };

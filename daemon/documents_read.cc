@@ -411,15 +411,80 @@ DocumentsAnswer DocumentsService::Document(const std::string& id) {
     auto ob = ReadOutbox();
     if (!ob) return Answer(InternalProblem(ob.error().message()));
     std::vector<storage::DeliveryState> states;
+    int64_t pruned_before = 0;
     if (*ob != nullptr) {
       auto s = (*ob)->States(e.id);
       if (!s) return Answer(InternalProblem(s.error().message()));
       states = std::move(*s);
+      auto p = (*ob)->PrunedBefore();
+      if (!p) return Answer(InternalProblem(p.error().message()));
+      pruned_before = *p;
+    }
+    // The outbox forgets delivered and read jobs after
+    // delivery.keep_delivered_days: a recipient whose appliance job is gone
+    // is shown from the archived receipt (and read notice); one with no job
+    // left and no receipt (e-mail, webhook) as "pruned".
+    std::vector<std::string> from_archive;  // rows made from the archive
+    if (pruned_before > 0) {
+      std::set<std::string> has_row, has_appliance;
+      for (const auto& d : states) {
+        has_row.insert(d.key.recipient);
+        if (d.key.channel == storage::Channel::kAppliance) has_appliance.insert(d.key.recipient);
+      }
+      std::vector<std::string> missing;
+      for (const std::string& r : SplitComma(e.recipients)) {
+        if (!has_appliance.count(r)) missing.push_back(r);
+      }
+      if (!missing.empty()) {
+        // recipient -> (receipt seq, archived at), (read notice read_at)
+        std::map<std::string, std::pair<uint64_t, std::string>> receipts;
+        std::map<std::string, std::string> reads;
+        for (const auto& r : *about) {
+          if (r.kind != "delivery-receipt") continue;
+          auto rm = view.reader->ReadManifest(r.seq);
+          if (!rm) return Answer(InternalProblem(rm.error().message()));
+          if (rm->Field("sender") != config_.union_id && !rm->Field("sender").empty()) continue;
+          const std::string who = rm->Field("recipient");
+          if (rm->Field("receipt_type") == "read-notice") {
+            reads.emplace(who, rm->Field("read_at"));
+          } else if (rm->Field("receipt_type") == "delivery-receipt") {
+            receipts.emplace(who, std::make_pair(r.seq, r.time));
+          }
+        }
+        auto time_ms = [](const std::string& t) -> int64_t {
+          auto v = crypto::ParseRfc3339(t);
+          return v ? static_cast<int64_t>(*v) * 1000 : 0;
+        };
+        const int64_t doc_ms = time_ms(e.time);
+        for (const std::string& r : missing) {
+          auto rc = receipts.find(r);
+          auto rd = reads.find(r);
+          if (rc != receipts.end()) {
+            from_archive.push_back(
+                "{\"recipient\":" + JsonString(r) + ",\"channel\":\"appliance\",\"state\":" +
+                JsonString(rd != reads.end() ? "read" : "delivered") +
+                ",\"attempts\":null,\"enqueued_at\":null,\"next_attempt_at\":null,"
+                "\"delivered_at\":" + JsonString(rc->second.second) + ",\"read_at\":" +
+                (rd != reads.end() ? JsonString(rd->second) : std::string("null")) +
+                ",\"finished_at\":null,\"last_error\":null,\"receipt_seq\":" +
+                std::to_string(rc->second.first) + ",\"delivery_ref\":null,\"source\":\"archive\"}");
+          } else if (!has_row.count(r) && doc_ms > 0 && doc_ms < pruned_before) {
+            from_archive.push_back(
+                "{\"recipient\":" + JsonString(r) + ",\"channel\":null,\"state\":\"pruned\","
+                "\"attempts\":null,\"enqueued_at\":null,\"next_attempt_at\":null,"
+                "\"delivered_at\":null,\"read_at\":" +
+                (rd != reads.end() ? JsonString(rd->second) : std::string("null")) +
+                ",\"finished_at\":null,\"last_error\":null,\"receipt_seq\":null,"
+                "\"delivery_ref\":null,\"source\":\"pruned\"}");
+          }
+        }
+      }
     }
     body += ",\"deliveries\":[";
+    for (size_t i = 0; i < from_archive.size(); ++i) body += (i ? "," : "") + from_archive[i];
     for (size_t i = 0; i < states.size(); ++i) {
       const storage::DeliveryState& d = states[i];
-      body += (i ? "," : "") + std::string("{\"recipient\":") + JsonString(d.key.recipient) +
+      body += (i || !from_archive.empty() ? "," : "") + std::string("{\"recipient\":") + JsonString(d.key.recipient) +
               ",\"channel\":" + JsonString(std::string(storage::ChannelName(d.key.channel))) +
               ",\"state\":" + JsonString(std::string(storage::JobStateName(d.state))) +
               ",\"attempts\":" + std::to_string(d.attempts) +
@@ -437,7 +502,7 @@ DocumentsAnswer DocumentsService::Document(const std::string& id) {
               ",\"delivery_ref\":" +
               (d.receipt_ref.empty() || AllDigits(d.receipt_ref) ? std::string("null")
                                                                  : JsonString(d.receipt_ref)) +
-              "}";
+              ",\"source\":\"outbox\"}";
     }
     body += "]";
   }

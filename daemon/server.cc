@@ -1041,6 +1041,8 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     d.threads = config.delivery.threads;
     d.poll_millis = config.delivery.poll_millis;
     d.attempts_flush_millis = static_cast<int64_t>(config.delivery.attempts_flush_seconds) * 1000;
+    d.keep_delivered_millis = static_cast<int64_t>(config.delivery.keep_delivered_days) * 86'400'000;
+    d.prune_interval_millis = static_cast<int64_t>(config.delivery.prune_interval_seconds) * 1000;
     if (config.email.enabled) {
       EmailDeliveryOptions e;
       e.smtp.host = config.email.smtp_host;

@@ -94,6 +94,30 @@ TEST(DaemonConfigTest, ParseDeliveryDefaultsToPeerListenerFilesAndIsStrict) {
   EXPECT_NE(m.find("certificate and key go together"), std::string::npos) << m;
 }
 
+// Issue 5: how long the outbox keeps delivered jobs (0: for ever).
+TEST(DaemonConfigTest, ParseDeliveryRetentionIsStrict) {
+  auto c = ParseConfig(kGood, "/etc/sealpost/sealpostd.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().message();
+  EXPECT_EQ(c->delivery.keep_delivered_days, 30);
+  EXPECT_EQ(c->delivery.prune_interval_seconds, 3600);
+  auto d = ParseConfig(std::string(kGood) +
+                           "delivery: {keep_delivered_days: 0, prune_interval_seconds: 60}\n",
+                       "d.yaml");
+  ASSERT_TRUE(d.has_value()) << d.error().message();
+  EXPECT_EQ(d->delivery.keep_delivered_days, 0);
+  EXPECT_EQ(d->delivery.prune_interval_seconds, 60);
+  auto bad = ParseConfig(std::string(kGood) +
+                             "delivery: {keep_delivered_days: -1, prune_interval_seconds: 0}\n",
+                         "d.yaml");
+  ASSERT_FALSE(bad.has_value());
+  const std::string& m = bad.error().message();
+  EXPECT_NE(m.find("d.yaml:"), std::string::npos) << m;
+  EXPECT_NE(m.find("keep_delivered_days must be a decimal integer from 0 to 3650"),
+            std::string::npos) << m;
+  EXPECT_NE(m.find("prune_interval_seconds must be a decimal integer from 1 to 86400"),
+            std::string::npos) << m;
+}
+
 TEST(DaemonConfigTest, ParseEmailSectionIsStrict) {
   auto none = ParseConfig(kGood, "/etc/sealpost/sealpostd.yaml");
   ASSERT_TRUE(none.has_value());

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <string>
@@ -309,6 +310,83 @@ TEST_F(DeliveryE2eTest, LeaseLeftByADeadProcessEndsAtRestartNotAfterItsExpiry) {
   EXPECT_EQ(attempts[0].worker, "process-that-died");
   EXPECT_EQ(attempts[0].result, "lease-expired");
   EXPECT_NE(attempts[0].error.find("abandoned"), std::string::npos) << attempts[0].error;
+}
+
+// Issue 5: the outbox forgets delivered jobs (here pruned by hand while the
+// district is stopped: the daemon's own prune waits delivery.keep_delivered_days,
+// a day at least). GET /documents/{id} then shows the deliveries from the
+// archived receipts, and a read notice for a pruned delivery is still
+// recorded (before, the district answered 404 and the recipient's notice job
+// was refused for good).
+TEST_F(DeliveryE2eTest, PrunedDeliveriesShowFromTheArchiveAndTheirReadNoticeIsRecorded) {
+  Appliance& d = fed_->district();
+  std::string id = SubmitDirective("chi-thi-prune.txt", "CHỈ THỊ số 9: lưu trữ\n");
+  ASSERT_FALSE(id.empty());
+  // A later document holds the highest job id, which is never pruned.
+  std::string later = SubmitDirective("chi-thi-prune-2.txt", "CHỈ THỊ số 10\n");
+  ASSERT_FALSE(later.empty());
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered({id, later}); }, 30)) << d.Log();
+  ASSERT_EQ(d.Stop(), 0) << d.Log();  // the attempts are archived at stop
+  {
+    storage::OutboxOptions oo;
+    oo.path = d.state_dir() + "/outbox.sqlite";
+    auto box = storage::Outbox::Open(oo);
+    ASSERT_TRUE(box.has_value()) << box.error().ToString();
+    const int64_t tomorrow = (static_cast<int64_t>(std::time(nullptr)) + 86400) * 1000;
+    for (;;) {
+      auto n = (*box)->PruneDelivered(tomorrow, INT64_MAX, 256);
+      ASSERT_TRUE(n.has_value()) << n.error().ToString();
+      if (*n == 0) break;
+    }
+    for (const std::string& r : fed_->grassroots_ids()) {
+      ASSERT_EQ((*box)->State({id, r, storage::Channel::kAppliance}).error().code(),
+                Code::kNotFound);
+    }
+    EXPECT_TRUE((*box)->CheckConsistency().ok());
+  }
+  ASSERT_TRUE(d.Restart());
+  HttpAnswer doc = d.Get("/api/v1/documents/" + id);
+  ASSERT_EQ(doc.status, 200) << doc.body << doc.error;
+  for (const std::string& r : fed_->grassroots_ids()) {
+    EXPECT_TRUE(Contains(doc.body, "{\"recipient\":\"" + r +
+                                       "\",\"channel\":\"appliance\",\"state\":\"delivered\""))
+        << doc.body;
+  }
+  EXPECT_TRUE(Contains(doc.body, "\"source\":\"archive\"")) << doc.body;
+  EXPECT_FALSE(Contains(doc.body, "\"receipt_seq\":null")) << doc.body;
+
+  // The first grassroots union's clerk opens it: the notice reaches the
+  // district, which records it although the job is gone.
+  Appliance& g = fed_->grassroots(0);
+  ASSERT_EQ(g.Get("/api/v1/documents/" + id + "/content").status, 200);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        HttpAnswer a = d.Get("/api/v1/documents/" + id);
+        return Contains(a.body, "{\"recipient\":\"" + g.id() +
+                                    "\",\"channel\":\"appliance\",\"state\":\"read\"");
+      },
+      30))
+      << d.Get("/api/v1/documents/" + id).body << g.Log() << d.Log();
+  size_t notices = 0;
+  for (const storage::Manifest& m : fed_->ArchiveEntries(d)) {
+    notices += m.kind == storage::EntryKind::kDeliveryReceipt && m.Field("id") == id &&
+               m.Field("receipt_type") == "read-notice";
+  }
+  EXPECT_EQ(notices, 1u);
+  // And the grassroots' notice job was delivered, not refused.
+  storage::OutboxOptions go;
+  go.path = g.state_dir() + "/outbox.sqlite";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto box = storage::Outbox::Open(go);
+        if (!box) return false;
+        auto st = (*box)->State({id, d.id(), storage::Channel::kNotice});
+        return st.has_value() && st->state == storage::JobState::kDelivered;
+      },
+      20))
+      << g.Log();
+  std::string out;
+  EXPECT_EQ(fed_->Audit(d, &out), 0) << out;
 }
 
 // A second sealpostd on the same state directory would be a second archive

@@ -38,6 +38,7 @@
 #include "storage/audit.h"
 #include "storage/reader.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/wait.h"
 
 namespace sealpost::daemon {
 namespace {
@@ -248,6 +249,8 @@ class DeliveryWorkerTest : public ::testing::Test {
     d.trust_anchor_files = {tmp_.file("ca.pem")};
     d.threads = threads;
     d.poll_millis = 5;
+    d.keep_delivered_millis = keep_delivered_millis_;
+    d.prune_interval_millis = 10;
     if (!transport) transport = std::make_unique<FakeTransport>(handler, calls);
     auto w = DeliveryWorker::Create(d, [ex]() -> Result<Exchange*> { return ex; },
                                     std::move(transport));
@@ -351,6 +354,7 @@ class DeliveryWorkerTest : public ::testing::Test {
   FakeTransport::Handler handler_;
   std::vector<Call> calls_;
   std::unique_ptr<DeliveryWorker> worker_;
+  int64_t keep_delivered_millis_ = 30LL * 86'400'000;  // as in DeliveryOptions
 };
 
 TEST_F(DeliveryWorkerTest, DeliverVerifiesAndArchivesEachReceiptOnce) {
@@ -988,6 +992,110 @@ TEST_F(DeliveryWorkerTest, ReceiptDatedBeforeSendingOrInTheFarFutureIsRefused) {
       << refused.error().detail_en;
   EXPECT_EQ(Entries(*sender_, storage::EntryKind::kDeliveryReceipt).size(), notices_before);
   ExpectAuditClean(*sender_);
+}
+
+}  // namespace
+}  // namespace sealpost::daemon
+
+namespace sealpost::daemon {
+namespace {
+
+int64_t RealNowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Issue 5: delivered jobs are pruned some time after delivery once their
+// attempts are archived; a read notice for a pruned delivery is still
+// recorded (the archived receipt proves the delivery), and the reader does
+// not send its notice again once its own notice job was pruned.
+TEST_F(DeliveryWorkerTest, PrunedDeliveriesStillTakeTheirReadNoticeAndNoticesAreNotResent) {
+  clock_.now = RealNowMillis() - 10LL * 86'400'000;  // the outbox's times: 10 days ago
+  keep_delivered_millis_ = 1;
+  worker_ = MakeWorker("ldld-thu", sender_.get(), &handler_, &calls_);
+  ASSERT_TRUE(worker_);
+  Submitted sub = SubmitDirective();
+  AnswerWithReceipts(sub);
+  ASSERT_TRUE(worker_->RunOnce().has_value());  // delivered, attempts archived
+  // cd-a's job goes; cd-b's has the highest id and stays (ids never reused).
+  auto pruned = worker_->PruneDelivered();
+  ASSERT_TRUE(pruned.has_value()) << pruned.error().message();
+  EXPECT_EQ(*pruned, 1u);
+  EXPECT_EQ(sender_->outbox().State({sub.id, "cd-a", storage::Channel::kAppliance}).error().code(),
+            Code::kNotFound);
+  EXPECT_EQ(worker_->Snapshot().pruned, 1u);
+  EXPECT_NE(DeliveryHealthJson(worker_->Snapshot()).find("\"pruned\":1"), std::string::npos);
+  EXPECT_NE(DeliveryMetricsText(worker_->Snapshot()).find("sealpost_outbox_pruned_total 1"),
+            std::string::npos);
+
+  // cd-a's clerk opens it: the notice goes back and the sender records it.
+  auto reader = OpenExchange("cd-a", seal_a_, "reader");
+  ASSERT_TRUE(reader);
+  storage::EntryInput received;
+  received.kind = storage::EntryKind::kDocumentReceived;
+  received.fields = {{"id", sub.id}, {"issuer", "ldld-thu"}, {"type", "directive"}};
+  received.files = {{"content", "x"}};
+  ASSERT_TRUE(reader->archive().Append(received).has_value());
+  FakeTransport::Handler reader_handler = [&](const Call& c) -> Result<client::Response> {
+    auto r = worker_->ReceiveNotice("cd-a", c.body);
+    if (!r) return ProblemResponse(r.error().status, r.error().slug, r.error().detail_en);
+    return Json(200, *r);
+  };
+  std::vector<Call> reader_calls;
+  auto reader_worker = MakeWorker("cd-a", reader.get(), &reader_handler, &reader_calls);
+  ASSERT_TRUE(reader_worker);
+  ASSERT_TRUE(reader_worker->NoteOpened(sub.id, "clerk").ok());
+  ASSERT_TRUE(reader_worker->RunOnce().has_value());
+  ASSERT_EQ(reader_calls.size(), 1u);
+  const storage::JobKey notice_key{sub.id, "ldld-thu", storage::Channel::kNotice};
+  auto job = reader->outbox().State(notice_key);
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->state, storage::JobState::kDelivered) << job->last_error;
+  size_t notices = 0;
+  for (const storage::Manifest& m : Entries(*sender_, storage::EntryKind::kDeliveryReceipt)) {
+    notices += m.Field("receipt_type") == "read-notice" && m.Field("recipient") == "cd-a";
+  }
+  EXPECT_EQ(notices, 1u);
+
+  // The reader prunes its notice job (a later job keeps the highest id);
+  // opening the document again sends nothing.
+  ASSERT_TRUE(reader->outbox().Enqueue({"later", "cd-b", storage::Channel::kNotice}, "{}").has_value());
+  auto reader_pruned = reader_worker->PruneDelivered();
+  ASSERT_TRUE(reader_pruned.has_value()) << reader_pruned.error().message();
+  EXPECT_EQ(*reader_pruned, 1u);
+  ASSERT_EQ(reader->outbox().State(notice_key).error().code(), Code::kNotFound);
+  ASSERT_TRUE(reader_worker->NoteOpened(sub.id, "officer").ok());
+  EXPECT_EQ(reader->outbox().State(notice_key).error().code(), Code::kNotFound);
+  ExpectAuditClean(*sender_);
+}
+
+// The dispatcher prunes by itself, at start and every prune_interval.
+TEST_F(DeliveryWorkerTest, TheDispatcherPrunesDeliveredJobsByItself) {
+  clock_.now = RealNowMillis() - 10LL * 86'400'000;
+  keep_delivered_millis_ = 86'400'000;  // one day: the 10-day-old jobs go
+  worker_ = MakeWorker("ldld-thu", sender_.get(), &handler_, &calls_);
+  ASSERT_TRUE(worker_);
+  Submitted first = SubmitDirective();
+  AnswerWithReceipts(first);
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  clock_.now = RealNowMillis();  // a recent delivery is kept
+  Submitted second = SubmitDirective();
+  AnswerWithReceipts(second);
+  ASSERT_TRUE(worker_->RunOnce().has_value());
+  worker_->Start();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return !sender_->outbox()
+                    .State({first.id, "cd-b", storage::Channel::kAppliance})
+                    .has_value();
+      },
+      10));
+  worker_->Stop();
+  EXPECT_FALSE(sender_->outbox().State({first.id, "cd-a", storage::Channel::kAppliance}).has_value());
+  EXPECT_TRUE(sender_->outbox().State({second.id, "cd-a", storage::Channel::kAppliance}).has_value());
+  EXPECT_TRUE(sender_->outbox().State({second.id, "cd-b", storage::Channel::kAppliance}).has_value());
+  EXPECT_EQ(worker_->Snapshot().pruned, 2u);
 }
 
 }  // namespace
