@@ -57,6 +57,7 @@
 #include "daemon/trust.h"
 #include "daemon/upload.h"
 #include "policies/holder.h"
+#include "storage/archive.h"
 #include "storage/api_tokens.h"
 
 namespace sealpost::daemon {
@@ -960,6 +961,12 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   // (daemon/policy_update.h RecoverPolicyUpdate).
   // Every manifest of the archive read once, for every part that keeps
   // state from it (daemon/startup.h).
+  // First the archive's crash recovery: appends acknowledged just before a
+  // crash may be on disk as an intent the writer rolls forward (decision
+  // 0005); the readers of the pass must see them.
+  if (Status r = storage::Archive::Recover(config.state_dir + "/archive"); !r.ok()) {
+    return Err(r.WithContext("archive recovery"));
+  }
   auto scans = ScanArchiveAtStart(config.state_dir + "/archive", config.union_id);
   if (!scans) return Err(scans.error());
   auto recovered = RecoverPolicyUpdate(st->policy.get(), config.state_dir,

@@ -472,6 +472,24 @@ Result<std::unique_ptr<Archive>> Archive::Open(const std::string& dir, ArchiveOp
   return OpenLocked(dir, std::move(options), *lock_fd);
 }
 
+Status Archive::Recover(const std::string& dir) {
+  RETURN_STATUS_IF_ERROR(EnsureLibgit2());
+  struct stat st {};
+  if (::stat((dir + "/HEAD").c_str(), &st) != 0) return Status::Ok();  // no archive yet
+  auto lock_fd = LockArchive(dir);
+  if (!lock_fd.has_value()) return lock_fd.error();
+  std::unique_ptr<Archive> archive(new Archive(dir, ArchiveOptions{}, *lock_fd));
+  RETURN_STATUS_IF_ERROR(RemoveStaleLocks(dir));
+  git_repository* raw = nullptr;
+  if (git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0) {
+    return GitStatus(Code::kDataError, dir + ": not a git repository");
+  }
+  archive->repo_.reset(raw);
+  RETURN_STATUS_IF_ERROR(archive->SetUpOdb());
+  RETURN_STATUS_IF_ERROR(archive->RollForwardPacks());
+  return archive->RollForwardIntent();  // the destructor releases the lock
+}
+
 Result<std::unique_ptr<Archive>> Archive::OpenLocked(const std::string& dir,
                                                      ArchiveOptions options, int lock_fd) {
   std::unique_ptr<Archive> archive(new Archive(dir, std::move(options), lock_fd));

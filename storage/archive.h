@@ -124,6 +124,14 @@ class Archive {
   // writer holds the archive).
   static Result<std::unique_ptr<Archive>> Open(const std::string& dir, ArchiveOptions options);
 
+  // Open()'s recovery alone, for a process that reads the archive before it
+  // opens it for writing (the daemon's start-up pass): takes the writer's
+  // flock, rolls forward what a crash left (packs, an intent: decision 0005,
+  // "Recovery at open") so that readers see every acknowledged append, and
+  // releases the lock. No signer needed; nothing else is checked. Ok if
+  // `dir` is not a repository yet. Unavailable if another writer holds it.
+  static Status Recover(const std::string& dir);
+
   // Waits for queued appends to finish, then stops the writer.
   ~Archive();
   Archive(const Archive&) = delete;

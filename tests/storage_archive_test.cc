@@ -830,6 +830,20 @@ TEST_F(ArchiveIntentTest, IntentWithCompletePackIsRolledForwardAtOpenAndAuditsCl
   ExpectStockGitAccepts();
 }
 
+TEST_F(ArchiveIntentTest, RecoverAloneRollsTheIntentForwardForReaders) {
+  MakeIntent(false, false, parent_);
+  EXPECT_EQ(Trim(Git(path_, "rev-parse main")), parent_);
+  Status s = Archive::Recover(path_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Trim(Git(path_, "rev-parse main")), head_);
+  EXPECT_FALSE(Exists(lock_));
+  ExpectAuditClean();
+  // Not while a writer holds the archive.
+  auto a = Archive::Open(path_, Options());
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  EXPECT_EQ(Archive::Recover(path_).code(), Code::kUnavailable);
+}
+
 TEST_F(ArchiveIntentTest, IntentWithIncompletePackIsDroppedWithoutTouchingTheBranch) {
   MakeIntent(false, false, parent_);
   std::filesystem::permissions(tmp_pack_, std::filesystem::perms::owner_write,
