@@ -101,12 +101,7 @@ Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence& evidence, 
   auto ev = evidence.Get(seq);
   if (!ev) return ev.error().WithContext(where + ": archive evidence");
   parts.content_path = content_file.path();
-  parts.archive_manifest = std::move(ev->manifest);
-  parts.checkpoint = std::move(ev->checkpoint_body);
-  parts.checkpoint_p7s = std::move(ev->checkpoint_p7s);
-  parts.proof.leaf_index = seq - 1;
-  parts.proof.tree_size = ev->tree_size;
-  parts.proof.hashes = std::move(ev->proof);
+  SetArchiveEvidence(seq, std::move(*ev), &parts);
   // The members' time as at submission (Exchange::Submit stamps them with
   // the issuing time).
   std::optional<std::time_t> mtime;
@@ -128,6 +123,15 @@ Status CheckBundleFile(const std::string& path) {
     if (Status s = zip->Check(e); !s.ok()) return s;
   }
   return Status::Ok();
+}
+
+void SetArchiveEvidence(uint64_t seq, EntryEvidence evidence, crypto::BundleParts* parts) {
+  parts->archive_manifest = std::move(evidence.manifest);
+  parts->checkpoint = std::move(evidence.checkpoint_body);
+  parts->checkpoint_p7s = std::move(evidence.checkpoint_p7s);
+  parts->proof.leaf_index = seq - 1;
+  parts->proof.tree_size = evidence.tree_size;
+  parts->proof.hashes = std::move(evidence.proof);
 }
 
 }  // namespace sealpost::daemon

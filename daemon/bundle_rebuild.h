@@ -24,6 +24,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "crypto/bundle.h"
 #include "daemon/archive_evidence.h"
 
 namespace sealpost::daemon {
@@ -46,6 +47,12 @@ namespace sealpost::daemon {
 // DataError naming the file and the member. It does not check signatures:
 // a bundle written by this daemon that is complete is the one it wrote.
 [[nodiscard]] Status CheckBundleFile(const std::string& path);
+
+// Puts the archive evidence of entry `seq` into a bundle's parts: the
+// manifest as committed, the checkpoint and its signature, and the
+// inclusion proof of leaf seq - 1 in that checkpoint's tree (used at
+// submission and by RebuildBundle alike).
+void SetArchiveEvidence(uint64_t seq, EntryEvidence evidence, crypto::BundleParts* parts);
 
 }  // namespace sealpost::daemon
 

@@ -20,6 +20,7 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "crypto/bundle.h"
 #include "crypto/cades_sign.h"
 #include "crypto/certs.h"
@@ -482,12 +483,7 @@ Status Exchange::BuildSubmittedBundle(uint64_t seq, const std::string& content_p
   parts.content_p7s = content_p7s;
   parts.certs_pem = certs_pem;
   parts.crls_pem = crls_pem;
-  parts.archive_manifest = std::move(evidence->manifest);
-  parts.checkpoint = std::move(evidence->checkpoint_body);
-  parts.checkpoint_p7s = std::move(evidence->checkpoint_p7s);
-  parts.proof.leaf_index = seq - 1;
-  parts.proof.tree_size = evidence->tree_size;
-  parts.proof.hashes = std::move(evidence->proof);
+  SetArchiveEvidence(seq, std::move(*evidence), &parts);
   return crypto::BuildBundle(parts, bundle_path, now, bundle_sync_);
 }
 
@@ -586,17 +582,7 @@ Status Exchange::RecoverUnqueued(uint64_t covered) {
     note.issuer_name = self != nullptr ? self->name : note.issuer;
     note.reference = m->Field("reference");
     note.issued_at = m->Field("issued_at");
-    std::vector<std::string> recipients;
-    {
-      const std::string list = m->Field("recipients");
-      size_t at = 0;
-      while (at <= list.size()) {
-        size_t comma = list.find(',', at);
-        if (comma == std::string::npos) comma = list.size();
-        if (comma > at) recipients.push_back(list.substr(at, comma - at));
-        at = comma + 1;
-      }
-    }
+    const std::vector<std::string> recipients = SplitComma(m->Field("recipients"));
     // The bundle first (a crash may have come before it, or left it partial).
     auto bundle = EnsureBundle(id);
     if (!bundle) {

@@ -952,6 +952,30 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     return Err(Status::DataError(config.file + ": union '" + config.union_id +
                                  "' is not in the policy's registry"));
   }
+  // The state directory is this process's before anything in it is read
+  // or repaired (installed policy, archive recovery, start-up pass).
+  if (::mkdir(config.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return Err(Status::IoError("cannot create state directory " + config.state_dir + ": " +
+                               std::strerror(errno)));
+  }
+  {
+    const std::string lock_path = config.state_dir + "/sealpostd.lock";
+    int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      return Err(Status::IoError("cannot open " + lock_path + ": " + std::strerror(errno)));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      ::close(fd);
+      if (e == EWOULDBLOCK) {
+        return Err(Status::FailedPrecondition("state directory " + config.state_dir +
+                                              " is in use by another sealpostd (" + lock_path +
+                                              " is locked)"));
+      }
+      return Err(Status::IoError("cannot lock " + lock_path + ": " + std::strerror(e)));
+    }
+    st->state_lock_fd = fd;
+  }
   // A policy installed by a policy document (daemon/policy_update.h) wins
   // over the configured files when it is newer.
   if (auto installed = LoadInstalledPolicy(st->policy.get(), config.state_dir); !installed) {
@@ -984,28 +1008,6 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   if (!peers) return Err(peers.error().WithContext("peer client CA"));
   st->peers.emplace(std::move(*peers));
 
-  if (::mkdir(config.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
-    return Err(Status::IoError("cannot create state directory " + config.state_dir + ": " +
-                               std::strerror(errno)));
-  }
-  {
-    const std::string lock_path = config.state_dir + "/sealpostd.lock";
-    int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-      return Err(Status::IoError("cannot open " + lock_path + ": " + std::strerror(errno)));
-    }
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      int e = errno;
-      ::close(fd);
-      if (e == EWOULDBLOCK) {
-        return Err(Status::FailedPrecondition("state directory " + config.state_dir +
-                                              " is in use by another sealpostd (" + lock_path +
-                                              " is locked)"));
-      }
-      return Err(Status::IoError("cannot lock " + lock_path + ": " + std::strerror(e)));
-    }
-    st->state_lock_fd = fd;
-  }
   st->spool_dir = config.state_dir + "/spool";
   if (::mkdir(st->spool_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Err(Status::IoError("cannot create spool directory " + st->spool_dir + ": " +
