@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <string>
@@ -148,8 +149,10 @@ TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOri
   EXPECT_NE(after["META-INF/sealpost/checkpoint"], before["META-INF/sealpost/checkpoint"]);
   // A recipient's verification (crypto::VerifyBundle under the federation's
   // trust, the district's log expected) passes both with the same findings;
-  // only the tree size and root differ.
+  // only the tree size and root differ. One validation time for both: the
+  // reports carry it, and two verifications may straddle a second.
   std::string reports[2];
+  const std::time_t at = std::time(nullptr);
   for (int i = 0; i < 2; ++i) {
     const std::string& b = i == 0 ? original : rebuilt;
     auto parsed = crypto::ReadBundle(b, fed->dir());
@@ -159,6 +162,7 @@ TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOri
     crypto::BundleVerifyOptions vo;
     vo.anchors = anchors->get();
     vo.expected_origin = parsed->checkpoint.origin;
+    vo.at = at;
     EXPECT_EQ(vo.expected_origin, d.id() + "/archive");
     auto report = crypto::VerifyBundle(*parsed, vo);
     ASSERT_TRUE(report.has_value()) << report.error().ToString();
