@@ -625,11 +625,22 @@ Result<ZipWriter> ZipWriter::Create(const std::string& path, std::optional<std::
   return w;
 }
 
+ZipWriter ZipWriter::CreateInMemory(std::optional<std::time_t> mtime) {
+  uint16_t t = 0, d = 0;
+  DosTime(mtime.value_or(std::time(nullptr)), &t, &d);
+  ZipWriter w(-1, "(zip in memory)", "", t, d);
+  w.memory_ = true;
+  return w;
+}
+
 ZipWriter::ZipWriter(ZipWriter&& o) noexcept
     : fd_(std::exchange(o.fd_, -1)), path_(std::move(o.path_)),
       tmp_path_(std::exchange(o.tmp_path_, std::string())), dos_time_(o.dos_time_),
       dos_date_(o.dos_date_), offset_(o.offset_), written_(std::move(o.written_)),
-      failed_(o.failed_), sync_(o.sync_) {}
+      failed_(o.failed_), sync_(o.sync_), memory_(o.memory_), finished_(o.finished_),
+      mem_(std::move(o.mem_)) {
+  o.failed_ = true;
+}
 
 ZipWriter& ZipWriter::operator=(ZipWriter&& o) noexcept {
   if (this != &o) {
@@ -643,6 +654,10 @@ ZipWriter& ZipWriter::operator=(ZipWriter&& o) noexcept {
     written_ = std::move(o.written_);
     failed_ = o.failed_;
     sync_ = o.sync_;
+    memory_ = o.memory_;
+    finished_ = o.finished_;
+    mem_ = std::move(o.mem_);
+    o.failed_ = true;
   }
   return *this;
 }
@@ -658,11 +673,17 @@ void ZipWriter::Abandon() {
     ::unlink(tmp_path_.c_str());
     tmp_path_.clear();
   }
+  if (!finished_) mem_.clear();
   failed_ = true;
 }
 
+std::string ZipWriter::ReleaseBytes() {
+  if (!memory_ || !finished_) return {};
+  return std::exchange(mem_, std::string());
+}
+
 Status ZipWriter::CheckNewName(std::string_view name) const {
-  if (failed_ || fd_ < 0) return Status::FailedPrecondition(path_ + ": zip writer is not usable");
+  if (!usable()) return Status::FailedPrecondition(path_ + ": zip writer is not usable");
   if (Status s = CheckZipName(name, true, 255); !s.ok()) {
     return Status::InvalidArgument(path_ + ": " + Quote(name) + ": " + s.message());
   }
@@ -679,6 +700,11 @@ Status ZipWriter::CheckNewName(std::string_view name) const {
 }
 
 Status ZipWriter::WriteAll(std::string_view data) {
+  if (memory_) {
+    mem_.append(data);
+    offset_ += data.size();
+    return Status::Ok();
+  }
   while (!data.empty()) {
     ssize_t w = ::write(fd_, data.data(), data.size());
     if (w < 0) {
@@ -694,6 +720,14 @@ Status ZipWriter::WriteAll(std::string_view data) {
 }
 
 Status ZipWriter::PWriteAll(std::string_view data, uint64_t offset) {
+  if (memory_) {
+    if (offset > mem_.size() || data.size() > mem_.size() - offset) {
+      Abandon();
+      return Status::Internal(path_ + ": patch beyond the written bytes");
+    }
+    mem_.replace(static_cast<size_t>(offset), data.size(), data);
+    return Status::Ok();
+  }
   while (!data.empty()) {
     ssize_t w = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
     if (w < 0) {
@@ -814,7 +848,7 @@ Status ZipWriter::AddFile(std::string_view name, const std::string& source_path,
 }
 
 Status ZipWriter::Finish() {
-  if (failed_ || fd_ < 0) return Status::FailedPrecondition(path_ + ": zip writer is not usable");
+  if (!usable()) return Status::FailedPrecondition(path_ + ": zip writer is not usable");
   uint64_t cd_off = offset_;
   std::string cd;
   for (const Written& w : written_) {
@@ -852,6 +886,11 @@ Status ZipWriter::Finish() {
   Put16(end, 0);
   ZIP_RETURN_IF_ERROR(WriteAll(cd));
   ZIP_RETURN_IF_ERROR(WriteAll(end));
+  if (memory_) {
+    finished_ = true;
+    failed_ = true;  // finished: no more members
+    return Status::Ok();
+  }
   if (sync_ && ::fsync(fd_) != 0) {
     Status s = Status::IoError(tmp_path_ + ": fsync failed: " + ErrnoText(errno));
     Abandon();
@@ -869,6 +908,7 @@ Status ZipWriter::Finish() {
     return s;
   }
   tmp_path_.clear();
+  finished_ = true;
   failed_ = true;  // finished: no more members
   return sync_ ? SyncDirOf(path_) : Status::Ok();
 }

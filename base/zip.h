@@ -29,6 +29,10 @@
 // and its local header patched afterwards), and Finish() writes the central
 // directory, fsyncs and renames it into place. A writer destroyed before
 // Finish() removes its temporary file: a failed build leaves nothing behind.
+// A writer made by CreateInMemory() writes the same bytes into a string
+// instead (one code path for the layout: only the sink differs), handed over
+// by ReleaseBytes() after Finish(); it touches no file system except to read
+// AddFile()'s source.
 //
 // Thread-safety: a ZipReader may be used from several threads (extraction
 // uses pread on a read-only descriptor); a ZipWriter by one thread at a time.
@@ -140,6 +144,11 @@ class ZipWriter {
   static Result<ZipWriter> Create(const std::string& path,
                                   std::optional<std::time_t> mtime = std::nullopt);
 
+  // Starts writing an archive into memory: the same bytes Create() would
+  // put in a file for the same calls (and `mtime`). The whole archive is
+  // held, so the caller bounds what it adds (the daemon: small bundles).
+  static ZipWriter CreateInMemory(std::optional<std::time_t> mtime = std::nullopt);
+
   ZipWriter(ZipWriter&& other) noexcept;
   ZipWriter& operator=(ZipWriter&& other) noexcept;
   ZipWriter(const ZipWriter&) = delete;
@@ -166,8 +175,14 @@ class ZipWriter {
 
   // Writes the central directory and the end record, fsyncs (set_sync),
   // renames into place and fsyncs the directory (set_sync). After an error the writer is unusable
-  // and its temporary file is removed.
+  // and its temporary file is removed. In memory: completes the bytes.
   Status Finish();
+
+  // The archive of an in-memory writer after a successful Finish() (moved
+  // out: a second call returns ""). "" for a file writer or before Finish().
+  std::string ReleaseBytes();
+
+  bool in_memory() const { return memory_; }
 
  private:
   ZipWriter(int fd, std::string path, std::string tmp_path, uint16_t dos_time, uint16_t dos_date)
@@ -181,6 +196,7 @@ class ZipWriter {
     uint32_t size;
     uint32_t offset;
   };
+  bool usable() const { return !failed_ && (memory_ || fd_ >= 0); }
   Status CheckNewName(std::string_view name) const;
   Status WriteAll(std::string_view data);
   Status PWriteAll(std::string_view data, uint64_t offset);
@@ -197,6 +213,9 @@ class ZipWriter {
   std::vector<Written> written_;
   bool failed_ = false;
   bool sync_ = true;
+  bool memory_ = false;    // CreateInMemory: the sink is mem_, not fd_
+  bool finished_ = false;  // Finish() succeeded
+  std::string mem_;
 };
 
 }  // namespace sealpost

@@ -644,8 +644,10 @@ Result<ArchiveManifest> ParseArchiveManifest(std::string_view json, std::string_
 // ---------------------------------------------------------------------------
 // Build
 
-Status BuildBundle(const BundleParts& parts, const std::string& out_path,
-                   std::optional<std::time_t> mtime, bool sync) {
+namespace {
+
+// The one layout of a bundle, whatever the writer's sink (file or memory).
+Status WriteBundle(const BundleParts& parts, ZipWriter* writer) {
   auto doc = ParseDocumentJson(parts.document_json, "document.json");
   if (!doc) return Status::InvalidArgument(doc.error().message());
   if (auto m = ParseArchiveManifest(parts.archive_manifest, "archive manifest"); !m) {
@@ -659,9 +661,6 @@ Status BuildBundle(const BundleParts& parts, const std::string& out_path,
     if (der->empty()) return Status::InvalidArgument("bundle: a signature part is empty");
   }
 
-  auto writer = ZipWriter::Create(out_path, mtime);
-  if (!writer) return writer.error();
-  writer->set_sync(sync);
   Status s = writer->AddBytes(kBundleMimetypeMember, kBundleMimetype);
   if (!s.ok()) return s;
   Sha256Stream sha;
@@ -702,6 +701,23 @@ Status BuildBundle(const BundleParts& parts, const std::string& out_path,
   s = writer->AddBytes(kBundleProofMember, SerializeInclusionProof(parts.proof), ZipMethod::kDeflate);
   if (!s.ok()) return s;
   return writer->Finish();
+}
+
+}  // namespace
+
+Status BuildBundle(const BundleParts& parts, const std::string& out_path,
+                   std::optional<std::time_t> mtime, bool sync) {
+  auto writer = ZipWriter::Create(out_path, mtime);
+  if (!writer) return writer.error();
+  writer->set_sync(sync);
+  return WriteBundle(parts, &*writer);
+}
+
+Result<std::string> BuildBundleInMemory(const BundleParts& parts,
+                                        std::optional<std::time_t> mtime) {
+  ZipWriter writer = ZipWriter::CreateInMemory(mtime);
+  if (Status s = WriteBundle(parts, &writer); !s.ok()) return Err(s);
+  return writer.ReleaseBytes();
 }
 
 // ---------------------------------------------------------------------------

@@ -172,6 +172,14 @@ struct BundleParts {
 Status BuildBundle(const BundleParts& parts, const std::string& out_path,
                    std::optional<std::time_t> mtime = std::nullopt, bool sync = true);
 
+// The same bundle (byte for byte, for the same parts and `mtime`) made in
+// memory (ZipWriter::CreateInMemory): nothing is written to the file system.
+// The whole bundle is held, so callers use it for small documents only (the
+// daemon: docs/decisions/0014-small-bundles-in-memory.md). Errors as
+// BuildBundle's, without IoError.
+Result<std::string> BuildBundleInMemory(const BundleParts& parts,
+                                        std::optional<std::time_t> mtime = std::nullopt);
+
 struct BundleLimits {
   ZipLimits zip;                          // defaults: 64 members, 4 GiB, ...
   uint64_t max_content_bytes = 1ull << 30;

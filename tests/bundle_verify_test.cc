@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
 #include <functional>
 #include <map>
 #include <string>
@@ -327,6 +328,35 @@ TEST_F(BundleTest, BuildWithContentOtherThanDeclaredFailsAndLeavesNothing) {
   std::string out;
   RunCommand("ls " + ShellQuote(dir_.path()), &out);
   EXPECT_EQ(out.find("bad.asics"), std::string::npos) << out;
+}
+
+// The daemon's small bundles (docs/decisions/0014): the same bytes as the
+// file for the same parts and time, and a content other than declared is
+// refused the same way.
+TEST_F(BundleTest, BuildInMemoryGivesTheFileBytesAndVerifies) {
+  const std::time_t mtime = 1796601600;
+  const std::string path = dir_.file("file.asics");
+  ASSERT_TRUE(BuildBundle(parts_, path, mtime, false).ok());
+  auto bytes = BuildBundleInMemory(parts_, mtime);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().ToString();
+  EXPECT_TRUE(*bytes == ReadTestFile(path)) << "memory and file bundles differ";
+  WriteTestFile(dir_.file("memory.asics"), *bytes);
+  auto parsed = ReadBundle(dir_.file("memory.asics"), work_);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
+  auto anchors = LoadCertificates(ca_pem_);
+  ASSERT_TRUE(anchors.has_value());
+  BundleVerifyOptions opts;
+  opts.anchors = anchors->get();
+  opts.expected_origin = kOrigin;
+  auto report = VerifyBundle(*parsed, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().ToString();
+  EXPECT_EQ(report->indication, Indication::kPassed) << BundleReportToText(*report, Lang::kEn);
+
+  WriteTestFile(content_path_, "another document");
+  auto bad = BuildBundleInMemory(parts_, mtime);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code(), Code::kInvalidArgument) << bad.error().ToString();
+  EXPECT_NE(bad.error().message().find("is not what document.json declares"), std::string::npos);
 }
 
 TEST_F(BundleTest, DocumentJsonIsCanonicalAndStrict) {

@@ -192,5 +192,67 @@ TEST(ZipWriterTest, WriterDestroyedBeforeFinishLeavesNothing) {
   EXPECT_TRUE(ListDir(dir.path()).empty());
 }
 
+// The memory sink (CreateInMemory) writes exactly what the file sink writes
+// for the same calls and time: one layout, two sinks.
+TEST(ZipWriterTest, InMemoryArchiveIsByteIdenticalToFileArchive) {
+  TempDir dir;
+  std::string big = RandomBytes(2 * 64 * 1024 + 5);  // AddFile patches its header afterwards
+  WriteTestFile(dir.file("big.bin"), big);
+  const std::string meta = "{\"subject\":\"Báo cáo tài chính\"}" + std::string(3000, 'y');
+  const std::time_t mtime = 1796601600;  // 2026-12-07T00:00:00Z
+  auto add = [&](ZipWriter& w) {
+    ASSERT_TRUE(w.AddBytes("mimetype", "application/vnd.etsi.asic-s+zip").ok());
+    ASSERT_TRUE(w.AddFile("document.bin", dir.file("big.bin")).ok());
+    ASSERT_TRUE(w.AddBytes("META-INF/meta.json", meta, ZipMethod::kDeflate).ok());
+    ASSERT_TRUE(w.AddBytes("META-INF/Tài liệu.txt", "x").ok());
+  };
+  {
+    auto f = ZipWriter::Create(dir.file("file.zip"), mtime);
+    ASSERT_TRUE(f.has_value()) << f.error().ToString();
+    f->set_sync(false);
+    add(*f);
+    ASSERT_TRUE(f->Finish().ok());
+    EXPECT_FALSE(f->in_memory());
+    EXPECT_EQ(f->ReleaseBytes(), "");
+  }
+  ZipWriter m = ZipWriter::CreateInMemory(mtime);
+  EXPECT_TRUE(m.in_memory());
+  add(m);
+  EXPECT_EQ(m.ReleaseBytes(), "") << "bytes handed out before Finish()";
+  ASSERT_TRUE(m.Finish().ok());
+  const std::string bytes = m.ReleaseBytes();
+  EXPECT_EQ(m.ReleaseBytes(), "") << "the bytes are moved out once";
+  const std::string from_file = ReadTestFile(dir.file("file.zip"));
+  ASSERT_FALSE(bytes.empty());
+  EXPECT_EQ(bytes.size(), from_file.size());
+  EXPECT_TRUE(bytes == from_file) << "memory and file sinks differ";
+  EXPECT_EQ(ListDir(dir.path()).size(), 2u) << "the memory writer made a file";
+
+  // Our reader (and Info-ZIP) accept the memory writer's archive.
+  WriteTestFile(dir.file("memory.zip"), bytes);
+  auto r = ZipReader::Open(dir.file("memory.zip"));
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_EQ(r->entries().size(), 4u);
+  ASSERT_NE(r->Find("document.bin"), nullptr);
+  EXPECT_TRUE(r->Check(*r->Find("document.bin")).ok());
+  ASSERT_TRUE(r->ExtractToFile(*r->Find("document.bin"), dir.file("doc.out")).ok());
+  EXPECT_EQ(ReadTestFile(dir.file("doc.out")), big);
+  EXPECT_EQ(*r->ExtractToString(*r->Find("META-INF/meta.json"), 1 << 20), meta);
+  std::string out;
+  EXPECT_EQ(RunCommand("unzip -tq " + ShellQuote(dir.file("memory.zip")), &out), 0) << out;
+}
+
+TEST(ZipWriterTest, InMemoryWriterRefusesBadNamesAndUseAfterFinish) {
+  ZipWriter m = ZipWriter::CreateInMemory();
+  EXPECT_EQ(m.AddBytes("../evil", "x").code(), Code::kInvalidArgument);
+  ASSERT_TRUE(m.AddBytes("a", "x").ok());
+  EXPECT_EQ(m.AddBytes("A", "y").code(), Code::kInvalidArgument);  // duplicate, case folded
+  EXPECT_EQ(m.AddFile("b", "/nonexistent/sealpost-zip-test").code(), Code::kNotFound);
+  ASSERT_TRUE(m.Finish().ok());
+  EXPECT_EQ(m.AddBytes("c", "z").code(), Code::kFailedPrecondition);
+  EXPECT_EQ(m.Finish().code(), Code::kFailedPrecondition);
+  EXPECT_FALSE(m.ReleaseBytes().empty());
+}
+
 }  // namespace
 }  // namespace sealpost
