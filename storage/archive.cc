@@ -658,6 +658,7 @@ void Archive::MergerLoop() {
 void Archive::WriterLoop() {
   for (;;) {
     std::vector<Pending*> batch;
+    const auto wait_start = std::chrono::steady_clock::now();
     {
       std::unique_lock<std::mutex> lock(queue_mu_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -672,7 +673,9 @@ void Archive::WriterLoop() {
       for (;;) {
         if (stopping_) break;
         const size_t in_flight = in_flight_.load();
-        const size_t target = std::min(options_.max_batch, in_flight > 0 ? in_flight : gather_target_);
+        const size_t groups = std::max<size_t>(1, options_.gather_groups);
+        const size_t target = std::min(
+            options_.max_batch, in_flight > 0 ? in_flight : (gather_target_ + groups - 1) / groups);
         if (queue_.size() >= target) break;
         if (in_flight > 0) {
           queue_cv_.wait_for(lock, std::chrono::milliseconds(1));
@@ -686,6 +689,10 @@ void Archive::WriterLoop() {
         batch.push_back(queue_.front());
         queue_.pop_front();
       }
+    }
+    {
+      std::lock_guard<std::mutex> stats_lock(stats_mu_);
+      stats_.wait_appends_ns += NsSince(wait_start);
     }
     auto fail = [&](const Status& s) {
       for (Pending* p : batch) p->done.set_value(Err(s));
@@ -718,8 +725,14 @@ void Archive::WriterLoop() {
       fail(built.error());  // nothing was handed on; the tip is unchanged
       continue;
     }
+    if (options_.built_for_testing) options_.built_for_testing(OidHex((*built)->commit));
+    const auto handoff_start = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lock(pipe_mu_);
     pipe_cv_.wait(lock, [&] { return !slot_; });
+    {
+      std::lock_guard<std::mutex> stats_lock(stats_mu_);
+      stats_.wait_syncer_ns += NsSince(handoff_start);
+    }
     if (!pipe_failed_.ok()) {
       // The commit this one was built on failed, so this one cannot be
       // published either (its parent is not the head): it fails with the
@@ -1010,6 +1023,18 @@ Status Archive::RollForwardPacks() {
     const bool pack_ok = tmp_pack != packs.end() || CompletePackChecksum(base + ".pack") == sum;
     const bool idx_ok = tmp_idx != idxs.end() || CompleteIdxPackChecksum(base + ".idx") == sum;
     if (!pack_ok || !idx_ok) continue;
+    // Only the pair that holds the branch's commit: another complete pair
+    // is a later commit's, built while this one synced (the two-stage
+    // pipeline) and never acknowledged unless main.lock names it
+    // (RollForwardIntent, next); ScanPacks removes it otherwise, so no
+    // unreachable signed commit is left in place.
+    {
+      auto ids = ReadPackIndex(tmp_idx != idxs.end() ? tmp_idx->second : base + ".idx");
+      if (!ids.has_value()) continue;
+      bool holds = false;
+      for (const git_oid& x : *ids) holds = holds || git_oid_equal(&x, &id);
+      if (!holds) continue;
+    }
     // The .pack first, as PublishCommit does.
     if (tmp_pack != packs.end() && ::rename(tmp_pack->second.c_str(), (base + ".pack").c_str()) != 0) {
       return Status::IoError(base + ".pack: cannot roll forward: " + std::strerror(errno));
@@ -1787,6 +1812,7 @@ Status Archive::PublishCommit(Built& b) {
   // and Open rolls them forward. The caller acknowledges after this.
   const std::string pack_dir = dir_ + "/objects/pack";
   PackWriter& pw = *b.pack;
+  if (options_.before_round_for_testing) options_.before_round_for_testing(OidHex(b.commit));
   const auto sync_start = std::chrono::steady_clock::now();
   auto lock_fd = LockBranch(b.has_parent, b.parent, b.commit);
   if (!lock_fd.has_value()) return lock_fd.error();

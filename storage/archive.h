@@ -70,11 +70,28 @@ struct ArchiveOptions {
   crypto::KeyRef seal_key;
   // Most entries written in one commit.
   size_t max_batch = 512;
+  // Gathering (decision 0005): after an acknowledgement with the syncer
+  // idle, the writer waits for the appends then queued plus those
+  // acknowledged, divided by this. 1: all callers in one commit. 2: the
+  // callers form two groups whose commits alternate, one built while the
+  // other syncs (pays only when a sync round is shorter than building,
+  // signing and waking a group: measured in docs/archive.md).
+  size_t gather_groups = 1;
   // Tests only (the crash test): called by the syncer with a commit's hex
   // id once its sync round is done and before its renames and its
   // acknowledgement — a SIGKILL there leaves what a power loss right after
   // the acknowledgement leaves (decision 0005, "Durability").
   std::function<void(const std::string& commit)> before_renames_for_testing;
+  // Tests only (the crash test, the pipeline's window): called by the
+  // writer with a commit's hex id once it is built and signed and its pack
+  // and index are complete in their temporary files, before it is handed
+  // to the syncer — the previous commit may still be in its sync round or
+  // not yet renamed (decision 0005, "Two-stage pipeline").
+  std::function<void(const std::string& commit)> built_for_testing;
+  // Tests only: called by the syncer with a commit's hex id before its sync
+  // round (before it takes refs/heads/main.lock), i.e. after the previous
+  // commit's renames and acknowledgement — between two rounds.
+  std::function<void(const std::string& commit)> before_round_for_testing;
 };
 
 // The signed checkpoint of a commit, exactly as committed (log/checkpoint
@@ -166,6 +183,12 @@ class Archive {
     uint64_t sign_cpu_ns = 0;
     uint64_t compact_ns = 0;  // merging packs
     uint64_t merges = 0;
+    // The writer's waits (wall-clock): for appends to be queued (an empty
+    // queue, and gathering), and, with a commit built, for the syncer to
+    // take it (the previous commit still in its round: the two stages
+    // overlapped by that much less than they could).
+    uint64_t wait_appends_ns = 0;
+    uint64_t wait_syncer_ns = 0;
   };
   Stats stats() const;
 
@@ -339,9 +362,11 @@ class Archive {
   // it does not exist.
   Result<std::optional<std::string>> ReadBranch();
   // At open, before ScanPacks removes temporary files: if the branch names
-  // a commit that is not in the object database, renames every complete
-  // temporary pack/index pair (checksums verified) into place. REQUIRES:
-  // the archive lock.
+  // a commit that is not in the object database, renames the complete
+  // temporary pack/index pair (checksums verified) whose index lists that
+  // commit into place — not another complete pair, e.g. the next commit's,
+  // built while that one synced (decision 0005, "The pipeline's window").
+  // REQUIRES: the archive lock.
   Status RollForwardPacks();
   void AbortBranch(int lock_fd);
   // Lists objects/pack into packs_, removing what an interrupted write left

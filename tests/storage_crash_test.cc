@@ -8,12 +8,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <map>
 #include <random>
 #include <sstream>
 #include <thread>
+
+#include <filesystem>
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -110,6 +113,194 @@ class ArchiveCrashTest : public ::testing::Test {
     }
     for (auto& th : threads) th.join();
     _exit(0);
+  }
+
+  // In the child: the two-stage pipeline's window (decision 0005). Appends
+  // one entry (commit N) and, once N is held after its sync round (before
+  // its renames), a second one, which the writer builds as N+1 on N while N
+  // is held. Then, with `between_rounds` false, stops there: N's intent and
+  // pack are durable, N+1's pack and index are complete in their temporary
+  // files, nothing of N is renamed; reports "window N N+1". With
+  // `between_rounds` true, lets N finish (renames, acknowledgement: the
+  // line "seq leafhex") and stops N+1 before its own round; reports
+  // "between N N+1". The parent kills the child there.
+  [[noreturn]] void ChildPipelineWindow(int fd, bool between_rounds) {
+    struct Shared {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::string held;                 // N
+      std::vector<std::string> built;   // N, N+1
+      bool first_reported = false;      // N's append acknowledged and written
+    };
+    auto sh = std::make_shared<Shared>();
+    auto say = [fd](const std::string& line) {
+      if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(6);
+    };
+    // Generous bounds (ASan, a loaded CI): a wait that runs out is a
+    // failure of the child the parent reports, never a hang.
+    constexpr auto kBound = std::chrono::seconds(120);
+    auto signer = Signer();
+    ArchiveOptions options = Options(signer.get());
+    options.built_for_testing = [sh](const std::string& commit) {
+      std::lock_guard<std::mutex> lock(sh->mu);
+      sh->built.push_back(commit);
+      sh->cv.notify_all();
+    };
+    options.before_renames_for_testing = [sh, say, between_rounds, kBound](const std::string& commit) {
+      std::unique_lock<std::mutex> lock(sh->mu);
+      if (!sh->held.empty()) return;  // only N is held
+      sh->held = commit;
+      sh->cv.notify_all();
+      if (!sh->cv.wait_for(lock, kBound, [&] { return sh->built.size() >= 2; })) _exit(8);
+      if (between_rounds) return;  // N goes on: renames, acknowledgement
+      say("window " + commit + " " + sh->built[1] + "\n");
+      lock.unlock();
+      for (;;) ::pause();
+    };
+    options.before_round_for_testing = [sh, say, between_rounds, kBound](const std::string& commit) {
+      if (!between_rounds) return;
+      std::unique_lock<std::mutex> lock(sh->mu);
+      if (sh->built.size() < 2 || commit != sh->built[1]) return;
+      if (!sh->cv.wait_for(lock, kBound, [&] { return sh->first_reported; })) _exit(9);
+      say("between " + sh->held + " " + commit + "\n");
+      lock.unlock();
+      for (;;) ::pause();
+    };
+    auto a = Archive::Open(path_, std::move(options));
+    if (!a.has_value()) {
+      std::fprintf(stderr, "child: %s\n", a.error().ToString().c_str());
+      _exit(3);
+    }
+    say("ready\n");
+    std::thread first([&] {
+      auto r = (*a)->Append(Document(1));
+      if (!r.has_value()) _exit(5);
+      std::lock_guard<std::mutex> lock(sh->mu);
+      say(std::to_string(r->seq) + " " + merkle::ToHex(r->leaf) + " " + r->commit + "\n");
+      sh->first_reported = true;
+      sh->cv.notify_all();
+    });
+    {
+      std::unique_lock<std::mutex> lock(sh->mu);
+      if (!sh->cv.wait_for(lock, kBound, [&] { return !sh->held.empty(); })) _exit(10);
+    }
+    std::thread second([&] {
+      (void)(*a)->Append(Document(2));  // never acknowledged: killed before
+      _exit(11);
+    });
+    first.join();
+    second.join();
+    _exit(12);
+  }
+
+  // Runs ChildPipelineWindow, kills it where it stopped; returns N and N+1
+  // and (between rounds) N's acknowledged seq and leaf.
+  struct Window {
+    std::string n, next;
+    uint64_t seq = 0;
+    std::string leaf;
+  };
+  Window KillInPipelineWindow(bool between_rounds) {
+    Window w;
+    int fds[2];
+    EXPECT_EQ(::pipe(fds), 0);
+    pid_t pid = ::fork();
+    EXPECT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      ChildPipelineWindow(fds[1], between_rounds);
+    }
+    ::close(fds[1]);
+    FILE* in = ::fdopen(fds[0], "r");
+    char line[512];
+    std::string acked_commit;
+    while (std::fgets(line, sizeof line, in) != nullptr) {
+      std::istringstream ls(line);
+      std::string first, second, third;
+      ls >> first >> second >> third;
+      if (first == "window" || first == "between") {
+        EXPECT_EQ(first, between_rounds ? "between" : "window");
+        w.n = second;
+        w.next = third;
+        break;
+      }
+      if (first != "ready") {
+        w.seq = std::stoull(first);
+        w.leaf = second;
+        acked_commit = third;
+      }
+    }
+    // N's acknowledgement (between rounds) names N.
+    if (!acked_commit.empty()) {
+      EXPECT_EQ(acked_commit, w.n);
+    }
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFSIGNALED(status)) << "child exited by itself with " << WEXITSTATUS(status);
+    std::fclose(in);
+    EXPECT_EQ(w.n.size(), 40u) << "the child did not stop in the window";
+    EXPECT_EQ(w.next.size(), 40u);
+    EXPECT_NE(w.n, w.next);
+    return w;
+  }
+
+  // objects/pack files named `prefix`* whose index lists `commit`.
+  std::string IndexHolding(const std::string& dir, const std::string& prefix, const std::string& commit) {
+    git_oid id;
+    if (git_oid_fromstr(&id, commit.c_str()) < 0) return "";
+    for (const auto& e : std::filesystem::directory_iterator(dir + "/objects/pack")) {
+      const std::string name = e.path().filename().string();
+      if (!name.starts_with(prefix)) continue;
+      if (prefix == "pack-" && e.path().extension() != ".idx") continue;
+      auto ids = ReadPackIndex(e.path().string());
+      if (!ids.has_value()) continue;
+      for (const git_oid& x : *ids) {
+        if (git_oid_equal(&x, &id)) return e.path().string();
+      }
+    }
+    return "";
+  }
+
+  bool HasObject(const std::string& dir, const std::string& id) {
+    return RunCommand("git -C " + ShellQuote(dir) + " cat-file -e " + id + " 2>/dev/null") == 0;
+  }
+
+  int TemporaryFiles(const std::string& dir) {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir + "/objects/pack")) {
+      if (e.path().filename().string().starts_with("tmp_sealpost_")) ++n;
+    }
+    return n;
+  }
+
+  // Reopens `dir` and checks: the head is N, N+1 is nowhere (not rolled
+  // into place, its temporary files gone), the log goes on gapless from N,
+  // and stock git accepts the archive.
+  void ExpectRecoveredToN(const std::string& dir, const Window& w, uint64_t n_size) {
+    auto signer = Signer();
+    auto a = Archive::Open(dir, Options(signer.get()));
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    EXPECT_EQ((*a)->head(), w.n);
+    EXPECT_EQ((*a)->size(), n_size);
+    EXPECT_FALSE(HasObject(dir, w.next)) << "the unacknowledged N+1 was kept";
+    EXPECT_EQ(TemporaryFiles(dir), 0);
+    struct stat st {};
+    EXPECT_NE(::stat((dir + "/refs/heads/main.lock").c_str(), &st), 0);
+    auto leaves = (*a)->ReadLeafHashes();
+    ASSERT_TRUE(leaves.has_value()) << leaves.error().ToString();
+    ASSERT_EQ(leaves->size(), n_size);
+    if (!w.leaf.empty()) {
+      EXPECT_EQ(merkle::ToHex(leaves->back()), w.leaf);
+    }
+    EXPECT_EQ((*a)->checkpoint().root, merkle::RootFromLeafHashes(*leaves));
+    auto r = (*a)->Append(Document(3));
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(r->seq, n_size + 1);
+    a->reset();
+    std::string out;
+    EXPECT_EQ(RunCommand("git -C " + ShellQuote(dir) + " fsck --strict --no-dangling", &out), 0)
+        << out;
   }
 
   TempDir tmp_;
@@ -239,6 +430,61 @@ TEST_F(ArchiveCrashTest, AppendsKilledAtRandomPointsLoseNothingAcknowledged) {
               0)
         << c << ": " << vout;
   }
+}
+
+// The pipeline's window: N+1 built and its pack complete on disk while N is
+// held between its sync round and its renames. A crash there (N's intent
+// durable, N+1 never acknowledged) recovers N, and only N.
+TEST_F(ArchiveCrashTest, CrashWithNextCommitsPackWrittenBeforeRenamesRecoversOnlyTheDurableOne) {
+  uint64_t created_size = 0;
+  std::string created_head;
+  {
+    auto signer = Signer();
+    auto a = Archive::Create(path_, Options(signer.get()));
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    created_size = (*a)->size();
+    created_head = (*a)->head();
+  }
+  const Window w = KillInPipelineWindow(false);
+  ASSERT_EQ(w.n.size(), 40u);
+  // On disk: N's intent, the branch still on N's parent, N's and N+1's
+  // packs complete under their temporary names (N+1's names N as parent).
+  EXPECT_EQ(sealpost::testing::ReadTestFile(path_ + "/refs/heads/main.lock"), w.n + "\n");
+  EXPECT_EQ(sealpost::testing::ReadTestFile(path_ + "/refs/heads/main"), created_head + "\n");
+  EXPECT_NE(IndexHolding(path_, "tmp_sealpost_idx_", w.n), "");
+  EXPECT_NE(IndexHolding(path_, "tmp_sealpost_idx_", w.next), "");
+  ExpectRecoveredToN(path_, w, created_size + 1);
+}
+
+// Between N's renames (N acknowledged) and N+1's round. Killed there: the
+// branch names N. And the power loss that keeps N's ref rename but loses its
+// pack renames (a file system that reorders renames): only N's pack is
+// rolled into place, never the complete pack of N+1.
+TEST_F(ArchiveCrashTest, CrashBetweenTwoRoundsKeepsTheAcknowledgedAndDropsTheNext) {
+  uint64_t created_size = 0;
+  {
+    auto signer = Signer();
+    auto a = Archive::Create(path_, Options(signer.get()));
+    ASSERT_TRUE(a.has_value()) << a.error().ToString();
+    created_size = (*a)->size();
+  }
+  const Window w = KillInPipelineWindow(true);
+  ASSERT_EQ(w.n.size(), 40u);
+  ASSERT_EQ(w.seq, created_size + 1) << "N was not acknowledged before N+1's round";
+  EXPECT_EQ(sealpost::testing::ReadTestFile(path_ + "/refs/heads/main"), w.n + "\n");
+  const std::string n_idx = IndexHolding(path_, "pack-", w.n);
+  ASSERT_NE(n_idx, "");
+  EXPECT_NE(IndexHolding(path_, "tmp_sealpost_idx_", w.next), "");
+
+  // The same state with N's pack renames lost (a copy).
+  const std::string lost = tmp_.file("renames-lost.git");
+  ASSERT_EQ(RunCommand("cp -a " + ShellQuote(path_) + " " + ShellQuote(lost)), 0);
+  const std::string base = lost + "/objects/pack/" + std::filesystem::path(n_idx).stem().string();
+  ASSERT_EQ(::rename((base + ".pack").c_str(), (lost + "/objects/pack/tmp_sealpost_pack_lost").c_str()), 0);
+  ASSERT_EQ(::rename((base + ".idx").c_str(), (lost + "/objects/pack/tmp_sealpost_idx_lost").c_str()), 0);
+
+  ExpectRecoveredToN(path_, w, created_size + 1);
+  ExpectRecoveredToN(lost, w, created_size + 1);
 }
 
 }  // namespace
