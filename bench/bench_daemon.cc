@@ -65,6 +65,7 @@ int g_recipients = 128;
 int g_delivery_threads = 0;  // 0: the daemon's default
 double g_seconds = 10;
 size_t g_doc_bytes = 4096;
+bool g_bundle_files = false;  // --bundle-files: every bundle a file (before 0014)
 
 std::string Reference() {
   FILE* p = ::popen("openssl speed -elapsed -seconds 3 ecdsap256 2>/dev/null | tail -2", "r");
@@ -90,6 +91,7 @@ TEST(BenchDaemon, SubmissionsOverKeepAliveFromConcurrentClients) {
   o.max_queued = 64;
   o.keepalive_timeout_seconds = 60;
   o.read_timeout_seconds = 30;
+  if (g_bundle_files) o.config_extra += "bundles: {memory_max_bytes: 0}\n";
   auto d = DaemonHarness::Start(o);
   ASSERT_NE(d, nullptr);
   const std::string token = d->CreateToken("clerk", "bench clerk");
@@ -207,6 +209,10 @@ TEST(BenchDaemon, SubmissionsOverKeepAliveFromConcurrentClients) {
   // at shutdown; wall clock, so waiting for a core counts).
   const std::string log = d->Log();
   size_t at = log.find("submission step times");
+  if (at != std::string::npos) {
+    std::printf("daemon: %s\n", log.substr(at, log.find('\n', at) - at).c_str());
+  }
+  at = log.find("bundle cache");
   if (at != std::string::npos) {
     std::printf("daemon: %s\n", log.substr(at, log.find('\n', at) - at).c_str());
   }
@@ -342,9 +348,11 @@ int main(int argc, char** argv) {
       g_delivery_threads = std::max(1, std::atoi(argv[++i]));
     } else if (std::strcmp(argv[i], "--doc-bytes") == 0 && i + 1 < argc) {
       g_doc_bytes = static_cast<size_t>(std::max(64, std::atoi(argv[++i])));
+    } else if (std::strcmp(argv[i], "--bundle-files") == 0) {
+      g_bundle_files = true;
     } else {
       std::fprintf(stderr, "usage: bench_daemon [--clients N] [--seconds S] [--doc-bytes B] [--recipients R]\n"
-                           "                    [--delivery-threads T]\n");
+                           "                    [--delivery-threads T] [--bundle-files]\n");
       return 64;
     }
   }

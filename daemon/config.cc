@@ -321,6 +321,20 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
               }
             }},
            {"webhook", [&](const YamlNode& v) { Webhook(w, v, &c.webhook); }},
+           {"bundles",
+            [&](const YamlNode& v) {
+              BundlesConfig& b = c.bundles;
+              w.Map(v, "bundles",
+                    {{"memory_max_bytes",
+                      [&](const YamlNode& x) {
+                        w.Integer<uint64_t>(x, "memory_max_bytes", 0, 64ull << 20,
+                                            &b.memory_max_bytes);
+                      }},
+                     {"cache_bytes",
+                      [&](const YamlNode& x) {
+                        w.Integer<uint64_t>(x, "cache_bytes", 0, 4ull << 30, &b.cache_bytes);
+                      }}});
+            }},
            {"crl_fetch",
             [&](const YamlNode& v) {
               CrlFetchConfig& f = c.crl_fetch;

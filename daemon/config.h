@@ -96,6 +96,16 @@ struct CrlFetchConfig {
   std::string https_ca;  // https:// sources: CA bundle for their servers ("": system CAs)
 };
 
+// Bundles of the documents sent from here (docs/daemon.md "Bundles",
+// docs/decisions/0014-small-bundles-in-memory.md): one estimated at most
+// memory_max_bytes is made in memory and kept in a cache of cache_bytes
+// (least recently used dropped first) instead of a file; a miss makes the
+// file from the archive. Either 0: every bundle is a file.
+struct BundlesConfig {
+  uint64_t memory_max_bytes = 1u << 20;
+  uint64_t cache_bytes = 64u << 20;
+};
+
 struct Config {
   std::string file;       // the configuration file as given
   std::string union_id;   // this appliance's union (an id of the policy registry)
@@ -119,6 +129,7 @@ struct Config {
   EmailConfig email;
   WebhookConfig webhook;
   CrlFetchConfig crl_fetch;
+  BundlesConfig bundles;
 };
 
 // Parses the YAML text of a configuration named `file` (for positions and

@@ -701,12 +701,16 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
     // is down, one probe per backoff period, the rest deferred.
     return {Outcome::kUnreachable, "the registry names no endpoint for union " + rcpt};
   }
-  // The bundle file, made again from the archive when it is missing or
-  // not complete (daemon/bundle_rebuild.h).
-  auto bundle = ex.EnsureBundle(doc);
+  // The bundle: its bytes from the cache of small bundles, or its file,
+  // made again from the archive when it is missing or not complete
+  // (daemon/bundle_rebuild.h). Posted from memory or streamed from the file.
+  auto bundle = ex.Bundle(doc);
   if (!bundle) return {Outcome::kRetry, "bundle of " + doc + ": " + bundle.error().message()};
+  static const std::string kNoBody;
+  const std::string& bundle_body = bundle->bytes ? *bundle->bytes : kNoBody;
 
-  auto resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, "", *bundle, {});
+  auto resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, bundle_body,
+                               bundle->path, {});
   if (!resp) return {TransportOutcomeOf<Outcome>(resp.error()), resp.error().message()};
   if (resp->status == 409) {
     // The recipient holds another checkpoint of ours: prove that both are
@@ -725,7 +729,8 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::DeliverBundle(
     client::Headers h = {{"Sealpost-Consistency-Proof", std::to_string(*from) + ":" +
                                                             std::to_string(*to) + ":" +
                                                             Base64Encode(raw)}};
-    resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, "", *bundle, h);
+    resp = transport_->Post(u->endpoint, "/api/v1/inbox", kBundleType, bundle_body,
+                            bundle->path, h);
     if (!resp) return {TransportOutcomeOf<Outcome>(resp.error()), resp.error().message()};
     if (resp->status == 409) {
       return {Outcome::kRetry, "409 again after the consistency proof: " + ProblemText(*resp)};
@@ -850,13 +855,17 @@ std::pair<DeliveryWorker::Outcome, std::string> DeliveryWorker::SendMail(Exchang
   mail.reference = manifest->Field("reference");
   mail.issued_at = manifest->Field("issued_at");
   mail.verify_url = mo.verify_url;
-  auto bundle_path = ex.EnsureBundle(doc);
-  if (!bundle_path) {
-    return {Outcome::kRetry, "bundle of " + doc + ": " + bundle_path.error().message()};
+  auto source = ex.Bundle(doc);
+  if (!source) return {Outcome::kRetry, "bundle of " + doc + ": " + source.error().message()};
+  if (source->bytes) {
+    mail.bundle = *source->bytes;
+  } else {
+    auto bundle = ReadFile(source->path, 1ull << 31);
+    if (!bundle) {
+      return {Outcome::kRetry, "bundle " + source->path + ": " + bundle.error().message()};
+    }
+    mail.bundle = std::move(*bundle);
   }
-  auto bundle = ReadFile(*bundle_path, 1ull << 31);
-  if (!bundle) return {Outcome::kRetry, "bundle " + *bundle_path + ": " + bundle.error().message()};
-  mail.bundle = std::move(*bundle);
   // One Message-ID per (document, recipient): a resent mail is the same
   // message to the recipient's client.
   auto rh = crypto::DigestBytes(EVP_sha256(), rcpt);

@@ -61,6 +61,8 @@ Result<Exchange*> DocumentsService::Get() {
   o.outbox.backoff_base_millis = d.backoff_base_millis;
   o.outbox.backoff_cap_millis = d.backoff_cap_millis;
   o.outbox.max_attempts = d.max_attempts;
+  o.memory_bundle_max_bytes = config_.bundles.memory_max_bytes;
+  o.bundle_cache_bytes = config_.bundles.cache_bytes;
   // Only Server::Create makes this service, after it locked the state
   // directory: no other process uses this outbox.
   o.owns_state_dir = true;
@@ -190,6 +192,17 @@ DocumentsAnswer DocumentsService::Bundle(Poco::Net::HTTPServerRequest& req) {
                                  "Kho lưu trữ tạm thời không dùng được", ex.error().message(),
                                  ex.error().message()},
                          true);
+  }
+  if ((*ex)->BundlePath(id)) {
+    // Sent from here: the cached bytes, else the file (made again from the
+    // archive when missing).
+    if (auto source = (*ex)->Bundle(id)) {
+      DocumentsAnswer a;
+      a.content_type = "application/vnd.etsi.asic-s+zip";
+      a.body = source->bytes ? *source->bytes : source->path;
+      a.file = !source->bytes;
+      return a;
+    }
   }
   auto path = (*ex)->BundlePath(id);
   if (!path) {

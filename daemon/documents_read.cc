@@ -592,20 +592,26 @@ DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
   Located loc = Locate(config_.state_dir, id);  // 404 unless archived
   if (loc.failure) return std::move(*loc.failure);
   std::optional<std::string> bundle;
+  std::shared_ptr<const std::string> bytes;
   if (loc.doc.kind == kSent) {
-    // Made again from the archive when missing or incomplete.
+    // From the cache of small bundles, else the file, made again from the
+    // archive when missing or incomplete.
     if (auto ex = Get()) {
-      auto ensured = (*ex)->EnsureBundle(id);
+      auto ensured = (*ex)->Bundle(id);
       if (ensured) {
-        bundle = std::move(*ensured);
+        if (ensured->bytes) {
+          bytes = std::move(ensured->bytes);
+        } else {
+          bundle = std::move(ensured->path);
+        }
       } else {
         Log(LogLevel::kWarn, "bundle not available",
             "id=" + id + " error=" + JsonString(ensured.error().message()));
       }
     }
   }
-  if (!bundle) bundle = FindBundle(config_.state_dir, id);
-  if (!bundle) {
+  if (!bundle && !bytes) bundle = FindBundle(config_.state_dir, id);
+  if (!bundle && !bytes) {
     return Answer(Problem{404, "not-found", "Not found", "Không tìm thấy",
                           "No bundle is kept for document '" + id + "'.",
                           "Không lưu gói văn bản nào cho văn bản '" + id + "'."});
@@ -615,8 +621,12 @@ DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
   a.headers.emplace_back("Content-Disposition",
                          ContentDisposition((PathSafeId(id) ? id : std::string("document")) +
                                             ".asics"));
-  a.body = *bundle;
-  a.file = true;
+  if (bytes) {
+    a.body = *bytes;
+  } else {
+    a.body = *bundle;
+    a.file = true;
+  }
   return a;
 }
 

@@ -26,6 +26,7 @@
 #include "crypto/certs.h"
 #include "crypto/digest.h"
 #include "crypto/path.h"
+#include "daemon/bundle_cache.h"
 #include "daemon/bundle_rebuild.h"
 #include "daemon/metrics.h"
 #include "daemon/webhook.h"
@@ -185,6 +186,13 @@ Exchange::~Exchange() {
       "submissions=" + std::to_string(t.submissions) + " verify_ms=" + avg(t.verify_ns) +
           " seal_ms=" + avg(t.seal_ns) + " append_ms=" + avg(t.append_ns) +
           " bundle_ms=" + avg(t.bundle_ns) + " outbox_ms=" + avg(t.outbox_ns));
+  if (bundle_cache_) {
+    const BundleCache::Stats c = bundle_cache_->stats();
+    Log(LogLevel::kInfo, "bundle cache",
+        "entries=" + std::to_string(c.entries) + " bytes=" + std::to_string(c.bytes) +
+            " hits=" + std::to_string(c.hits) + " misses=" + std::to_string(c.misses) +
+            " evictions=" + std::to_string(c.evictions));
+  }
 }
 
 Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
@@ -205,6 +213,9 @@ Result<std::unique_ptr<Exchange>> Exchange::Create(ExchangeOptions options) {
                                std::strerror(errno)));
   }
   ex->bundle_dir_ = o.state_dir + "/bundles";
+  if (o.memory_bundle_max_bytes > 0 && o.bundle_cache_bytes > 0) {
+    ex->bundle_cache_ = std::make_unique<BundleCache>(o.bundle_cache_bytes);
+  }
   if (::mkdir(ex->bundle_dir_.c_str(), 0750) != 0 && errno != EEXIST) {
     return Err(Status::IoError("cannot create bundle directory " + ex->bundle_dir_ + ": " +
                                std::strerror(errno)));
@@ -469,11 +480,12 @@ void Exchange::AdvanceQueuedMark(bool force) {
   }
 }
 
-Status Exchange::BuildSubmittedBundle(uint64_t seq, const std::string& content_path,
+Status Exchange::BuildSubmittedBundle(uint64_t seq, const std::string& id,
+                                      const std::string& content_path,
                                       const std::string& doc_json, const std::string& doc_p7s,
                                       const std::string& content_p7s, const std::string& certs_pem,
                                       const std::string& crls_pem, const std::string& bundle_path,
-                                      std::time_t now) {
+                                      std::time_t now, bool in_memory) {
   auto evidence = evidence_->Get(seq);
   if (!evidence) return evidence.error().WithContext("archive evidence");
   crypto::BundleParts parts;
@@ -484,7 +496,31 @@ Status Exchange::BuildSubmittedBundle(uint64_t seq, const std::string& content_p
   parts.certs_pem = certs_pem;
   parts.crls_pem = crls_pem;
   SetArchiveEvidence(seq, std::move(*evidence), &parts);
-  return crypto::BuildBundle(parts, bundle_path, now, bundle_sync_);
+  if (!in_memory) return crypto::BuildBundle(parts, bundle_path, now, bundle_sync_);
+  auto bytes = crypto::BuildBundleInMemory(parts, now);
+  if (!bytes) return bytes.error();
+  if (!bundle_cache_->Put(id, std::make_shared<const std::string>(std::move(*bytes)))) {
+    // Larger than the whole cache: not kept; EnsureBundle makes the file
+    // from the archive when a delivery needs it.
+    Log(LogLevel::kWarn, "bundle larger than the bundle cache; made from the archive when needed",
+        "id=" + id);
+  }
+  return Status::Ok();
+}
+
+Result<BundleSource> Exchange::Bundle(const std::string& id) {
+  if (bundle_cache_) {
+    if (auto bytes = bundle_cache_->Get(id)) {
+      BundleSource b;
+      b.bytes = std::move(bytes);
+      return b;
+    }
+  }
+  auto path = EnsureBundle(id);
+  if (!path) return Err(path.error());
+  BundleSource b;
+  b.path = std::move(*path);
+  return b;
 }
 
 Result<std::string> Exchange::EnsureBundle(const std::string& id) {
@@ -885,8 +921,16 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   // at the next start (RecoverUnqueued).
   const Clock::time_point t_bundle = Clock::now();
   const std::string bundle_path = bundle_dir_ + "/" + info.id + ".asics";
-  if (Status b = BuildSubmittedBundle(appended->seq, req.content_path, *doc_json, *doc_p7s,
-                                      *content_p7s, certs_pem, *crls_pem, bundle_path, now);
+  // A small bundle is made in memory and kept in the cache: no file, no
+  // inode on the submission path (docs/decisions/0014). The estimate
+  // counts every member but the few hundred bytes of evidence and headers.
+  const uint64_t estimate = content_size + doc_json->size() + doc_p7s->size() +
+                            content_p7s->size() + certs_pem.size() + crls_pem->size() + 4096;
+  const bool in_memory = bundle_cache_ != nullptr && estimate <= o.memory_bundle_max_bytes &&
+                         estimate <= bundle_cache_->max_bytes();
+  if (Status b = BuildSubmittedBundle(appended->seq, info.id, req.content_path, *doc_json, *doc_p7s,
+                                      *content_p7s, certs_pem, *crls_pem, bundle_path, now,
+                                      in_memory);
       !b.ok()) {
     // The document is archived: its jobs are queued all the same, and the
     // delivery worker rebuilds the bundle from the archive (EnsureBundle).
@@ -948,7 +992,7 @@ std::expected<Submitted, Problem> Exchange::Submit(const SubmitRequest& req) {
   out.content_sha256 = content_sha256;
   out.seal_subject = crypto::NameToUtf8(X509_get_subject_name(seal->get()));
   out.seal_serial = crypto::SerialHex(seal->get());
-  out.bundle_path = bundle_path;
+  if (!in_memory) out.bundle_path = bundle_path;
   out.recipients = req.recipients;
   return out;
 }

@@ -7,9 +7,12 @@
 //   (the daemon's RemoteSigner: sealpost-signer) -> archived as one
 //   document-sent entry (conventions: content, content.p7s, certs.pem,
 //   document.json, document.json.p7s) -> the bundle built from the spooled
-//   content with the archive's checkpoint and the entry's inclusion proof ->
+//   content with the archive's checkpoint and the entry's inclusion proof
+//   (in memory and kept in a bounded cache when small, else a file:
+//   ExchangeOptions::memory_bundle_max_bytes) ->
 //   one outbox job per recipient and channel of that recipient in the
-//   policy (appliance and email: payload = bundle path; webhook: payload =
+//   policy (appliance and email: payload = the bundle file's path, which
+//   the worker does not read: it asks Bundle(); webhook: payload =
 //   the document's facts, daemon/webhook.h), queued in one EnqueueBatch.
 //
 // Failures before the archive append change nothing (no entry, no reference
@@ -30,8 +33,8 @@
 //
 // Durability: Submit() answers only after the entry is durable and its
 // outbox jobs are committed, whatever order concurrent submissions end in.
-// The bundle file is derived from the archive and rebuilt from it when it is
-// missing or incomplete (EnsureBundle); jobs a crash left out after the
+// The bundle (cached bytes or file) is derived from the archive and its file
+// rebuilt from it when it is missing or incomplete (Bundle, EnsureBundle); jobs a crash left out after the
 // append are queued at the next start (RecoverUnqueued). See docs/daemon.md
 // "Bundles".
 //
@@ -58,6 +61,7 @@
 #include "crypto/signer.h"
 #include "crypto/verify.h"
 #include "daemon/archive_evidence.h"
+#include "daemon/bundle_cache.h"
 #include "daemon/problem.h"
 #include "daemon/startup_scan.h"
 #include "daemon/trust.h"
@@ -123,6 +127,14 @@ struct ExchangeOptions {
   // Unset: Create reads every manifest itself.
   std::shared_ptr<SentDocumentsScan> sent_scan;
   std::shared_ptr<LeafHashesScan> leaves_scan;
+  // Small bundles in memory (docs/decisions/0014-small-bundles-in-memory.md):
+  // a submission whose bundle is estimated at most memory_bundle_max_bytes
+  // is built in memory and kept in a cache of at most bundle_cache_bytes
+  // (least recently used dropped first) instead of a file in bundles/.
+  // Either 0: every bundle is a file (sealpostd's defaults: 1 MiB, 64 MiB,
+  // daemon/config.h).
+  uint64_t memory_bundle_max_bytes = 0;
+  uint64_t bundle_cache_bytes = 0;
 };
 
 struct SubmitRequest {
@@ -145,8 +157,17 @@ struct Submitted {
   std::string content_sha256;
   std::string seal_subject;  // the seal certificate's subject (UTF-8)
   std::string seal_serial;   // upper-case hex
+  // The bundle file; empty when the bundle was made in memory (kept in the
+  // cache: Exchange::Bundle).
   std::string bundle_path;
   std::vector<std::string> recipients;
+};
+
+// Where a sent document's bundle is: its bytes (from the cache of small
+// bundles; shared, immutable) or else the path of its file.
+struct BundleSource {
+  std::shared_ptr<const std::string> bytes;
+  std::string path;  // when bytes is null
 };
 
 class Exchange {
@@ -180,6 +201,15 @@ class Exchange {
   // first used. Errors: NotFound (no
   // such document), the rebuild's.
   [[nodiscard]] Result<std::string> EnsureBundle(const std::string& id);
+
+  // The bundle of a document sent from here for a delivery or a download:
+  // the bytes when the cache of small bundles holds them, otherwise the
+  // file of EnsureBundle (made from the archive when missing: after an
+  // eviction or a restart). Errors: EnsureBundle's.
+  [[nodiscard]] Result<BundleSource> Bundle(const std::string& id);
+
+  // The cache of small bundles, or null when every bundle is a file.
+  const BundleCache* bundle_cache() const { return bundle_cache_.get(); }
 
   // The seq of the document-sent entry of a document sent from here;
   // NotFound if unknown.
@@ -224,12 +254,15 @@ class Exchange {
   void AdvanceQueuedMark(bool force);
   class QueueFloor;
   // Step 10 of Submit: the bundle of the new entry `seq`.
-  [[nodiscard]] Status BuildSubmittedBundle(uint64_t seq, const std::string& content_path,
+  // Built in memory into bundle_cache_ when `in_memory`, else the file.
+  [[nodiscard]] Status BuildSubmittedBundle(uint64_t seq, const std::string& id,
+                                            const std::string& content_path,
                                             const std::string& doc_json, const std::string& doc_p7s,
                                             const std::string& content_p7s,
                                             const std::string& certs_pem,
                                             const std::string& crls_pem,
-                                            const std::string& bundle_path, std::time_t now);
+                                            const std::string& bundle_path, std::time_t now,
+                                            bool in_memory);
   [[nodiscard]] Status LoadCounters(const SentDocumentsScan& scan);
   uint64_t TakeNumber(const CounterKey& key);
   // The seal's path under `verifier` at `at` (for the policy's seal rule);
@@ -244,6 +277,7 @@ class Exchange {
   std::unique_ptr<storage::Archive> archive_;
   std::unique_ptr<storage::Outbox> outbox_;
   std::unique_ptr<ArchiveEvidence> evidence_;
+  std::unique_ptr<BundleCache> bundle_cache_;  // null: no bundle in memory
   std::mutex counters_mu_;  // only around taking / returning a number
   std::map<CounterKey, Counter> counters_;  // guarded by counters_mu_
   struct KeptSealPath {

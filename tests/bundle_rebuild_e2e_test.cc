@@ -112,7 +112,9 @@ bool Delivered(const Appliance& a, const std::string& id, size_t recipients) {
 TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOriginal) {
   FederationOptions fo;
   fo.grassroots = 1;
-  fo.extra_config = kFastDelivery;
+  // Bundle files (as large documents have them): small bundles are made in
+  // memory by default (tests/small_bundle_e2e_test.cc covers those).
+  fo.extra_config = std::string(kFastDelivery) + "bundles: {memory_max_bytes: 0}\n";
   auto fed = Federation::Start(fo);
   ASSERT_NE(fed, nullptr);
   Appliance& d = fed->district();

@@ -17,6 +17,8 @@
 #include <string>
 #include <thread>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "storage/outbox.h"
@@ -139,7 +141,21 @@ class EmailE2eTest : public ::testing::Test {
                          &out),
               0)
         << out;
-    EXPECT_EQ(ReadTestFile(att), ReadTestFile(daemon_->state_dir() + "/bundles/" + id + ".asics"));
+    // The bundle as GET .../bundle serves it (from the cache of small
+    // bundles: no file was written for it, docs/decisions/0014).
+    std::string token = ReadTestFile(daemon_->file("clerk.token"));
+    while (!token.empty() && token.back() == '\n') token.pop_back();
+    WriteTestFile(tmp_->file("auth.headers"), "Authorization: Bearer " + token + "\n");
+    const std::string served = tmp_->file(id + ".served.asics");
+    ASSERT_EQ(RunCommand(daemon_->Curl("/api/v1/documents/" + id + "/bundle",
+                                       "-f -H @" + ShellQuote(tmp_->file("auth.headers")) +
+                                           " -o " + ShellQuote(served)),
+                         &out),
+              0)
+        << out;
+    EXPECT_EQ(ReadTestFile(att), ReadTestFile(served));
+    EXPECT_NE(::access((daemon_->state_dir() + "/bundles/" + id + ".asics").c_str(), F_OK), 0)
+        << "a bundle file was written for a small document";
     // What the text tells the recipient to do works: unzip the attachment,
     // give the document and META-INF/signature.p7s to the verification
     // desk (here its CLI).

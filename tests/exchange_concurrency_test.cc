@@ -147,6 +147,27 @@ TEST(ExchangeConcurrencyTest, ConcurrentSubmissionsGetDistinctGaplessReferencesA
   for (int n = 1; n <= kTotal; ++n) expected.insert(std::to_string(n) + "/" + year + "/CT-" + o.union_id);
   for (const auto& [id, ref] : reference_of) got.insert(ref);
   EXPECT_EQ(got, expected);
+  // The bundles as a recipient gets them (GET .../bundle): made in memory at
+  // submission (small documents, docs/decisions/0014), so no bundle file
+  // was written for any of them.
+  {
+    client::ClientOptions co;
+    co.port = d->user_port();
+    co.ca_file = d->file("tls-ca.pem");
+    co.timeout_seconds = 120;
+    auto cl = client::HttpsClient::Create(co);
+    ASSERT_TRUE(cl.has_value()) << cl.error().ToString();
+    for (const auto& [id, ref] : reference_of) {
+      auto r = (*cl)->GetToFile("/api/v1/documents/" + id + "/bundle",
+                                d->file("bundle-" + id + ".asics"),
+                                {{"Authorization", "Bearer " + token}});
+      ASSERT_TRUE(r.has_value()) << r.error().ToString();
+      ASSERT_EQ(r->status, 200) << id << ": " << r->body;
+    }
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(d->state_dir() + "/bundles")) {
+    ADD_FAILURE() << "bundle file written on the submission path: " << entry.path();
+  }
   EXPECT_EQ(d->Terminate(), 0);
 
   // The archive holds each document once, with its number; the outbox a
@@ -179,7 +200,7 @@ TEST(ExchangeConcurrencyTest, ConcurrentSubmissionsGetDistinctGaplessReferencesA
   for (const auto& [id, ref] : reference_of) {
     const std::string work = d->file("bundle-" + id);
     std::filesystem::create_directories(work);
-    auto parsed = crypto::ReadBundle(d->state_dir() + "/bundles/" + id + ".asics", work);
+    auto parsed = crypto::ReadBundle(d->file("bundle-" + id + ".asics"), work);
     ASSERT_TRUE(parsed.has_value()) << id << ": " << parsed.error().ToString();
     crypto::BundleVerifyOptions vo;
     vo.anchors = anchors->get();
