@@ -33,8 +33,6 @@
 namespace sealpost::testing {
 namespace {
 
-bool Contains(const std::string& h, const std::string& n) { return h.find(n) != std::string::npos; }
-
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};

@@ -25,18 +25,7 @@
 namespace sealpost::testing {
 namespace {
 
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
 // The id in a 201 answer of POST /api/v1/documents.
-std::string IdOf(const std::string& body) {
-  size_t at = body.find("\"id\":\"");
-  if (at == std::string::npos) return "";
-  at += 6;
-  return body.substr(at, body.find('"', at) - at);
-}
-
 class DeliveryE2eTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

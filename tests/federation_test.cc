@@ -18,10 +18,6 @@
 namespace sealpost::testing {
 namespace {
 
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
 // Short backoff so that retries happen within a test.
 constexpr char kFastDelivery[] =
     "delivery:\n  poll_millis: 50\n  backoff_base_millis: 200\n  backoff_cap_millis: 1000\n"

@@ -21,8 +21,6 @@
 namespace sealpost::testing {
 namespace {
 
-bool Contains(const std::string& h, const std::string& n) { return h.find(n) != std::string::npos; }
-
 std::string SmallPolicy(const std::string& version_part, const std::string& extra_union = "") {
   return "federation: {id: root-u, name: \"Gốc\"" + version_part + "}\n"
          "trust:\n  anchors:\n    - {id: ca, name: \"CA\", sha256: \"" + std::string(64, 'a') + "\"}\n"

@@ -23,15 +23,6 @@
 namespace sealpost::testing {
 namespace {
 
-bool Contains(const std::string& h, const std::string& n) { return h.find(n) != std::string::npos; }
-
-std::string IdOf(const std::string& body) {
-  size_t at = body.find("\"id\":\"");
-  if (at == std::string::npos) return "";
-  at += 6;
-  return body.substr(at, body.find('"', at) - at);
-}
-
 long SerialOf(const std::string& pem_path) {
   const std::string pem = ReadTestFile(pem_path);
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));

@@ -22,10 +22,6 @@ constexpr char kFastDelivery[] =
     "delivery:\n  poll_millis: 50\n  backoff_base_millis: 200\n  backoff_cap_millis: 1000\n"
     "  attempts_flush_seconds: 1\n  lease_seconds: 5\n";
 
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
 std::string JsonField(const std::string& json, const std::string& key) {
   std::string k = "\"" + key + "\":\"";
   size_t p = json.find(k);

@@ -30,21 +30,6 @@
 namespace sealpost::testing {
 namespace {
 
-constexpr char kFastDelivery[] =
-    "delivery: {backoff_base_millis: 200, backoff_cap_millis: 1000, poll_millis: 50,\n"
-    "  lease_seconds: 10, attempts_flush_seconds: 1, max_attempts: 1000}\n";
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-std::string IdOf(const std::string& body) {
-  size_t at = body.find("\"id\":\"");
-  if (at == std::string::npos) return "";
-  at += 6;
-  return body.substr(at, body.find('"', at) - at);
-}
-
 // The names in `dir` (no "." / "..").
 std::set<std::string> Files(const std::string& dir) {
   std::set<std::string> out;
@@ -60,45 +45,6 @@ std::set<std::string> Files(const std::string& dir) {
 
 bool HasBundleFile(const Appliance& a, const std::string& id) {
   return ::access(a.file("state/bundles/" + id + ".asics").c_str(), F_OK) == 0;
-}
-
-HttpAnswer SubmitDirective(Federation& fed, const std::string& name, const std::string& text) {
-  std::string path = fed.file(name);
-  WriteTestFile(path, text);
-  std::string sig = fed.SignAsChair(path);
-  EXPECT_FALSE(sig.empty());
-  SubmitSpec s;
-  s.file = path;
-  s.type = "directive";
-  s.subject = "Chỉ thị " + name;
-  s.recipients = fed.grassroots_ids();
-  s.signature = sig;
-  return fed.district().Submit(s);
-}
-
-size_t Count(const Federation& fed, const Appliance& a, const std::string& kind,
-             const std::string& id, const std::string& recipient = "") {
-  size_t n = 0;
-  for (const storage::Manifest& m : fed.ArchiveEntries(a)) {
-    if (storage::EntryKindName(m.kind) != kind || m.Field("id") != id) continue;
-    if (!recipient.empty() && m.Field("recipient") != recipient) continue;
-    if (kind == "delivery-receipt" && m.Field("receipt_type") != "delivery-receipt") continue;
-    ++n;
-  }
-  return n;
-}
-
-bool Delivered(const Appliance& a, const std::string& id, size_t recipients) {
-  storage::OutboxOptions o;
-  o.path = a.file("state/outbox.sqlite");
-  auto box = storage::Outbox::Open(o);
-  if (!box) return false;
-  auto states = (*box)->States(id);
-  if (!states || states->size() != recipients) return false;
-  for (const auto& d : *states) {
-    if (d.state != storage::JobState::kDelivered && d.state != storage::JobState::kRead) return false;
-  }
-  return true;
 }
 
 // GET .../bundle of `id` from the district, checked the way a recipient
@@ -127,7 +73,7 @@ void ExpectServedBundleVerifies(Federation& fed, const std::string& id) {
 TEST(SmallBundleE2eTest, SmallDocumentIsDeliveredWithoutBundleFileAlsoAfterRestart) {
   FederationOptions fo;
   fo.grassroots = 1;
-  fo.extra_config = kFastDelivery;
+  fo.extra_config = kFastDeliveryConfig;
   auto fed = Federation::Start(fo);
   ASSERT_NE(fed, nullptr);
   Appliance& d = fed->district();
@@ -135,9 +81,9 @@ TEST(SmallBundleE2eTest, SmallDocumentIsDeliveredWithoutBundleFileAlsoAfterResta
   HttpAnswer a = SubmitDirective(*fed, "chi-thi-m.txt", "CHỈ THỊ số 9 về đoàn phí\n");
   ASSERT_EQ(a.status, 201) << a.body << a.error;
   const std::string id = IdOf(a.body);
-  ASSERT_TRUE(WaitFor([&] { return Delivered(d, id, 1); }, 60)) << d.Log();
-  EXPECT_EQ(Count(*fed, peer, "document-received", id), 1u);
-  EXPECT_EQ(Count(*fed, d, "delivery-receipt", id, peer.id()), 1u);
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, id, 1); }, 60)) << d.Log();
+  EXPECT_EQ(CountDocumentEntries(*fed, peer, "document-received", id), 1u);
+  EXPECT_EQ(CountDocumentEntries(*fed, d, "delivery-receipt", id, peer.id()), 1u);
   // Neither the submission nor the delivery wrote a bundle file.
   EXPECT_EQ(Files(d.file("state/bundles")), std::set<std::string>{});
 
@@ -155,8 +101,8 @@ TEST(SmallBundleE2eTest, SmallDocumentIsDeliveredWithoutBundleFileAlsoAfterResta
   HttpAnswer b = SubmitDirective(*fed, "chi-thi-n.txt", "CHỈ THỊ số 10\n");
   ASSERT_EQ(b.status, 201) << b.body << b.error;
   const std::string id2 = IdOf(b.body);
-  ASSERT_TRUE(WaitFor([&] { return Delivered(d, id2, 1); }, 60)) << d.Log();
-  EXPECT_EQ(Count(*fed, peer, "document-received", id2), 1u);
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, id2, 1); }, 60)) << d.Log();
+  EXPECT_EQ(CountDocumentEntries(*fed, peer, "document-received", id2), 1u);
   EXPECT_FALSE(HasBundleFile(d, id2));
   ExpectServedBundleVerifies(*fed, id2);
   EXPECT_FALSE(HasBundleFile(d, id2));
@@ -171,7 +117,7 @@ TEST(SmallBundleE2eTest, TinyCacheEvictsBeforeDeliveryAndEveryDocumentIsDelivere
   constexpr int kDocs = 6;
   FederationOptions fo;
   fo.grassroots = 1;
-  fo.extra_config = std::string(kFastDelivery) + "bundles: {cache_bytes: 24576}\n";
+  fo.extra_config = std::string(kFastDeliveryConfig) + "bundles: {cache_bytes: 24576}\n";
   auto fed = Federation::Start(fo);
   ASSERT_NE(fed, nullptr);
   Appliance& d = fed->district();
@@ -187,13 +133,13 @@ TEST(SmallBundleE2eTest, TinyCacheEvictsBeforeDeliveryAndEveryDocumentIsDelivere
   }
   ASSERT_TRUE(peer.Start());
   for (const std::string& id : ids) {
-    ASSERT_TRUE(WaitFor([&] { return Delivered(d, id, 1); }, 120)) << id << "\n" << d.Log();
+    ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, id, 1); }, 120)) << id << "\n" << d.Log();
   }
   size_t files = 0;
   for (const std::string& id : ids) {
     SCOPED_TRACE(id);
-    EXPECT_EQ(Count(*fed, peer, "document-received", id), 1u);
-    EXPECT_EQ(Count(*fed, d, "delivery-receipt", id, peer.id()), 1u);
+    EXPECT_EQ(CountDocumentEntries(*fed, peer, "document-received", id), 1u);
+    EXPECT_EQ(CountDocumentEntries(*fed, d, "delivery-receipt", id, peer.id()), 1u);
     if (HasBundleFile(d, id)) ++files;
   }
   // At most two bundles stayed in memory; the others were made again from

@@ -923,4 +923,59 @@ bool Federation::Build(const FederationOptions& o) {
   return true;
 }
 
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string IdOf(const std::string& body) {
+  size_t at = body.find("\"id\":\"");
+  if (at == std::string::npos) return "";
+  at += 6;
+  return body.substr(at, body.find('"', at) - at);
+}
+
+HttpAnswer SubmitDirective(Federation& fed, const std::string& name, const std::string& text,
+                           const std::vector<std::string>& recipients) {
+  std::string path = fed.file(name);
+  WriteTestFile(path, text);
+  std::string sig = fed.SignAsChair(path);
+  EXPECT_FALSE(sig.empty());
+  SubmitSpec s;
+  s.file = path;
+  s.type = "directive";
+  s.subject = "Chỉ thị " + name;
+  s.recipients = recipients.empty() ? fed.grassroots_ids() : recipients;
+  s.signature = sig;
+  return fed.district().Submit(s);
+}
+
+size_t CountDocumentEntries(const Federation& fed, const Appliance& a, const std::string& kind,
+                            const std::string& id, const std::string& recipient) {
+  size_t n = 0;
+  for (const storage::Manifest& m : fed.ArchiveEntries(a)) {
+    if (storage::EntryKindName(m.kind) != kind || m.Field("id") != id) continue;
+    if (!recipient.empty() && m.Field("recipient") != recipient) continue;
+    if (kind == "delivery-receipt" && m.Field("receipt_type") != "delivery-receipt") continue;
+    ++n;
+  }
+  return n;
+}
+
+std::vector<storage::DeliveryState> DeliveryStates(const Appliance& a, const std::string& id) {
+  storage::OutboxOptions o;
+  o.path = a.file("state/outbox.sqlite");
+  auto box = storage::Outbox::Open(o);
+  if (!box) return {};
+  return (*box)->States(id).value_or(std::vector<storage::DeliveryState>{});
+}
+
+bool AllDelivered(const Appliance& a, const std::string& id, size_t recipients) {
+  auto states = DeliveryStates(a, id);
+  if (states.size() != recipients) return false;
+  for (const auto& d : states) {
+    if (d.state != storage::JobState::kDelivered && d.state != storage::JobState::kRead) return false;
+  }
+  return true;
+}
+
 }  // namespace sealpost::testing

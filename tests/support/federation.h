@@ -50,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/outbox.h"
 #include "storage/reader.h"
 #include "tests/support/softhsm.h"
 #include "tests/support/test_pki.h"
@@ -262,6 +263,37 @@ class Federation {
   std::string language_ = "en";
   std::string setup_report_;
 };
+
+// Small helpers shared by the end-to-end tests.
+
+// Quick delivery for tests that wait for it (append to
+// FederationOptions::extra_config): short polls and backoff.
+inline constexpr char kFastDeliveryConfig[] =
+    "delivery: {backoff_base_millis: 200, backoff_cap_millis: 1000, poll_millis: 50,\n"
+    "  lease_seconds: 10, attempts_flush_seconds: 1, max_attempts: 1000}\n";
+
+bool Contains(const std::string& haystack, const std::string& needle);
+
+// The first "id" member of a JSON answer (a submission's 201), "" if none.
+std::string IdOf(const std::string& body);
+
+// A directive from the district, signed by the chair (content `text` in the
+// federation's file `name`), to `recipients` (all grassroots unions when
+// empty); the submission's answer.
+HttpAnswer SubmitDirective(Federation& fed, const std::string& name, const std::string& text,
+                           const std::vector<std::string>& recipients = {});
+
+// Entries of `kind` about document `id` in the appliance's archive (of
+// `recipient` when given; for "delivery-receipt", delivery receipts only,
+// not read notices).
+size_t CountDocumentEntries(const Federation& fed, const Appliance& a, const std::string& kind,
+                            const std::string& id, const std::string& recipient = "");
+
+// The outbox's delivery state of `id` per recipient (read beside the
+// running daemon); empty when unreadable.
+std::vector<storage::DeliveryState> DeliveryStates(const Appliance& a, const std::string& id);
+// Every one of `recipients` jobs of `id` delivered (or read).
+bool AllDelivered(const Appliance& a, const std::string& id, size_t recipients);
 
 }  // namespace sealpost::testing
 
