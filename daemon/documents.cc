@@ -193,28 +193,28 @@ DocumentsAnswer DocumentsService::Bundle(Poco::Net::HTTPServerRequest& req) {
                                  ex.error().message()},
                          true);
   }
-  if ((*ex)->BundlePath(id)) {
-    // Sent from here: the cached bytes, else the file (made again from the
-    // archive when missing).
-    if (auto source = (*ex)->Bundle(id)) {
-      DocumentsAnswer a;
-      a.content_type = "application/vnd.etsi.asic-s+zip";
-      a.body = source->bytes ? *source->bytes : source->path;
-      a.file = !source->bytes;
-      return a;
-    }
-  }
-  auto path = (*ex)->BundlePath(id);
-  if (!path) {
+  if (!(*ex)->BundlePath(id)) {
     return ProblemAnswer(Problem{404, "not-found", "Not found", "Không tìm thấy",
                                  "No document with this id was sent from here.",
                                  "Không có văn bản nào có mã này được gửi từ đây."},
                          true);
   }
+  // Sent from here: the cached bytes, else the file, checked and made again
+  // from the archive when missing or incomplete. Never an unchecked file.
+  auto source = (*ex)->Bundle(id);
+  if (!source) {
+    return ProblemAnswer(Problem{503, "bundle-unavailable", "Bundle unavailable",
+                                 "Gói văn bản tạm thời không dùng được",
+                                 "The bundle of document '" + id +
+                                     "' cannot be made now: " + source.error().message(),
+                                 "Chưa tạo được gói của văn bản '" + id +
+                                     "': " + source.error().message()},
+                         true);
+  }
   DocumentsAnswer a;
   a.content_type = "application/vnd.etsi.asic-s+zip";
-  a.body = *path;
-  a.file = true;
+  a.body = source->bytes ? *source->bytes : source->path;
+  a.file = !source->bytes;
   return a;
 }
 

@@ -594,23 +594,30 @@ DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
   std::optional<std::string> bundle;
   std::shared_ptr<const std::string> bytes;
   if (loc.doc.kind == kSent) {
-    // From the cache of small bundles, else the file, made again from the
-    // archive when missing or incomplete.
-    if (auto ex = Get()) {
-      auto ensured = (*ex)->Bundle(id);
-      if (ensured) {
-        if (ensured->bytes) {
-          bytes = std::move(ensured->bytes);
-        } else {
-          bundle = std::move(ensured->path);
-        }
-      } else {
-        Log(LogLevel::kWarn, "bundle not available",
-            "id=" + id + " error=" + JsonString(ensured.error().message()));
-      }
+    // From the cache of small bundles, else the file, checked and made
+    // again from the archive when missing or incomplete. Never the file
+    // unchecked: a crash may have left it incomplete.
+    auto ex = Get();
+    Result<BundleSource> source =
+        ex ? (*ex)->Bundle(id) : Result<BundleSource>(Err(ex.error()));
+    if (!source) {
+      Log(LogLevel::kWarn, "bundle not available",
+          "id=" + id + " error=" + JsonString(source.error().message()));
+      return Answer(Problem{503, "bundle-unavailable", "Bundle unavailable",
+                            "Gói văn bản tạm thời không dùng được",
+                            "The bundle of document '" + id +
+                                "' cannot be made now: " + source.error().message(),
+                            "Chưa tạo được gói của văn bản '" + id +
+                                "': " + source.error().message()});
     }
+    if (source->bytes) {
+      bytes = std::move(source->bytes);
+    } else {
+      bundle = std::move(source->path);
+    }
+  } else {
+    bundle = FindBundle(config_.state_dir, id);
   }
-  if (!bundle && !bytes) bundle = FindBundle(config_.state_dir, id);
   if (!bundle && !bytes) {
     return Answer(Problem{404, "not-found", "Not found", "Không tìm thấy",
                           "No bundle is kept for document '" + id + "'.",

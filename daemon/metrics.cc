@@ -219,6 +219,38 @@ std::string ArchiveMetricsText(std::optional<uint64_t> entries, std::optional<ui
   return out;
 }
 
+std::string BundleCacheMetricsText(const std::optional<BundleCacheView>& v) {
+  struct Family {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t BundleCacheView::*value;
+  };
+  static constexpr Family kFamilies[] = {
+      {"sealpost_bundle_cache_bytes", "gauge", "Bytes of the small bundles kept in memory.",
+       &BundleCacheView::bytes},
+      {"sealpost_bundle_cache_entries", "gauge", "Small bundles kept in memory.",
+       &BundleCacheView::entries},
+      {"sealpost_bundle_cache_max_bytes", "gauge",
+       "Bound on the bytes of bundles kept in memory (bundles.cache_bytes).",
+       &BundleCacheView::max_bytes},
+      {"sealpost_bundle_cache_hits_total", "counter",
+       "Bundles served from memory (deliveries, e-mail, GET .../bundle).", &BundleCacheView::hits},
+      {"sealpost_bundle_cache_misses_total", "counter",
+       "Bundles not in memory, served from their file (made again from the archive if needed).",
+       &BundleCacheView::misses},
+      {"sealpost_bundle_cache_evictions_total", "counter",
+       "Bundles dropped from memory to keep within the bound.", &BundleCacheView::evictions},
+  };
+  std::string out;
+  for (const Family& f : kFamilies) {
+    out += std::string("# HELP ") + f.name + " " + f.help + "\n";
+    out += std::string("# TYPE ") + f.name + " " + f.type + "\n";
+    if (v) out += std::string(f.name) + " " + std::to_string((*v).*(f.value)) + "\n";
+  }
+  return out;
+}
+
 std::optional<uint64_t> ArchiveBytesCached(const std::string& dir, int max_age_seconds) {
   using Clock = std::chrono::steady_clock;
   static std::mutex mu;

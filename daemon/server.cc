@@ -316,8 +316,16 @@ void HandleMetrics(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPSe
   text += EventMetricsText();
   text += SignerMetricsText(SignerViewOf(st));
   std::optional<uint64_t> entries;
-  if (Exchange* ex = st.documents->IfCreated()) entries = ex->archive().size();
+  std::optional<BundleCacheView> bundles;
+  if (Exchange* ex = st.documents->IfCreated()) {
+    entries = ex->archive().size();
+    if (const BundleCache* cache = ex->bundle_cache()) {
+      const BundleCache::Stats s = cache->stats();
+      bundles = BundleCacheView{s.entries, s.bytes, cache->max_bytes(), s.hits, s.misses, s.evictions};
+    }
+  }
   text += ArchiveMetricsText(entries, ArchiveBytesCached(st.config.state_dir + "/archive"));
+  text += BundleCacheMetricsText(bundles);
   SendBody(resp, rc, 200, "text/plain; version=0.0.4", text);
 }
 

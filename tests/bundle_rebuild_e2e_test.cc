@@ -36,21 +36,6 @@
 namespace sealpost::testing {
 namespace {
 
-constexpr char kFastDelivery[] =
-    "delivery: {backoff_base_millis: 200, backoff_cap_millis: 1000, poll_millis: 50,\n"
-    "  lease_seconds: 10, attempts_flush_seconds: 1, max_attempts: 1000}\n";
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-std::string IdOf(const std::string& body) {
-  size_t at = body.find("\"id\":\"");
-  if (at == std::string::npos) return "";
-  at += 6;
-  return body.substr(at, body.find('"', at) - at);
-}
-
 // Every member of the ZIP at `path`, by name ("" values when unreadable).
 std::map<std::string, std::string> Members(const std::string& path) {
   std::map<std::string, std::string> out;
@@ -65,56 +50,12 @@ std::map<std::string, std::string> Members(const std::string& path) {
   return out;
 }
 
-HttpAnswer SubmitDirective(Federation& fed, const std::string& name, const std::string& text,
-                           const std::vector<std::string>& recipients) {
-  std::string path = fed.file(name);
-  WriteTestFile(path, text);
-  std::string sig = fed.SignAsChair(path);
-  EXPECT_FALSE(sig.empty());
-  SubmitSpec s;
-  s.file = path;
-  s.type = "directive";
-  s.subject = "Chỉ thị " + name;
-  s.recipients = recipients;
-  s.signature = sig;
-  return fed.district().Submit(s);
-}
-
-size_t Count(const Federation& fed, const Appliance& a, const std::string& kind,
-             const std::string& id, const std::string& recipient = "") {
-  size_t n = 0;
-  for (const storage::Manifest& m : fed.ArchiveEntries(a)) {
-    if (storage::EntryKindName(m.kind) != kind || m.Field("id") != id) continue;
-    if (!recipient.empty() && m.Field("recipient") != recipient) continue;
-    if (kind == "delivery-receipt" && m.Field("receipt_type") != "delivery-receipt") continue;
-    ++n;
-  }
-  return n;
-}
-
-std::vector<storage::DeliveryState> States(const Appliance& a, const std::string& id) {
-  storage::OutboxOptions o;
-  o.path = a.file("state/outbox.sqlite");
-  auto box = storage::Outbox::Open(o);
-  if (!box) return {};
-  return (*box)->States(id).value_or(std::vector<storage::DeliveryState>{});
-}
-
-bool Delivered(const Appliance& a, const std::string& id, size_t recipients) {
-  auto s = States(a, id);
-  if (s.size() != recipients) return false;
-  for (const auto& d : s) {
-    if (d.state != storage::JobState::kDelivered && d.state != storage::JobState::kRead) return false;
-  }
-  return true;
-}
-
 TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOriginal) {
   FederationOptions fo;
   fo.grassroots = 1;
   // Bundle files (as large documents have them): small bundles are made in
   // memory by default (tests/small_bundle_e2e_test.cc covers those).
-  fo.extra_config = std::string(kFastDelivery) + "bundles: {memory_max_bytes: 0}\n";
+  fo.extra_config = std::string(kFastDeliveryConfig) + "bundles: {memory_max_bytes: 0}\n";
   auto fed = Federation::Start(fo);
   ASSERT_NE(fed, nullptr);
   Appliance& d = fed->district();
@@ -122,7 +63,7 @@ TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOri
                                  fed->grassroots_ids());
   ASSERT_EQ(a.status, 201) << a.body << a.error;
   const std::string id = IdOf(a.body);
-  ASSERT_TRUE(WaitFor([&] { return Delivered(d, id, 1); }, 60)) << d.Log();
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, id, 1); }, 60)) << d.Log();
   const std::string kept = d.file("state/bundles/" + id + ".asics");
   const std::string original = fed->file("original.asics");
   ASSERT_EQ(RunCommand("cp " + ShellQuote(kept) + " " + ShellQuote(original)), 0);
@@ -190,12 +131,72 @@ TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOri
   EXPECT_TRUE(fed->StopAll());
 }
 
+// A sent document's bundle file left incomplete, and the daemon restarted
+// while its signer is gone: the archive cannot be opened, so the bundle can
+// be neither checked nor made again. Both GET forms answer 503 with
+// Retry-After (problem bundle-unavailable / signer-unavailable), never the
+// file as it is on disk; once the signer is back, the whole bundle.
+TEST(BundleRebuildE2eTest, IncompleteBundleIsNotServedWhileTheArchiveIsUnavailable) {
+  FederationOptions fo;
+  fo.grassroots = 1;
+  fo.extra_config = std::string(kFastDeliveryConfig) + "bundles: {memory_max_bytes: 0}\n";
+  auto fed = Federation::Start(fo);
+  ASSERT_NE(fed, nullptr);
+  Appliance& d = fed->district();
+  HttpAnswer a = SubmitDirective(*fed, "chi-thi-u.txt", "CHỈ THỊ số 9 về đại hội công đoàn\n",
+                                 fed->grassroots_ids());
+  ASSERT_EQ(a.status, 201) << a.body << a.error;
+  const std::string id = IdOf(a.body);
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, id, 1); }, 60)) << d.Log();
+  const std::string kept = d.file("state/bundles/" + id + ".asics");
+  const std::string original = fed->file("original-u.asics");
+  ASSERT_EQ(RunCommand("cp " + ShellQuote(kept) + " " + ShellQuote(original)), 0);
+
+  ASSERT_EQ(d.Stop(), 0);
+  d.KillSigner();
+  ASSERT_EQ(::truncate(kept.c_str(), 300), 0);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  const std::string headers = fed->file("headers-u.txt");
+  for (const std::string& path :
+       {"/api/v1/documents/" + id + "/bundle", "/api/v1/documents/bundle?id=" + id}) {
+    SCOPED_TRACE(path);
+    HttpAnswer got = d.Curl(path, "-D " + ShellQuote(headers), "clerk", false);
+    EXPECT_EQ(got.status, 503) << got.body;
+    EXPECT_TRUE(Contains(got.body, "/problems/bundle-unavailable") ||
+                Contains(got.body, "/problems/signer-unavailable"))
+        << got.body;
+    EXPECT_TRUE(Contains(ReadTestFile(headers), "Retry-After: 5")) << ReadTestFile(headers);
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(kept.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 300);  // nothing was made without the archive
+
+  ASSERT_TRUE(d.StartSigner()) << d.SignerLog();
+  HttpAnswer got;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        got = d.Curl("/api/v1/documents/" + id + "/bundle", "", "clerk", false);
+        return got.status == 200;
+      },
+      30))
+      << got.status << " " << got.body << d.Log();
+  const std::string rebuilt = fed->file("rebuilt-u.asics");
+  WriteTestFile(rebuilt, got.body);
+  std::map<std::string, std::string> before = Members(original), after = Members(rebuilt);
+  ASSERT_FALSE(before.empty());
+  EXPECT_EQ(after.size(), before.size());
+  EXPECT_EQ(after["META-INF/signature.p7s"], before["META-INF/signature.p7s"]);
+  std::string out;
+  EXPECT_EQ(fed->Audit(d, &out), 0) << out;
+  EXPECT_TRUE(fed->StopAll());
+}
+
 // Killed at `point` (SEALPOST_TEST_KILL_AT) while submitting; restarted.
 void KilledBetweenAppendAndQueue(const char* point) {
   ASSERT_EQ(::setenv("SEALPOST_TEST_KILL_AT", point, 1), 0);
   FederationOptions fo;
   fo.grassroots = 2;
-  fo.extra_config = kFastDelivery;
+  fo.extra_config = kFastDeliveryConfig;
   auto fed = Federation::Start(fo);
   ::unsetenv("SEALPOST_TEST_KILL_AT");  // restarted daemons run without it
   ASSERT_NE(fed, nullptr);
@@ -211,7 +212,7 @@ void KilledBetweenAppendAndQueue(const char* point) {
     if (m.kind == storage::EntryKind::kDocumentSent) id = m.Field("id");
   }
   ASSERT_FALSE(id.empty());
-  EXPECT_TRUE(States(d, id).empty());  // archived, never queued
+  EXPECT_TRUE(DeliveryStates(d, id).empty());  // archived, never queued
 
   ASSERT_TRUE(d.Restart());
   // What the clerk sees: the document in the list, as sent.
@@ -219,22 +220,22 @@ void KilledBetweenAppendAndQueue(const char* point) {
   EXPECT_EQ(list.status, 200);
   EXPECT_TRUE(Contains(list.body, id)) << list.body;
   EXPECT_TRUE(Contains(list.body, "\"direction\":\"sent\"")) << list.body;
-  ASSERT_TRUE(WaitFor([&] { return Delivered(d, id, 2); }, 60)) << d.Log();
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, id, 2); }, 60)) << d.Log();
   EXPECT_TRUE(Contains(d.Log(), "not queued (the process ended); queued now")) << d.Log();
   for (const std::string& r : fed->grassroots_ids()) {
     SCOPED_TRACE(r);
-    EXPECT_EQ(Count(*fed, *fed->Find(r), "document-received", id), 1u);
-    EXPECT_EQ(Count(*fed, d, "delivery-receipt", id, r), 1u);
+    EXPECT_EQ(CountDocumentEntries(*fed, *fed->Find(r), "document-received", id), 1u);
+    EXPECT_EQ(CountDocumentEntries(*fed, d, "delivery-receipt", id, r), 1u);
   }
   // Another restart: the document is not queued a second time.
   ASSERT_TRUE(d.Restart());
   EXPECT_TRUE(WaitFor([&] { return d.Get("/api/v1/documents", "clerk").status == 200; }, 10));
   HttpAnswer after = SubmitDirective(*fed, "chi-thi-l.txt", "CHỈ THỊ số 2\n", fed->grassroots_ids());
   ASSERT_EQ(after.status, 201) << after.body;
-  ASSERT_TRUE(WaitFor([&] { return Delivered(d, IdOf(after.body), 2); }, 60)) << d.Log();
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, IdOf(after.body), 2); }, 60)) << d.Log();
   for (const std::string& r : fed->grassroots_ids()) {
-    EXPECT_EQ(Count(*fed, *fed->Find(r), "document-received", id), 1u);
-    EXPECT_EQ(Count(*fed, d, "delivery-receipt", id, r), 1u);
+    EXPECT_EQ(CountDocumentEntries(*fed, *fed->Find(r), "document-received", id), 1u);
+    EXPECT_EQ(CountDocumentEntries(*fed, d, "delivery-receipt", id, r), 1u);
   }
   std::string out;
   for (const auto& app : fed->appliances()) EXPECT_EQ(fed->Audit(*app, &out), 0) << out;

@@ -31,17 +31,6 @@
 namespace sealpost::testing {
 namespace {
 
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-std::string IdOf(const std::string& body) {
-  size_t at = body.find("\"id\":\"");
-  if (at == std::string::npos) return "";
-  at += 6;
-  return body.substr(at, body.find('"', at) - at);
-}
-
 // A distinctive content string: it must never appear in a log.
 constexpr const char* kSecretContent = "NOI-DUNG-MAT-7f3a9c Biên bản họp kín số 42";
 
@@ -150,7 +139,9 @@ TEST_F(ObservabilityTest, MetricsMoveAfterSubmissionDeliveryRefusalVerificationA
         "sealpost_token_state", "sealpost_signer_restarts_total", "sealpost_outbox_jobs",
         "sealpost_outbox_oldest_due_age_seconds", "sealpost_archive_entries",
         "sealpost_archive_bytes", "sealpost_http_request_duration_seconds",
-        "sealpost_delivery_receipts_total"}) {
+        "sealpost_delivery_receipts_total", "sealpost_bundle_cache_bytes",
+        "sealpost_bundle_cache_hits_total", "sealpost_bundle_cache_misses_total",
+        "sealpost_bundle_cache_evictions_total"}) {
     EXPECT_EQ(before.types.count(family), 1u) << family;
   }
   EXPECT_EQ(before.Value("sealpost_token_state", {{"state", "ready"}}), 1.0);
@@ -216,6 +207,13 @@ TEST_F(ObservabilityTest, MetricsMoveAfterSubmissionDeliveryRefusalVerificationA
   ASSERT_TRUE(after.Value("sealpost_archive_entries").has_value());
   EXPECT_GE(*after.Value("sealpost_archive_entries"), 2.0);
   EXPECT_GT(after.Value("sealpost_archive_bytes").value_or(0), 0.0);
+  // The small document's bundle was made in memory and its delivery took it
+  // from there (decision 0014).
+  EXPECT_EQ(after.Value("sealpost_bundle_cache_entries"), 1.0);
+  EXPECT_GT(after.Value("sealpost_bundle_cache_bytes").value_or(0), 0.0);
+  EXPECT_EQ(after.Value("sealpost_bundle_cache_max_bytes"), 64.0 * 1024 * 1024);
+  EXPECT_GE(after.Value("sealpost_bundle_cache_hits_total").value_or(0), 1.0);
+  EXPECT_EQ(after.Value("sealpost_bundle_cache_evictions_total"), 0.0);
   // Request latency: the submission's route was observed.
   EXPECT_GE(after.Sum("sealpost_http_request_duration_seconds_count",
                       {{"route", "/api/v1/documents"}, {"status", "201"}}),
