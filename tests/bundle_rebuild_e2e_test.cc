@@ -50,23 +50,39 @@ std::map<std::string, std::string> Members(const std::string& path) {
   return out;
 }
 
-TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOriginal) {
+// A district and one grassroots union with bundles as files (as large
+// documents have them: small bundles are made in memory by default;
+// tests/small_bundle_e2e_test.cc covers those), and one directive sent and
+// delivered; its bundle file copied to `original`.
+struct OneSent {
+  std::unique_ptr<Federation> fed;
+  std::string id, kept, original;
+};
+
+void SendOneWithBundleFile(const std::string& name, const std::string& text, OneSent* out) {
   FederationOptions fo;
   fo.grassroots = 1;
-  // Bundle files (as large documents have them): small bundles are made in
-  // memory by default (tests/small_bundle_e2e_test.cc covers those).
   fo.extra_config = std::string(kFastDeliveryConfig) + "bundles: {memory_max_bytes: 0}\n";
-  auto fed = Federation::Start(fo);
-  ASSERT_NE(fed, nullptr);
-  Appliance& d = fed->district();
-  HttpAnswer a = SubmitDirective(*fed, "chi-thi-r.txt", "CHỈ THỊ số 7 về tài chính công đoàn\n",
-                                 fed->grassroots_ids());
+  out->fed = Federation::Start(fo);
+  ASSERT_NE(out->fed, nullptr);
+  Federation& fed = *out->fed;
+  Appliance& d = fed.district();
+  HttpAnswer a = SubmitDirective(fed, name, text, fed.grassroots_ids());
   ASSERT_EQ(a.status, 201) << a.body << a.error;
-  const std::string id = IdOf(a.body);
-  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, id, 1); }, 60)) << d.Log();
-  const std::string kept = d.file("state/bundles/" + id + ".asics");
-  const std::string original = fed->file("original.asics");
-  ASSERT_EQ(RunCommand("cp " + ShellQuote(kept) + " " + ShellQuote(original)), 0);
+  out->id = IdOf(a.body);
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, out->id, 1); }, 60)) << d.Log();
+  out->kept = d.file("state/bundles/" + out->id + ".asics");
+  out->original = fed.file("original-" + out->id + ".asics");
+  ASSERT_EQ(RunCommand("cp " + ShellQuote(out->kept) + " " + ShellQuote(out->original)), 0);
+}
+
+TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOriginal) {
+  OneSent sent;
+  ASSERT_NO_FATAL_FAILURE(
+      SendOneWithBundleFile("chi-thi-r.txt", "CHỈ THỊ số 7 về tài chính công đoàn\n", &sent));
+  auto& fed = sent.fed;
+  Appliance& d = fed->district();
+  const std::string &id = sent.id, &kept = sent.kept, &original = sent.original;
   // A few more entries, so the rebuilt bundle's checkpoint is a later one.
   HttpAnswer more = SubmitDirective(*fed, "chi-thi-s.txt", "CHỈ THỊ số 8\n", fed->grassroots_ids());
   ASSERT_EQ(more.status, 201) << more.body;
@@ -137,20 +153,12 @@ TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOri
 // Retry-After (problem bundle-unavailable / signer-unavailable), never the
 // file as it is on disk; once the signer is back, the whole bundle.
 TEST(BundleRebuildE2eTest, IncompleteBundleIsNotServedWhileTheArchiveIsUnavailable) {
-  FederationOptions fo;
-  fo.grassroots = 1;
-  fo.extra_config = std::string(kFastDeliveryConfig) + "bundles: {memory_max_bytes: 0}\n";
-  auto fed = Federation::Start(fo);
-  ASSERT_NE(fed, nullptr);
+  OneSent sent;
+  ASSERT_NO_FATAL_FAILURE(
+      SendOneWithBundleFile("chi-thi-u.txt", "CHỈ THỊ số 9 về đại hội công đoàn\n", &sent));
+  auto& fed = sent.fed;
   Appliance& d = fed->district();
-  HttpAnswer a = SubmitDirective(*fed, "chi-thi-u.txt", "CHỈ THỊ số 9 về đại hội công đoàn\n",
-                                 fed->grassroots_ids());
-  ASSERT_EQ(a.status, 201) << a.body << a.error;
-  const std::string id = IdOf(a.body);
-  ASSERT_TRUE(WaitFor([&] { return AllDelivered(d, id, 1); }, 60)) << d.Log();
-  const std::string kept = d.file("state/bundles/" + id + ".asics");
-  const std::string original = fed->file("original-u.asics");
-  ASSERT_EQ(RunCommand("cp " + ShellQuote(kept) + " " + ShellQuote(original)), 0);
+  const std::string &id = sent.id, &kept = sent.kept, &original = sent.original;
 
   ASSERT_EQ(d.Stop(), 0);
   d.KillSigner();
