@@ -525,8 +525,19 @@ DocumentsAnswer DocumentsService::Content(const std::string& id, const std::stri
   a.headers.emplace_back("Sealpost-Content-Sha256", m->Field("content_sha256"));
   // Streamed from the bundle kept on disk (the content is a STORED member:
   // a byte range of the file), never read whole; otherwise from the archive.
+  // A sent document's file only as Exchange::Bundle gives it (checked, or
+  // made again, since a crash may have left it incomplete); when the
+  // archive is not open or the bundle is in memory, from the archive.
   bool from_bundle = false;
-  if (auto bundle = FindBundle(config_.state_dir, id)) {
+  std::optional<std::string> bundle;
+  if (e.kind == kSent) {
+    if (auto ex = Get()) {
+      if (auto source = (*ex)->Bundle(id); source && !source->bytes) bundle = source->path;
+    }
+  } else {
+    bundle = FindBundle(config_.state_dir, id);
+  }
+  if (bundle) {
     auto zip = ZipReader::Open(*bundle);
     const ZipEntry* member =
         zip ? zip->Find(crypto::BundleContentName(m->Field("content_name"))) : nullptr;

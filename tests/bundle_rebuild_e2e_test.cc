@@ -142,6 +142,20 @@ TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOri
   WriteTestFile(rebuilt, again.body);
   EXPECT_EQ(Members(rebuilt)["META-INF/signature.p7s"], before["META-INF/signature.p7s"]);
   EXPECT_TRUE(Contains(d.Log(), "rebuilding it from the archive")) << d.Log();
+
+  // 3. Altered in place, same size (a byte of the stored content changed,
+  // the ZIP's structure intact), found after a restart: GET .../content
+  // serves the archived content, not the file's bytes.
+  const std::string text = "CHỈ THỊ số 7 về tài chính công đoàn\n";
+  std::string bytes = ReadTestFile(kept);
+  const size_t pos = bytes.find("t\xC3\xA0i ch\xC3\xADnh");
+  ASSERT_NE(pos, std::string::npos);
+  bytes[pos] = 'T';
+  WriteTestFile(kept, bytes);
+  ASSERT_TRUE(d.Restart());
+  HttpAnswer content = d.Curl("/api/v1/documents/" + id + "/content", "", "clerk", false);
+  ASSERT_EQ(content.status, 200) << content.body;
+  EXPECT_EQ(content.body, text);
   std::string out;
   EXPECT_EQ(fed->Audit(d, &out), 0) << out;
   EXPECT_TRUE(fed->StopAll());
