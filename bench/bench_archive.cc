@@ -1,10 +1,7 @@
 // bench_archive: durable appends to the git archive (storage::Archive).
 //
 //   bench_archive [--dir D] [--appenders 16] [--entries 4000] [--size 4096]
-//                 [--prefill 0] [--git-loop 40] [--keep 1] [--groups 1]
-//
-// --groups: ArchiveOptions::gather_groups (2: the appenders in two groups
-// whose commits alternate through the writer/syncer pipeline).
+//                 [--prefill 0] [--git-loop 40] [--keep 1]
 //
 // Each entry is a --size byte document plus its detached CAdES signature
 // (made beforehand, outside the timing, with a software key: FOR BENCHMARKS
@@ -186,7 +183,7 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress visible when redirected
   std::string dir = "/tmp/bench_archive";
   int appenders = 16, git_loop = 40;
-  size_t entries = 4000, size = 4096, prefill = 0, groups = 1;
+  size_t entries = 4000, size = 4096, prefill = 0;
   bool keep = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i], v = argv[i + 1];
@@ -197,7 +194,6 @@ int main(int argc, char** argv) {
     else if (f == "--prefill") prefill = std::stoul(v);
     else if (f == "--git-loop") git_loop = std::stoi(v);
     else if (f == "--keep") keep = v == "1";
-    else if (f == "--groups") groups = std::stoul(v);
     else {
       std::fprintf(stderr, "unknown flag %s\n", f.c_str());
       return 64;
@@ -221,7 +217,6 @@ int main(int argc, char** argv) {
   opts.origin = "bench.invalid/archive";
   opts.signer = seal_signer.get();
   opts.seal_key = {"seal"};
-  opts.gather_groups = groups;
   auto archive = sp::storage::Archive::Create(dir + "/archive.git", opts);
   if (!archive.has_value()) {
     std::fprintf(stderr, "create: %s\n", archive.error().ToString().c_str());

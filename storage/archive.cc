@@ -673,9 +673,8 @@ void Archive::WriterLoop() {
       for (;;) {
         if (stopping_) break;
         const size_t in_flight = in_flight_.load();
-        const size_t groups = std::max<size_t>(1, options_.gather_groups);
-        const size_t target = std::min(
-            options_.max_batch, in_flight > 0 ? in_flight : (gather_target_ + groups - 1) / groups);
+        const size_t target =
+            std::min(options_.max_batch, in_flight > 0 ? in_flight : gather_target_);
         if (queue_.size() >= target) break;
         if (in_flight > 0) {
           queue_cv_.wait_for(lock, std::chrono::milliseconds(1));

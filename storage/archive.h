@@ -70,13 +70,6 @@ struct ArchiveOptions {
   crypto::KeyRef seal_key;
   // Most entries written in one commit.
   size_t max_batch = 512;
-  // Gathering (decision 0005): after an acknowledgement with the syncer
-  // idle, the writer waits for the appends then queued plus those
-  // acknowledged, divided by this. 1: all callers in one commit. 2: the
-  // callers form two groups whose commits alternate, one built while the
-  // other syncs (pays only when a sync round is shorter than building,
-  // signing and waking a group: measured in docs/archive.md).
-  size_t gather_groups = 1;
   // Tests only (the crash test): called by the syncer with a commit's hex
   // id once its sync round is done and before its renames and its
   // acknowledgement — a SIGKILL there leaves what a power loss right after
