@@ -14,6 +14,7 @@
 // the same files in the same run, the ratios the issue asks for, and the
 // disk use per entry against content + signature.
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -132,6 +133,13 @@ double Run(sp::storage::Archive& a, const std::vector<Doc>& docs, size_t from, s
   return static_cast<double>(count) / secs;
 }
 
+// CPU time of the whole process (every thread, user + system).
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 uint64_t DirBytes(const std::string& dir) {
   uint64_t total = 0;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
@@ -223,14 +231,6 @@ int main(int argc, char** argv) {
     return 70;
   }
   auto& a = **archive;
-  double seq_rate = Run(a, docs, 0, seq_entries, 1);
-  std::printf("sequential (1 appender):      %8.0f appends/s  (%zu entries, %zu B docs)\n",
-              seq_rate, seq_entries, size);
-  auto stats_before_conc = a.stats();
-  double conc_rate = Run(a, docs, seq_entries, entries, appenders);
-  std::printf("concurrent (%2d appenders):    %8.0f appends/s  (%zu entries; %llu commits so far)\n",
-              appenders, conc_rate, entries,
-              static_cast<unsigned long long>(a.commits_written()));
   auto print_stats = [&](const sp::storage::Archive::Stats& before) {
     auto st = a.stats();
     double commits = static_cast<double>(st.commits - before.commits);
@@ -251,6 +251,20 @@ int main(int argc, char** argv) {
                 static_cast<double>(st.wait_appends_ns - before.wait_appends_ns) / commits / 1e6,
                 static_cast<double>(st.wait_syncer_ns - before.wait_syncer_ns) / commits / 1e6);
   };
+  auto stats_before_seq = a.stats();
+  double seq_rate = Run(a, docs, 0, seq_entries, 1);
+  std::printf("sequential (1 appender):      %8.0f appends/s  (%zu entries, %zu B docs)\n",
+              seq_rate, seq_entries, size);
+  print_stats(stats_before_seq);  // one entry per commit: the per-commit costs
+  auto stats_before_conc = a.stats();
+  const double cpu_before_conc = ProcessCpuSeconds();
+  double conc_rate = Run(a, docs, seq_entries, entries, appenders);
+  const double cpu_conc = ProcessCpuSeconds() - cpu_before_conc;
+  std::printf("concurrent (%2d appenders):    %8.0f appends/s  (%zu entries; %llu commits so far; "
+              "process CPU %.0f us per append, all threads)\n",
+              appenders, conc_rate, entries,
+              static_cast<unsigned long long>(a.commits_written()),
+              cpu_conc * 1e6 / static_cast<double>(entries));
   print_stats(stats_before_conc);
   size_t done = seq_entries + entries;
   if (prefill > 0) {
