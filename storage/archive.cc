@@ -359,6 +359,7 @@ Archive::~Archive() {
     packs_cv_.notify_all();
     merger_.join();
   }
+  sync_pool_.reset();    // after the syncer
   spare_pack_.reset();  // its temporary files
   // Objects first, then the lock that makes us the only writer.
   {
@@ -627,6 +628,8 @@ Status Archive::LoadHead() {
 }
 
 void Archive::StartWriter() {
+  // A round's five syncs: the syncer's thread and these four.
+  sync_pool_ = std::make_unique<JobPool>(4);
   writer_ = std::thread([this] { WriterLoop(); });
   syncer_ = std::thread([this] { SyncerLoop(); });
   merger_ = std::thread([this] { MergerLoop(); });
@@ -1560,13 +1563,15 @@ Status Archive::CommitBranch(int lock_fd) {
   return Status::Ok();
 }
 
+std::vector<JobPool::Job> Archive::DirSyncJobs() {
+  return {[this] { return FsyncPath(dir_ + "/refs/heads"); },
+          [this] { return FsyncPath(dir_ + "/objects/pack"); }};
+}
+
 Status Archive::SyncDirs() {
-  // Both directories in one round (two threads: ext4 joins the two fsyncs
+  // Both directories in one round (in parallel: ext4 joins the two fsyncs
   // into one journal commit).
-  auto packs = std::async(std::launch::async, [&] { return FsyncPath(dir_ + "/objects/pack"); });
-  Status refs = FsyncPath(dir_ + "/refs/heads");
-  Status pack_dir = packs.get();
-  return refs.ok() ? pack_dir : refs;
+  return SyncFilesTogether({}, dir_, sync_pool_.get(), DirSyncJobs());
 }
 
 void Archive::AbortBranch(int lock_fd) {
@@ -1816,10 +1821,8 @@ Status Archive::PublishCommit(Built& b) {
   auto lock_fd = LockBranch(b.has_parent, b.parent, b.commit);
   if (!lock_fd.has_value()) return lock_fd.error();
   {
-    auto dirs = std::async(std::launch::async, [&] { return SyncDirs(); });
-    Status synced = pw.Sync({*lock_fd});
-    Status dirs_synced = dirs.get();
-    if (synced.ok()) synced = dirs_synced;
+    // The five syncs at once, on the syncer's pool (no thread made per round).
+    Status synced = pw.Sync({*lock_fd}, sync_pool_.get(), DirSyncJobs());
     if (!synced.ok()) {
       AbortBranch(*lock_fd);
       return synced;

@@ -342,6 +342,8 @@ class Archive {
   // fsync of objects/pack and refs/heads, in parallel: makes the renames
   // of the last commits durable.
   Status SyncDirs();
+  // The fsyncs of refs/heads and objects/pack, as jobs of a sync round.
+  std::vector<JobPool::Job> DirSyncJobs();
   // At open, after RollForwardPacks and before ScanPacks removes temporary
   // files: a refs/heads/main.lock left by a crash is the durable intent of
   // a commit whose sync round may have finished (decision 0005, "Recovery
@@ -401,6 +403,10 @@ class Archive {
   std::shared_ptr<const Trees> durable_trees_;
   bool syncer_stopping_ = false;
   std::thread syncer_;
+  // Threads for the syncs of a round (PublishCommit, SyncDirs), made by
+  // StartWriter, destroyed after the syncer stopped; until then (Create,
+  // Open) a round makes its threads.
+  std::unique_ptr<JobPool> sync_pool_;
 
   // Repository and its objects: used by one thread at a time.
   std::mutex repo_mu_;

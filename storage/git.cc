@@ -189,20 +189,85 @@ std::string SerializeTree(std::vector<TreeItem> items) {
   return out;
 }
 
-Status SyncFilesTogether(const std::vector<int>& fds, std::string_view what) {
-  if (fds.empty()) return Status::Ok();
-  auto sync_one = [](int fd) { return ::fdatasync(fd) == 0 ? 0 : errno; };
-  std::vector<std::future<int>> others;
-  for (size_t i = 1; i < fds.size(); ++i) {
-    others.push_back(std::async(std::launch::async, sync_one, fds[i]));
+JobPool::JobPool(size_t threads) {
+  for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+JobPool::~JobPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
   }
-  int err = sync_one(fds[0]);
-  for (auto& f : others) {
-    int e = f.get();
-    if (err == 0) err = e;
+  work_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void JobPool::Work(std::unique_lock<std::mutex>& lock) {
+  while (round_ != nullptr && round_->next < round_->jobs->size()) {
+    Round* r = round_;
+    const size_t i = r->next++;
+    lock.unlock();
+    Status s = (*r->jobs)[i]();
+    lock.lock();
+    r->results[i] = std::move(s);
+    // The last one done wakes Run(); r stays valid until then.
+    if (++r->done == r->jobs->size()) done_cv_.notify_all();
   }
-  if (err != 0) return Status::IoError(std::string(what) + ": fdatasync failed: " + std::strerror(err));
+}
+
+void JobPool::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [&] {
+      return stopping_ || (round_ != nullptr && round_->next < round_->jobs->size());
+    });
+    if (stopping_) return;  // no Run() is in progress: the pool is being destroyed
+    Work(lock);
+  }
+}
+
+Status JobPool::Run(const std::vector<Job>& jobs) {
+  if (jobs.empty()) return Status::Ok();
+  std::lock_guard<std::mutex> run_lock(run_mu_);
+  Round round;
+  round.jobs = &jobs;
+  round.results.assign(jobs.size(), Status::Ok());
+  std::unique_lock<std::mutex> lock(mu_);
+  round_ = &round;
+  if (jobs.size() > 1) work_cv_.notify_all();
+  Work(lock);
+  done_cv_.wait(lock, [&] { return round.done == jobs.size(); });
+  round_ = nullptr;
+  lock.unlock();
+  for (Status& s : round.results) {
+    if (!s.ok()) return s;
+  }
   return Status::Ok();
+}
+
+Status SyncFilesTogether(const std::vector<int>& fds, std::string_view what, JobPool* pool,
+                         const std::vector<JobPool::Job>& extra_jobs) {
+  std::vector<JobPool::Job> jobs;
+  jobs.reserve(fds.size() + extra_jobs.size());
+  for (int fd : fds) {
+    jobs.push_back([fd, what]() -> Status {
+      if (::fdatasync(fd) == 0) return Status::Ok();
+      return Status::IoError(std::string(what) + ": fdatasync failed: " + std::strerror(errno));
+    });
+  }
+  jobs.insert(jobs.end(), extra_jobs.begin(), extra_jobs.end());
+  if (jobs.empty()) return Status::Ok();
+  if (pool != nullptr) return pool->Run(jobs);
+  std::vector<std::future<Status>> others;
+  for (size_t i = 1; i < jobs.size(); ++i) {
+    others.push_back(std::async(std::launch::async, jobs[i]));
+  }
+  Status first = jobs[0]();
+  for (auto& f : others) {
+    Status s = f.get();
+    if (first.ok()) first = std::move(s);
+  }
+  return first;
 }
 
 PackWriter::PackWriter(std::string dir, std::string pack_tmp, std::string idx_tmp, int pack_fd)
@@ -616,11 +681,13 @@ Result<std::string> PackWriter::Seal() {
   return name_;
 }
 
-Status PackWriter::Sync(const std::vector<int>& extra_fds) {
+Status PackWriter::Sync(const std::vector<int>& extra_fds, JobPool* pool,
+                        const std::vector<JobPool::Job>& extra_jobs) {
   if (!sealed_) return Status::Internal("PackWriter::Sync before Seal");
   std::vector<int> fds = {pack_fd_, idx_fd_};
   fds.insert(fds.end(), extra_fds.begin(), extra_fds.end());
-  return SyncFilesTogether(fds, dir_ + ": new pack");
+  const std::string what = dir_ + ": new pack";
+  return SyncFilesTogether(fds, what, pool, extra_jobs);
 }
 
 Result<std::string> PackWriter::Finish(int extra_fd) {

@@ -3,9 +3,13 @@
 #ifndef SEALPOST_STORAGE_GIT_H_
 #define SEALPOST_STORAGE_GIT_H_
 
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -96,6 +100,45 @@ struct PackedObject {
 // the calling thread, reused).
 Result<PackedObject> PackObject(git_object_t type, std::string_view data);
 
+// A few threads kept for the syncs of a sync round (decision 0005,
+// "Durability"): Run()'s jobs go at once, one in the caller's thread and
+// the others on the pool's threads, so that their flushes overlap (ext4
+// with a journal joins them into one journal commit) — without creating
+// and joining a thread per sync on the round's path. Run() calls from several threads are served one after the
+// other. The threads are made by the constructor and joined by the
+// destructor.
+class JobPool {
+ public:
+  using Job = std::function<Status()>;
+  explicit JobPool(size_t threads);
+  ~JobPool();
+  JobPool(const JobPool&) = delete;
+  JobPool& operator=(const JobPool&) = delete;
+
+  // Runs every job concurrently (up to threads + 1 at a time) and returns
+  // once all are done: the first failure in `jobs`' order, else Ok.
+  Status Run(const std::vector<Job>& jobs);
+
+ private:
+  struct Round {
+    const std::vector<Job>* jobs = nullptr;
+    std::vector<Status> results;
+    size_t next = 0;  // next job to start
+    size_t done = 0;  // jobs finished
+  };
+  void Loop();
+  // Runs jobs of `round_` while some are not started; `lock` holds mu_.
+  void Work(std::unique_lock<std::mutex>& lock);
+
+  std::mutex run_mu_;  // one Run() at a time
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  Round* round_ = nullptr;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
 // Writes one pack file and its version 2 index into a pack directory, as
 // temporary files first. Usage: Create(), Add*() objects, Seal() (writes
 // the trailer and the index), Sync() (fdatasyncs both files), Publish()
@@ -151,8 +194,11 @@ class PackWriter {
   // checksum>".
   Result<std::string> Seal();
   // fdatasyncs the pack and its index in parallel with `extra_fds` (e.g. a
-  // ref lock file that must be durable at the same time). REQUIRES: Seal().
-  Status Sync(const std::vector<int>& extra_fds = {});
+  // ref lock file that must be durable at the same time) and `extra_jobs`
+  // (directory fsyncs), on `pool` if given (SyncFilesTogether).
+  // REQUIRES: Seal().
+  Status Sync(const std::vector<int>& extra_fds = {}, JobPool* pool = nullptr,
+              const std::vector<JobPool::Job>& extra_jobs = {});
   // Seal() then Sync({extra_fd}) (when extra_fd >= 0).
   Result<std::string> Finish(int extra_fd = -1);
   const std::string& name() const { return name_; }
@@ -184,10 +230,14 @@ class PackWriter {
   bool published_ = false;
 };
 
-// fdatasync()s every fd in `fds` concurrently (one thread each beyond the
-// first), so several new files cost about one journal commit.
-// IoError naming `what` if any fails.
-Status SyncFilesTogether(const std::vector<int>& fds, std::string_view what);
+// fdatasync()s every fd in `fds` concurrently, and runs `extra_jobs` (e.g.
+// directory fsyncs) at the same time, so several new files cost about one
+// journal commit: on `pool` if given, else one new thread per sync beyond
+// the first. IoError naming `what` if an fdatasync fails, else the first
+// failed extra job's error.
+Status SyncFilesTogether(const std::vector<int>& fds, std::string_view what,
+                         JobPool* pool = nullptr,
+                         const std::vector<JobPool::Job>& extra_jobs = {});
 
 }  // namespace sealpost::storage
 

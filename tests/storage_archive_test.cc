@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -1168,6 +1169,75 @@ TEST(ManifestTest, PrefixThenFinishIsBuildManifest) {
   EXPECT_EQ(FinishManifest(ManifestPrefix(e, "o.vn/archive"), 42, 1700000000), built);
   EXPECT_EQ(FinishManifest(ManifestPrefix(e, "o.vn/archive", sha), 42, 1700000000), built);
   EXPECT_NE(FinishManifest(ManifestPrefix(e, "o.vn/archive", sha), 43, 1700000000), built);
+}
+
+// The sync round's pool (decision 0005, "Durability"): a round's jobs run
+// at the same time — here each job waits for all the others to have
+// started, which a pool running fewer at once would never see (the test
+// then fails on the wait's deadline instead of hanging) — rounds follow one
+// another on the same threads, and the first failure in the jobs' order
+// is returned only once every job is done.
+TEST(JobPoolTest, RunsARoundsJobsAtOnceAndReturnsTheFirstFailureInOrder) {
+  JobPool pool(4);
+  for (int round = 0; round < 200; ++round) {
+    std::mutex mu;
+    std::condition_variable cv;
+    int started = 0;
+    std::atomic<int> finished{0};
+    bool all_met = true;
+    std::vector<JobPool::Job> jobs;
+    for (int j = 0; j < 5; ++j) {
+      jobs.push_back([&, j]() -> Status {
+        std::unique_lock<std::mutex> lock(mu);
+        ++started;
+        cv.notify_all();
+        if (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return started == 5; })) {
+          all_met = false;
+        }
+        lock.unlock();
+        finished.fetch_add(1);
+        if (j == 2) return Status::IoError("job 2");
+        if (j == 4) return Status::IoError("job 4");
+        return Status::Ok();
+      });
+    }
+    Status s = pool.Run(jobs);
+    EXPECT_EQ(finished.load(), 5) << "round " << round;
+    EXPECT_TRUE(all_met) << "round " << round << ": the jobs did not all run at once";
+    EXPECT_EQ(s.code(), Code::kIoError);
+    EXPECT_EQ(s.message(), "job 2") << "round " << round;
+    if (::testing::Test::HasFailure()) return;
+  }
+  EXPECT_TRUE(pool.Run({}).ok());
+  EXPECT_TRUE(pool.Run({[] { return Status::Ok(); }}).ok());
+}
+
+// Run() from several threads at once: each caller gets its own round's
+// results (rounds do not mix) and every job runs exactly once.
+TEST(JobPoolTest, RoundsFromSeveralThreadsDoNotMix) {
+  JobPool pool(2);
+  std::atomic<int> runs{0};
+  std::vector<std::thread> callers;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (int round = 0; round < 300; ++round) {
+        std::vector<JobPool::Job> jobs;
+        for (int j = 0; j < 3; ++j) {
+          jobs.push_back([&, t, j]() -> Status {
+            runs.fetch_add(1);
+            if (j == 1) return Status::IoError("caller " + std::to_string(t));
+            return Status::Ok();
+          });
+        }
+        Status s = pool.Run(jobs);
+        if (s.message() != "caller " + std::to_string(t)) wrong.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& c : callers) c.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(runs.load(), 4 * 300 * 3);
 }
 
 }  // namespace
