@@ -360,6 +360,7 @@ Archive::~Archive() {
     merger_.join();
   }
   sync_pool_.reset();    // after the syncer
+  build_pool_.reset();   // after the writer
   spare_pack_.reset();  // its temporary files
   // Objects first, then the lock that makes us the only writer.
   {
@@ -630,6 +631,7 @@ Status Archive::LoadHead() {
 void Archive::StartWriter() {
   // A round's five syncs: the syncer's thread and these four.
   sync_pool_ = std::make_unique<JobPool>(4);
+  build_pool_ = std::make_unique<JobPool>(1);
   writer_ = std::thread([this] { WriterLoop(); });
   syncer_ = std::thread([this] { SyncerLoop(); });
   merger_ = std::thread([this] { MergerLoop(); });
@@ -1606,7 +1608,7 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
   const auto started = std::chrono::steady_clock::now();
   const uint64_t cpu_started = ThreadCpuNs();
   uint64_t sign_ns = 0, sign_cpu_ns = 0;
-  Trees t = *tip.trees;
+  Trees t;  // *tip.trees, copied by build_entries below
   const std::string pack_dir = dir_ + "/objects/pack";
   // The pack writer made ahead (WriterLoop), else a new one.
   Result<std::unique_ptr<PackWriter>> pack = std::move(spare_pack_);
@@ -1653,88 +1655,128 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
   };
 
   const std::time_t now = std::time(nullptr);
+  // The manifests, their leaves and the log's new root first: the
+  // checkpoint depends on nothing else, so it is signed (in this thread:
+  // the Signer is called from the writer only) while the entries' objects
+  // and trees are built on build_pool_'s thread (decision 0005, "Writing").
   std::vector<Appended> out;
+  out.reserve(batch.size());
   for (size_t n = 0; n < batch.size(); ++n) {
-    const EntryInput* entry = batch[n];
     const Prepared* ready = n < prepared.size() ? prepared[n] : nullptr;
-    const uint64_t seq = frontier.size() + 1;
-    std::string manifest = ready != nullptr ? FinishManifest(ready->manifest_prefix, seq, now)
-                                            : BuildManifest(*entry, options_.origin, seq, now);
-    std::map<std::string, TreeItem> files;
-    for (size_t i = 0; i < entry->files.size(); ++i) {
-      const EntryFile& f = entry->files[i];
-      if (ready != nullptr && !ready->objects[i].entry.empty()) {
-        // Made in the appender's thread (PrepareEntry).
-        SP_RETURN_IF_ERROR(pw.AddPacked(ready->objects[i]));
-        put(&files, f.name, ready->objects[i].id, false);
-        continue;
-      }
-      if (!f.path.empty()) {
-        // Streamed from disk in pieces (a document of any size).
-        auto fo = pw.AddFileObject(GIT_OBJECT_BLOB, f.path);
-        if (!fo.has_value()) return Err(fo.error());
-        if (fo->size != f.size || fo->sha256 != f.sha256) {
-          return Err(Status::DataError("entry file \"" + f.name + "\" (" + f.path +
-                                       "): the file is not the declared content (size " +
-                                       std::to_string(fo->size) + ", declared " +
-                                       std::to_string(f.size) + ")"));
-        }
-        put(&files, f.name, fo->id, false);
-        continue;
-      }
-      auto id = add(GIT_OBJECT_BLOB, f.data);
-      if (!id.has_value()) return Err(id.error());
-      put(&files, f.name, *id, false);
-    }
-    auto manifest_id = add(GIT_OBJECT_BLOB, manifest);
-    if (!manifest_id.has_value()) return Err(manifest_id.error());
-    put(&files, "manifest.json", *manifest_id, false);
-    auto entry_tree = tree_of(files);
-    if (!entry_tree.has_value()) return Err(entry_tree.error());
-    // Moving to a new shard: the finished ones are written into their
-    // parents and the new ones start empty (seq only grows).
-    if (t.last != 0) {
-      int levels = (seq >> 24) != (t.last >> 24)   ? 3
-                   : (seq >> 16) != (t.last >> 16) ? 2
-                   : (seq >> 8) != (t.last >> 8)   ? 1
-                                                   : 0;
-      SP_RETURN_IF_ERROR(flush(levels));
-      if (levels >= 1) t.shard3.clear();
-      if (levels >= 2) t.shard2.clear();
-      if (levels >= 3) t.shard1.clear();
-    }
-    t.last = seq;
-    put(&t.shard3, std::to_string(seq), *entry_tree, true);
-    t.dirty3 = true;
-
     Appended a;
-    a.seq = seq;
-    a.leaf = merkle::LeafHash(manifest);
-    a.manifest = std::move(manifest);
+    a.seq = frontier.size() + 1;
+    a.manifest = ready != nullptr ? FinishManifest(ready->manifest_prefix, a.seq, now)
+                                  : BuildManifest(*batch[n], options_.origin, a.seq, now);
+    a.leaf = merkle::LeafHash(a.manifest);
     frontier.AppendLeafHash(a.leaf);
     out.push_back(std::move(a));
   }
-  SP_RETURN_IF_ERROR(flush(3));
-  for (const RootFile& f : root_files) {
-    if (f.path.find('/') != std::string::npos) {
-      return Err(Status::Internal("root file " + f.path + " is not at the root"));
-    }
-    auto id = add(GIT_OBJECT_BLOB, f.data);
-    if (!id.has_value()) return Err(id.error());
-    put(&t.root, f.path, *id, false);
-  }
+  const std::thread::id writer_thread = std::this_thread::get_id();
+  uint64_t other_thread_cpu_ns = 0;  // build_entries' CPU when another thread ran it
+  Status entries_built;
+  auto build_entries = [&]() -> Status {
+    const uint64_t cpu_start = ThreadCpuNs();
+    entries_built = [&]() -> Status {
+      t = *tip.trees;
+      for (size_t n = 0; n < batch.size(); ++n) {
+        const EntryInput* entry = batch[n];
+        const Prepared* ready = n < prepared.size() ? prepared[n] : nullptr;
+        const uint64_t seq = out[n].seq;
+        std::map<std::string, TreeItem> files;
+        for (size_t i = 0; i < entry->files.size(); ++i) {
+          const EntryFile& f = entry->files[i];
+          if (ready != nullptr && !ready->objects[i].entry.empty()) {
+            // Made in the appender's thread (PrepareEntry).
+            RETURN_STATUS_IF_ERROR(pw.AddPacked(ready->objects[i]));
+            put(&files, f.name, ready->objects[i].id, false);
+            continue;
+          }
+          if (!f.path.empty()) {
+            // Streamed from disk in pieces (a document of any size).
+            auto fo = pw.AddFileObject(GIT_OBJECT_BLOB, f.path);
+            if (!fo.has_value()) return fo.error();
+            if (fo->size != f.size || fo->sha256 != f.sha256) {
+              return Status::DataError("entry file \"" + f.name + "\" (" + f.path +
+                                       "): the file is not the declared content (size " +
+                                       std::to_string(fo->size) + ", declared " +
+                                       std::to_string(f.size) + ")");
+            }
+            put(&files, f.name, fo->id, false);
+            continue;
+          }
+          auto id = add(GIT_OBJECT_BLOB, f.data);
+          if (!id.has_value()) return id.error();
+          put(&files, f.name, *id, false);
+        }
+        auto manifest_id = add(GIT_OBJECT_BLOB, out[n].manifest);
+        if (!manifest_id.has_value()) return manifest_id.error();
+        put(&files, "manifest.json", *manifest_id, false);
+        auto entry_tree = tree_of(files);
+        if (!entry_tree.has_value()) return entry_tree.error();
+        // Moving to a new shard: the finished ones are written into their
+        // parents and the new ones start empty (seq only grows).
+        if (t.last != 0) {
+          int levels = (seq >> 24) != (t.last >> 24)   ? 3
+                       : (seq >> 16) != (t.last >> 16) ? 2
+                       : (seq >> 8) != (t.last >> 8)   ? 1
+                                                       : 0;
+          RETURN_STATUS_IF_ERROR(flush(levels));
+          if (levels >= 1) t.shard3.clear();
+          if (levels >= 2) t.shard2.clear();
+          if (levels >= 3) t.shard1.clear();
+        }
+        t.last = seq;
+        put(&t.shard3, std::to_string(seq), *entry_tree, true);
+        t.dirty3 = true;
+      }
+      RETURN_STATUS_IF_ERROR(flush(3));
+      for (const RootFile& f : root_files) {
+        if (f.path.find('/') != std::string::npos) {
+          return Status::Internal("root file " + f.path + " is not at the root");
+        }
+        auto id = add(GIT_OBJECT_BLOB, f.data);
+        if (!id.has_value()) return id.error();
+        put(&t.root, f.path, *id, false);
+      }
+      return Status::Ok();
+    }();
+    if (std::this_thread::get_id() != writer_thread) other_thread_cpu_ns = ThreadCpuNs() - cpu_start;
+    return entries_built;
+  };
 
   crypto::Checkpoint cp{options_.origin, frontier.size(), frontier.Root(), {}};
-  auto body = crypto::SerializeCheckpoint(cp);
-  if (!body.has_value()) return Err(body.error());
-  auto sign_start = std::chrono::steady_clock::now();
-  uint64_t sign_cpu_start = ThreadCpuNs();
-  auto cp_sig = crypto::SignCheckpoint(*options_.signer, options_.seal_key, *body);
-  sign_ns += NsSince(sign_start);
-  sign_cpu_ns += ThreadCpuNs() - sign_cpu_start;
-  if (!cp_sig.has_value()) return Err(cp_sig.error());
-  for (auto [name, data] : {std::pair<const char*, std::string_view>{"checkpoint", *body},
-                            {"checkpoint.p7s", *cp_sig}}) {
+  std::string body, cp_sig;
+  Status checkpoint_signed;
+  auto sign_checkpoint = [&]() -> Status {
+    checkpoint_signed = [&]() -> Status {
+      auto serialized = crypto::SerializeCheckpoint(cp);
+      if (!serialized.has_value()) return serialized.error();
+      body = std::move(*serialized);
+      const auto sign_start = std::chrono::steady_clock::now();
+      const uint64_t sign_cpu_start = ThreadCpuNs();
+      auto signature = crypto::SignCheckpoint(*options_.signer, options_.seal_key, body);
+      sign_ns += NsSince(sign_start);
+      sign_cpu_ns += ThreadCpuNs() - sign_cpu_start;
+      if (!signature.has_value()) return signature.error();
+      cp_sig = std::move(*signature);
+      return Status::Ok();
+    }();
+    return checkpoint_signed;
+  };
+  {
+    // jobs[0] runs in this thread (JobPool::Run).
+    const std::vector<JobPool::Job> jobs = {sign_checkpoint, build_entries};
+    if (build_pool_) {
+      (void)build_pool_->Run(jobs);
+    } else {
+      for (const JobPool::Job& job : jobs) (void)job();
+    }
+  }
+  // An entry's error first, as when they were built before the signature.
+  if (!entries_built.ok()) return Err(entries_built);
+  if (!checkpoint_signed.ok()) return Err(checkpoint_signed);
+  for (auto [name, data] : {std::pair<const char*, std::string_view>{"checkpoint", body},
+                            {"checkpoint.p7s", cp_sig}}) {
     auto id = add(GIT_OBJECT_BLOB, data);
     if (!id.has_value()) return Err(id.error());
     put(&t.log, name, *id, false);
@@ -1764,8 +1806,8 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
   if (has_head) header += "parent " + OidHex(head) + "\n";
   header += "author " + who + "\ncommitter " + who + "\n";
   const std::string commit_text = header + "\n" + message;
-  sign_start = std::chrono::steady_clock::now();
-  sign_cpu_start = ThreadCpuNs();
+  const auto sign_start = std::chrono::steady_clock::now();
+  const uint64_t sign_cpu_start = ThreadCpuNs();
   auto armored = SignCommitBuffer(commit_text);
   sign_ns += NsSince(sign_start);
   sign_cpu_ns += ThreadCpuNs() - sign_cpu_start;
@@ -1785,7 +1827,7 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
   if (!name.has_value()) return Err(name.error());
 
   auto b = std::make_unique<Built>();
-  b->build_cpu_ns = ThreadCpuNs() - cpu_started - sign_cpu_ns;
+  b->build_cpu_ns = ThreadCpuNs() - cpu_started - sign_cpu_ns + other_thread_cpu_ns;
   b->sign_cpu_ns = sign_cpu_ns;
   b->sign_ns = sign_ns;
   b->build_ns = NsSince(started) - sign_ns;
@@ -1798,8 +1840,8 @@ Result<std::unique_ptr<Archive::Built>> Archive::BuildCommit(
   auto signed_cp = std::make_shared<CommittedCheckpoint>();
   signed_cp->size = cp.size;
   signed_cp->root = cp.root;
-  signed_cp->body = std::move(*body);
-  signed_cp->signature = std::move(*cp_sig);
+  signed_cp->body = std::move(body);
+  signed_cp->signature = std::move(cp_sig);
   b->signed_checkpoint = std::move(signed_cp);
   b->checkpoint = std::move(cp);
   b->results = std::move(out);

@@ -407,6 +407,10 @@ class Archive {
   // StartWriter, destroyed after the syncer stopped; until then (Create,
   // Open) a round makes its threads.
   std::unique_ptr<JobPool> sync_pool_;
+  // One thread that builds a commit's entries (objects, trees) while the
+  // writer signs its checkpoint (BuildCommit); made by StartWriter, until
+  // then the two run one after the other.
+  std::unique_ptr<JobPool> build_pool_;
 
   // Repository and its objects: used by one thread at a time.
   std::mutex repo_mu_;

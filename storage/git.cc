@@ -235,6 +235,7 @@ Status JobPool::Run(const std::vector<Job>& jobs) {
   std::unique_lock<std::mutex> lock(mu_);
   round_ = &round;
   if (jobs.size() > 1) work_cv_.notify_all();
+  // mu_ is held from here to Work's first job: jobs[0] runs in this thread.
   Work(lock);
   done_cv_.wait(lock, [&] { return round.done == jobs.size(); });
   round_ = nullptr;

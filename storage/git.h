@@ -100,13 +100,14 @@ struct PackedObject {
 // the calling thread, reused).
 Result<PackedObject> PackObject(git_object_t type, std::string_view data);
 
-// A few threads kept for the syncs of a sync round (decision 0005,
-// "Durability"): Run()'s jobs go at once, one in the caller's thread and
-// the others on the pool's threads, so that their flushes overlap (ext4
-// with a journal joins them into one journal commit) — without creating
-// and joining a thread per sync on the round's path. Run() calls from several threads are served one after the
-// other. The threads are made by the constructor and joined by the
-// destructor.
+// A few threads kept to run a round of jobs at once: the syncs of a sync
+// round (decision 0005, "Durability": one in the caller's thread, the
+// others on the pool's threads, so that their flushes overlap), and the
+// writer's checkpoint signature beside the build of a commit's objects —
+// without creating and joining a thread per job on a commit's path. The
+// first job of a round always runs in the calling thread. Run() calls from
+// several threads are served one after the other. The threads are made by
+// the constructor and joined by the destructor.
 class JobPool {
  public:
   using Job = std::function<Status()>;
@@ -115,8 +116,9 @@ class JobPool {
   JobPool(const JobPool&) = delete;
   JobPool& operator=(const JobPool&) = delete;
 
-  // Runs every job concurrently (up to threads + 1 at a time) and returns
-  // once all are done: the first failure in `jobs`' order, else Ok.
+  // Runs every job concurrently (up to threads + 1 at a time; jobs[0] in
+  // the calling thread) and returns once all are done: the first failure
+  // in `jobs`' order, else Ok.
   Status Run(const std::vector<Job>& jobs);
 
  private:

@@ -1212,6 +1212,23 @@ TEST(JobPoolTest, RunsARoundsJobsAtOnceAndReturnsTheFirstFailureInOrder) {
   EXPECT_TRUE(pool.Run({[] { return Status::Ok(); }}).ok());
 }
 
+// The writer signs in jobs[0] of its round (BuildCommit): the Signer is
+// called from the writer's thread only, so jobs[0] must run there.
+TEST(JobPoolTest, FirstJobRunsInTheCallingThread) {
+  JobPool pool(3);
+  for (int round = 0; round < 500; ++round) {
+    std::thread::id first;
+    std::vector<JobPool::Job> jobs;
+    jobs.push_back([&]() -> Status {
+      first = std::this_thread::get_id();
+      return Status::Ok();
+    });
+    for (int j = 0; j < 3; ++j) jobs.push_back([] { return Status::Ok(); });
+    ASSERT_TRUE(pool.Run(jobs).ok());
+    ASSERT_EQ(first, std::this_thread::get_id()) << "round " << round;
+  }
+}
+
 // Run() from several threads at once: each caller gets its own round's
 // results (rounds do not mix) and every job runs exactly once.
 TEST(JobPoolTest, RoundsFromSeveralThreadsDoNotMix) {
