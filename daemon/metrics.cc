@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <system_error>
 
+#include "daemon/bundle_cache.h"
+
 namespace sealpost::daemon {
 namespace {
 
@@ -219,34 +221,37 @@ std::string ArchiveMetricsText(std::optional<uint64_t> entries, std::optional<ui
   return out;
 }
 
-std::string BundleCacheMetricsText(const std::optional<BundleCacheView>& v) {
+std::string BundleCacheMetricsText(const BundleCache* cache) {
+  using Stats = BundleCache::Stats;
   struct Family {
     const char* name;
     const char* type;
     const char* help;
-    uint64_t BundleCacheView::*value;
+    uint64_t Stats::*value;  // null: the cache's bound
   };
   static constexpr Family kFamilies[] = {
       {"sealpost_bundle_cache_bytes", "gauge", "Bytes of the small bundles kept in memory.",
-       &BundleCacheView::bytes},
-      {"sealpost_bundle_cache_entries", "gauge", "Small bundles kept in memory.",
-       &BundleCacheView::entries},
+       &Stats::bytes},
+      {"sealpost_bundle_cache_entries", "gauge", "Small bundles kept in memory.", &Stats::entries},
       {"sealpost_bundle_cache_max_bytes", "gauge",
-       "Bound on the bytes of bundles kept in memory (bundles.cache_bytes).",
-       &BundleCacheView::max_bytes},
+       "Bound on the bytes of bundles kept in memory (bundles.cache_bytes).", nullptr},
       {"sealpost_bundle_cache_hits_total", "counter",
-       "Bundles served from memory (deliveries, e-mail, GET .../bundle).", &BundleCacheView::hits},
+       "Bundles served from memory (deliveries, e-mail, GET .../bundle).", &Stats::hits},
       {"sealpost_bundle_cache_misses_total", "counter",
        "Bundles not in memory, served from their file (made again from the archive if needed).",
-       &BundleCacheView::misses},
+       &Stats::misses},
       {"sealpost_bundle_cache_evictions_total", "counter",
-       "Bundles dropped from memory to keep within the bound.", &BundleCacheView::evictions},
+       "Bundles dropped from memory to keep within the bound.", &Stats::evictions},
   };
+  std::optional<Stats> stats;
+  if (cache != nullptr) stats = cache->stats();
   std::string out;
   for (const Family& f : kFamilies) {
     out += std::string("# HELP ") + f.name + " " + f.help + "\n";
     out += std::string("# TYPE ") + f.name + " " + f.type + "\n";
-    if (v) out += std::string(f.name) + " " + std::to_string((*v).*(f.value)) + "\n";
+    if (!stats) continue;
+    const uint64_t value = f.value != nullptr ? (*stats).*(f.value) : cache->max_bytes();
+    out += std::string(f.name) + " " + std::to_string(value) + "\n";
   }
   return out;
 }

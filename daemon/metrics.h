@@ -88,14 +88,12 @@ std::string SignerMetricsText(const SignerView& v);
 // Archive size: entries (the log's size; absent when the archive is not
 // open) and bytes on disk of the repository, from ArchiveBytesCached().
 std::string ArchiveMetricsText(std::optional<uint64_t> entries, std::optional<uint64_t> bytes);
-// The cache of small bundles (daemon/bundle_cache.h; absent when the
-// exchange is not open or keeps no bundles in memory): bytes and entries
-// held, its bound, and hits, misses and evictions since the start.
-struct BundleCacheView {
-  uint64_t entries = 0, bytes = 0, max_bytes = 0;
-  uint64_t hits = 0, misses = 0, evictions = 0;
-};
-std::string BundleCacheMetricsText(const std::optional<BundleCacheView>& v);
+// The cache of small bundles (daemon/bundle_cache.h): bytes and entries
+// held, its bound, and hits, misses and evictions since the start. Null when
+// the exchange is not open or keeps no bundles in memory: the families
+// without samples.
+class BundleCache;
+std::string BundleCacheMetricsText(const BundleCache* cache);
 // Bytes of the files under `dir`, recomputed at most every `max_age` seconds
 // (a walk of the repository; packs keep the file count small). nullopt when
 // the directory cannot be read. Thread-safe.

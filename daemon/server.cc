@@ -316,13 +316,10 @@ void HandleMetrics(Server::State& st, RequestCtx& rc, HTTPServerRequest&, HTTPSe
   text += EventMetricsText();
   text += SignerMetricsText(SignerViewOf(st));
   std::optional<uint64_t> entries;
-  std::optional<BundleCacheView> bundles;
+  const BundleCache* bundles = nullptr;
   if (Exchange* ex = st.documents->IfCreated()) {
     entries = ex->archive().size();
-    if (const BundleCache* cache = ex->bundle_cache()) {
-      const BundleCache::Stats s = cache->stats();
-      bundles = BundleCacheView{s.entries, s.bytes, cache->max_bytes(), s.hits, s.misses, s.evictions};
-    }
+    bundles = ex->bundle_cache();
   }
   text += ArchiveMetricsText(entries, ArchiveBytesCached(st.config.state_dir + "/archive"));
   text += BundleCacheMetricsText(bundles);
