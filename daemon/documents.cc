@@ -85,12 +85,8 @@ Result<Exchange*> DocumentsService::Get() {
     pending_policy_.reset();
   }
   exchange_ = std::move(*ex);
+  created_.store(exchange_.get(), std::memory_order_release);
   return exchange_.get();
-}
-
-Exchange* DocumentsService::IfCreated() {
-  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
-  return lock.owns_lock() ? exchange_.get() : nullptr;
 }
 
 DocumentsAnswer DocumentsService::Submit(Poco::Net::HTTPServerRequest& req, SpoolPool& pool) {
@@ -203,13 +199,7 @@ DocumentsAnswer DocumentsService::Bundle(Poco::Net::HTTPServerRequest& req) {
   // from the archive when missing or incomplete. Never an unchecked file.
   auto source = (*ex)->Bundle(id);
   if (!source) {
-    return ProblemAnswer(Problem{503, "bundle-unavailable", "Bundle unavailable",
-                                 "Gói văn bản tạm thời không dùng được",
-                                 "The bundle of document '" + id +
-                                     "' cannot be made now: " + source.error().message(),
-                                 "Chưa tạo được gói của văn bản '" + id +
-                                     "': " + source.error().message()},
-                         true);
+    return ProblemAnswer(BundleUnavailableProblem(id, source.error()), true);
   }
   DocumentsAnswer a;
   a.content_type = "application/vnd.etsi.asic-s+zip";

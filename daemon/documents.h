@@ -28,6 +28,7 @@
 #ifndef SEALPOST_DAEMON_DOCUMENTS_H_
 #define SEALPOST_DAEMON_DOCUMENTS_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -81,6 +82,10 @@ struct DocumentsAnswer {
 // served.
 using OpenedHook = std::function<Status(const std::string& document_id, const std::string& role)>;
 
+// 503 bundle-unavailable (logged): the bundle of sent document `id` can be
+// neither served checked nor made again from the archive now (`why`).
+Problem BundleUnavailableProblem(const std::string& id, const Status& why);
+
 class DocumentsService {
  public:
   // Borrowed pointers must outlive the service.
@@ -122,9 +127,10 @@ class DocumentsService {
   // The Exchange, created on first success (also for the delivery worker
   // and the inbox). Unavailable while it cannot be.
   Result<Exchange*> Get();
-  // The Exchange if it was created already and is not being created now
-  // (never waits for the signer), else null. For metrics.
-  Exchange* IfCreated();
+  // The Exchange if it was created already, else null. Never creates it,
+  // never waits (for the signer, or for a Get() that is creating it): for
+  // metrics, and for reads that have another source while it is not open.
+  Exchange* IfCreated() { return created_.load(std::memory_order_acquire); }
   // The daemon's client of sealpost-signer (owned; lives as long as this).
   signer::RemoteSigner* signer() { return signer_.get(); }
 
@@ -135,6 +141,7 @@ class DocumentsService {
   std::unique_ptr<signer::RemoteSigner> signer_;
   std::mutex mu_;
   std::unique_ptr<Exchange> exchange_;  // guarded by mu_ until set
+  std::atomic<Exchange*> created_{nullptr};  // exchange_.get() once set
   std::optional<PendingPolicyVersion> pending_policy_;  // mu_
   std::shared_ptr<SentDocumentsScan> sent_scan_;  // mu_
   std::shared_ptr<LeafHashesScan> leaves_scan_;   // mu_

@@ -70,6 +70,20 @@ Problem InternalProblem(const std::string& what) {
                  "The archive could not be read.", "Không đọc được kho lưu trữ."};
 }
 
+}  // namespace
+
+Problem BundleUnavailableProblem(const std::string& id, const Status& why) {
+  Log(LogLevel::kWarn, "bundle not available", "id=" + id + " error=" + JsonString(why.message()));
+  return Problem{503,
+                 "bundle-unavailable",
+                 "Bundle unavailable",
+                 "Gói văn bản tạm thời không dùng được",
+                 "The bundle of document '" + id + "' cannot be made now: " + why.message(),
+                 "Chưa tạo được gói của văn bản '" + id + "': " + why.message()};
+}
+
+namespace {
+
 std::string JsonArray(const std::vector<std::string>& v) {
   std::string out = "[";
   for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + JsonString(v[i]);
@@ -531,8 +545,8 @@ DocumentsAnswer DocumentsService::Content(const std::string& id, const std::stri
   bool from_bundle = false;
   std::optional<std::string> bundle;
   if (e.kind == kSent) {
-    if (auto ex = Get()) {
-      if (auto source = (*ex)->Bundle(id); source && !source->bytes) bundle = source->path;
+    if (Exchange* ex = IfCreated()) {
+      if (auto source = ex->Bundle(id); source && !source->bytes) bundle = source->path;
     }
   } else {
     bundle = FindBundle(config_.state_dir, id);
@@ -611,16 +625,7 @@ DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
     auto ex = Get();
     Result<BundleSource> source =
         ex ? (*ex)->Bundle(id) : Result<BundleSource>(Err(ex.error()));
-    if (!source) {
-      Log(LogLevel::kWarn, "bundle not available",
-          "id=" + id + " error=" + JsonString(source.error().message()));
-      return Answer(Problem{503, "bundle-unavailable", "Bundle unavailable",
-                            "Gói văn bản tạm thời không dùng được",
-                            "The bundle of document '" + id +
-                                "' cannot be made now: " + source.error().message(),
-                            "Chưa tạo được gói của văn bản '" + id +
-                                "': " + source.error().message()});
-    }
+    if (!source) return Answer(BundleUnavailableProblem(id, source.error()));
     if (source->bytes) {
       bytes = std::move(source->bytes);
     } else {

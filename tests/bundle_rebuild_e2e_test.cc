@@ -189,6 +189,11 @@ TEST(BundleRebuildE2eTest, IncompleteBundleIsNotServedWhileTheArchiveIsUnavailab
         << got.body;
     EXPECT_TRUE(Contains(ReadTestFile(headers), "Retry-After: 5")) << ReadTestFile(headers);
   }
+  // The content has another source than the bundle: the archive, read
+  // without its writer (and without waiting for the signer).
+  HttpAnswer content = d.Curl("/api/v1/documents/" + id + "/content", "", "clerk", false);
+  EXPECT_EQ(content.status, 200) << content.body;
+  EXPECT_EQ(content.body, "CHỈ THỊ số 9 về đại hội công đoàn\n");
   struct stat st {};
   ASSERT_EQ(::stat(kept.c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 300);  // nothing was made without the archive
