@@ -50,7 +50,7 @@ class TempFile {
 
 }  // namespace
 
-Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence& evidence, uint64_t seq,
+Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence* evidence, uint64_t seq,
                      const std::string& out_path, const std::string& work_dir) {
   const std::string where = "rebuilding the bundle of archive entry " + std::to_string(seq);
   auto reader = storage::ArchiveReader::Open(archive_dir);
@@ -61,10 +61,14 @@ Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence& evidence, 
   }
   auto manifest = r.ReadManifest(seq);
   if (!manifest) return manifest.error().WithContext(where);
-  if (manifest->kind != storage::EntryKind::kDocumentSent) {
+  const bool sent = manifest->kind == storage::EntryKind::kDocumentSent;
+  if (!sent && manifest->kind != storage::EntryKind::kDocumentReceived) {
     return Status::FailedPrecondition(where + ": a " +
                                       std::string(storage::EntryKindName(manifest->kind)) +
-                                      " entry, not document-sent");
+                                      " entry, not document-sent or document-received");
+  }
+  if (sent && evidence == nullptr) {
+    return Status::FailedPrecondition(where + ": a document-sent entry needs the archive evidence");
   }
   crypto::BundleParts parts;
   std::optional<std::string> content;
@@ -97,13 +101,33 @@ Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence& evidence, 
     if (!data) return data.error().WithContext(where);
     if (Status s = content_file.Write(work_dir, *data); !s.ok()) return s.WithContext(where);
   }
-  reader->reset();  // the evidence has its own reader
-  auto ev = evidence.Get(seq);
-  if (!ev) return ev.error().WithContext(where + ": archive evidence");
   parts.content_path = content_file.path();
-  SetArchiveEvidence(seq, std::move(*ev), &parts);
+  if (sent) {
+    reader->reset();  // the evidence has its own reader
+    auto ev = evidence->Get(seq);
+    if (!ev) return ev.error().WithContext(where + ": archive evidence");
+    SetArchiveEvidence(seq, std::move(*ev), &parts);
+  } else {
+    // The sender's evidence as it came (Inbox::Receive archives each member).
+    struct Evidence {
+      const char* name;
+      std::string* into;
+    } from_sender[] = {{"sender-manifest.json", &parts.archive_manifest},
+                       {"sender-checkpoint", &parts.checkpoint},
+                       {"sender-checkpoint.p7s", &parts.checkpoint_p7s}};
+    for (const Evidence& m : from_sender) {
+      auto data = r.ReadEntryFile(seq, m.name);
+      if (!data) return data.error().WithContext(where);
+      *m.into = std::move(*data);
+    }
+    auto proof_json = r.ReadEntryFile(seq, "sender-inclusion-proof.json");
+    if (!proof_json) return proof_json.error().WithContext(where);
+    auto proof = crypto::ParseInclusionProof(*proof_json, where + ": sender-inclusion-proof.json");
+    if (!proof) return proof.error();
+    parts.proof = std::move(*proof);
+  }
   // The members' time as at submission (Exchange::Submit stamps them with
-  // the issuing time).
+  // the issuing time; the sender's clock for a received document).
   std::optional<std::time_t> mtime;
   if (auto t = crypto::ParseRfc3339(doc->issued_at)) mtime = *t;
   if (Status s = crypto::BuildBundle(parts, out_path, mtime); !s.ok()) {

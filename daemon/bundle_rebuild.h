@@ -1,5 +1,5 @@
 // A sent document's bundle made again from the archive alone (docs/daemon.md
-// "Bundles"): the bundle file in <state_dir>/bundles is a cache of what the
+// "Bundles"), and a received document's as it came: the bundle file in <state_dir>/bundles is a cache of what the
 // archive holds, so it need not be durable by itself. A bundle lost to a
 // crash or a power loss (missing, truncated, zeroed) is rebuilt from the
 // document-sent entry's files (content, content.p7s, document.json and its
@@ -29,14 +29,18 @@
 
 namespace sealpost::daemon {
 
-// Builds the bundle of the document-sent entry `seq` of the archive in
-// `archive_dir` at `out_path` (temporary file + rename: a reader never sees
-// a partial file). `work_dir` receives the content for a moment. Errors:
-// NotFound (no such entry), FailedPrecondition (the entry is not a
-// document-sent entry), DataError (the archive's files do not make a bundle:
-// e.g. the content does not match document.json), the reader's and
-// BuildBundle's errors, each naming the entry.
-[[nodiscard]] Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence& evidence,
+// Builds the bundle of the document-sent or document-received entry `seq`
+// of the archive in `archive_dir` at `out_path` (temporary file + rename: a
+// reader never sees a partial file). `work_dir` receives the content for a
+// moment. A sent document's evidence comes from `evidence` (this archive:
+// required); a received one's is the sender's, as archived on receipt
+// (sender-manifest.json, sender-checkpoint and its .p7s, the inclusion
+// proof), so the bundle is the one that came: every member the same bytes.
+// Errors: NotFound (no such entry), FailedPrecondition (another kind of
+// entry; a sent one without `evidence`), DataError (the archive's files do
+// not make a bundle: e.g. the content does not match document.json), the
+// reader's and BuildBundle's errors, each naming the entry.
+[[nodiscard]] Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence* evidence,
                                    uint64_t seq, const std::string& out_path,
                                    const std::string& work_dir);
 

@@ -73,6 +73,8 @@ struct DocumentsAnswer {
   // member inside a bundle), streamed in pieces.
   uint64_t file_offset = 0;
   std::optional<uint64_t> file_length;
+  // With `file`: a temporary file, removed once sent (or the send failed).
+  bool remove_file_after = false;
   std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
 };
 
@@ -135,6 +137,10 @@ class DocumentsService {
   signer::RemoteSigner* signer() { return signer_.get(); }
 
  private:
+  // The bundle of the document-received entry `seq`, made from the archive
+  // in a temporary file of the spool directory (the caller removes it).
+  Result<std::string> ReceivedBundleFile(uint64_t seq);
+
   const Config& config_;
   policies::PolicyHolder* policy_;
   const SharedTrust* trust_;

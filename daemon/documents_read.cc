@@ -21,6 +21,7 @@
 #include "crypto/bundle.h"
 #include "crypto/digest.h"
 #include "crypto/report.h"
+#include "daemon/bundle_rebuild.h"
 #include "daemon/documents.h"
 #include "daemon/request_target.h"
 #include "storage/index.h"
@@ -226,23 +227,6 @@ std::string Summary(const storage::IndexedEntry& e, const std::string& state_dir
                     JsonString(e.time) + ",\"content_name\":" + JsonString(e.content_name);
   if (e.kind == kReceived) out += ",\"opened\":" + OpenedJson(state_dir, e.id);
   return out + "}";
-}
-
-// Candidate bundle files of a document kept by this appliance: the sent
-// bundle (daemon/exchange.cc) and, for received documents, the bundle as it
-// arrived if the inbox keeps one.
-std::vector<std::string> BundleCandidates(const std::string& state_dir, const std::string& id) {
-  if (!PathSafeId(id)) return {};
-  return {state_dir + "/bundles/" + id + ".asics", state_dir + "/inbox/" + id + ".asics",
-          state_dir + "/received/" + id + ".asics"};
-}
-
-std::optional<std::string> FindBundle(const std::string& state_dir, const std::string& id) {
-  for (const std::string& p : BundleCandidates(state_dir, id)) {
-    struct stat st {};
-    if (::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return p;
-  }
-  return std::nullopt;
 }
 
 // RFC 6266 / 5987: an ASCII fallback and the UTF-8 name.
@@ -537,19 +521,17 @@ DocumentsAnswer DocumentsService::Content(const std::string& id, const std::stri
                                                           : m->Field("content_media_type");
   a.headers.emplace_back("Content-Disposition", ContentDisposition(m->Field("content_name")));
   a.headers.emplace_back("Sealpost-Content-Sha256", m->Field("content_sha256"));
-  // Streamed from the bundle kept on disk (the content is a STORED member:
-  // a byte range of the file), never read whole; otherwise from the archive.
-  // A sent document's file only as Exchange::Bundle gives it (checked, or
-  // made again, since a crash may have left it incomplete); when the
-  // archive is not open or the bundle is in memory, from the archive.
+  // A sent document's content is streamed from its bundle file (a STORED
+  // member: a byte range of the file), never read whole, when Exchange::Bundle
+  // gives the file (checked, or made again, since a crash may have left it
+  // incomplete). Otherwise (the archive not open, the bundle in memory, a
+  // received document: the inbox keeps no file) from the archive.
   bool from_bundle = false;
   std::optional<std::string> bundle;
   if (e.kind == kSent) {
     if (Exchange* ex = IfCreated()) {
       if (auto source = ex->Bundle(id); source && !source->bytes) bundle = source->path;
     }
-  } else {
-    bundle = FindBundle(config_.state_dir, id);
   }
   if (bundle) {
     auto zip = ZipReader::Open(*bundle);
@@ -632,12 +614,17 @@ DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
       bundle = std::move(source->path);
     }
   } else {
-    bundle = FindBundle(config_.state_dir, id);
-  }
-  if (!bundle && !bytes) {
-    return Answer(Problem{404, "not-found", "Not found", "Không tìm thấy",
-                          "No bundle is kept for document '" + id + "'.",
-                          "Không lưu gói văn bản nào cho văn bản '" + id + "'."});
+    // Received: made from the archive entry, which holds every member as it
+    // came (the sender's evidence too), in a temporary spool file removed
+    // once sent. The content is held whole for a moment (libgit2 reads a
+    // blob whole), as when a sent bundle is made again.
+    auto made = ReceivedBundleFile(loc.doc.seq);
+    if (!made) {
+      Log(LogLevel::kError, "received bundle not made",
+          "id=" + JsonString(id) + " error=" + JsonString(made.error().message()));
+      return Answer(InternalProblem(made.error().message()));
+    }
+    bundle = std::move(*made);
   }
   DocumentsAnswer a;
   a.content_type = std::string(crypto::kBundleMimetype);
@@ -649,8 +636,27 @@ DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
   } else {
     a.body = *bundle;
     a.file = true;
+    a.remove_file_after = loc.doc.kind != kSent;
   }
   return a;
+}
+
+Result<std::string> DocumentsService::ReceivedBundleFile(uint64_t seq) {
+  // "upload-": removed at the next start if a crash leaves it
+  // (SpoolPool::RemoveLeftovers), like the content's ".rebuild-" file.
+  const std::string spool = config_.state_dir + "/spool";
+  std::string path = spool + "/upload-bundle-XXXXXX";
+  int fd = ::mkostemp(path.data(), O_CLOEXEC);
+  if (fd < 0) {
+    return Err(Status::IoError(spool + ": cannot create a temporary file: " + std::strerror(errno)));
+  }
+  ::close(fd);
+  Status s = RebuildBundle(config_.state_dir + "/archive", nullptr, seq, path, spool);
+  if (!s.ok()) {
+    ::unlink(path.c_str());
+    return Err(std::move(s));
+  }
+  return path;
 }
 
 DocumentsAnswer DocumentsService::Receipts(const std::string& id) {

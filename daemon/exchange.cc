@@ -556,7 +556,7 @@ Result<std::string> Exchange::EnsureBundle(const std::string& id) {
   std::lock_guard<std::mutex> lock(rebuild_mu_);
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && NotBefore(st.st_ctim, started_)) return path;  // meanwhile
-  if (Status s = RebuildBundle(archive_dir_, *evidence_, *seq, path, bundle_dir_); !s.ok()) {
+  if (Status s = RebuildBundle(archive_dir_, evidence_.get(), *seq, path, bundle_dir_); !s.ok()) {
     return Err(s);
   }
   checked_.erase(id);

@@ -411,6 +411,12 @@ void SendFileRange(HTTPServerResponse& resp, RequestCtx& rc, const std::string& 
 }
 
 void SendDocumentsAnswer(HTTPServerResponse& resp, RequestCtx& rc, DocumentsAnswer a) {
+  struct Remove {
+    const std::string* path;
+    ~Remove() {
+      if (path != nullptr) ::unlink(path->c_str());
+    }
+  } remove{a.file && a.remove_file_after ? &a.body : nullptr};
   rc.body_consumed = a.body_consumed;
   if (a.retry_after_seconds > 0) resp.set("Retry-After", std::to_string(a.retry_after_seconds));
   if (!a.problem) {

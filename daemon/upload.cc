@@ -170,7 +170,10 @@ size_t SpoolPool::RemoveLeftovers() {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
-    if (!name.starts_with("upload-") || held.contains(e.path().string())) continue;
+    // ".rebuild-": the content of a received document's bundle being made
+    // (DocumentsService::BundleOf; its bundle is an "upload-bundle-" file).
+    const bool ours = name.starts_with("upload-") || name.starts_with(".rebuild-");
+    if (!ours || held.contains(e.path().string())) continue;
     if (::unlink(e.path().c_str()) == 0) ++removed;
   }
   return removed;

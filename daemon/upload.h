@@ -79,8 +79,9 @@ class SpoolFile {
 class SpoolPool {
  public:
   // `dir` must exist and be used by this process only (sealpostd holds the
-  // state directory's lock). Files of an earlier process ("upload-*", left
-  // by a crash) are removed by RemoveLeftovers().
+  // state directory's lock). Files of an earlier process ("upload-*", and
+  // the ".rebuild-*" of a bundle being made, left by a crash) are removed by
+  // RemoveLeftovers().
   SpoolPool(std::string dir, size_t max_idle) : dir_(std::move(dir)), max_idle_(max_idle) {}
   ~SpoolPool();
   SpoolPool(const SpoolPool&) = delete;
@@ -88,8 +89,9 @@ class SpoolPool {
 
   // An empty spool file: a kept one or a new one (SpoolFile::Create's errors).
   [[nodiscard]] Result<std::unique_ptr<SpoolFile>> Acquire();
-  // Unlinks every "upload-*" file in the directory that this pool does not
-  // hold; returns how many. Call once at start, before Acquire().
+  // Unlinks every "upload-*" and ".rebuild-*" file in the directory that
+  // this pool does not hold; returns how many. Call once at start, before
+  // Acquire() and before any request.
   size_t RemoveLeftovers();
 
   const std::string& dir() const { return dir_; }

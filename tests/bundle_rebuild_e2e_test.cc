@@ -10,6 +10,8 @@
 //    sent-archived case below, where no bundle was ever written);
 //  - a bundle left incomplete (as a power loss may leave an unsynced file)
 //    is found at the next start and rebuilt;
+//  - a received document's bundle is made from its archive entry: the
+//    bundle that came, member for member;
 //  - the sender SIGKILLed between the archive append and the jobs' commit
 //    (test kill points sent-archived and sent-bundled): the clerk got no
 //    answer, the document is listed as sent, and after the restart it is
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <ctime>
 #include <map>
 #include <memory>
@@ -76,6 +79,31 @@ void SendOneWithBundleFile(const std::string& name, const std::string& text, One
   ASSERT_EQ(RunCommand("cp " + ShellQuote(out->kept) + " " + ShellQuote(out->original)), 0);
 }
 
+// A recipient's verification of the bundle at `path` (crypto::VerifyBundle
+// under the federation's trust, the log of `sender` expected, at time `at`):
+// PASSED, and the report as JSON, without the tree size and root if
+// `drop_tree`.
+void VerifyAsRecipient(Federation& fed, const std::string& path, const std::string& sender,
+                       std::time_t at, bool drop_tree, std::string* json) {
+  auto parsed = crypto::ReadBundle(path, fed.dir());
+  ASSERT_TRUE(parsed.has_value()) << path << ": " << parsed.error().ToString();
+  auto anchors = crypto::LoadCertificates(fed.ca_pem());
+  ASSERT_TRUE(anchors.has_value());
+  crypto::BundleVerifyOptions vo;
+  vo.anchors = anchors->get();
+  vo.expected_origin = parsed->checkpoint.origin;
+  vo.at = at;
+  EXPECT_EQ(vo.expected_origin, sender + "/archive");
+  auto report = crypto::VerifyBundle(*parsed, vo);
+  ASSERT_TRUE(report.has_value()) << report.error().ToString();
+  EXPECT_EQ(report->indication, crypto::Indication::kPassed) << crypto::BundleReportToJson(*report);
+  if (drop_tree) {
+    report->tree_size = 0;
+    report->root_hex.clear();
+  }
+  *json = crypto::BundleReportToJson(*report);
+}
+
 TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOriginal) {
   OneSent sent;
   ASSERT_NO_FATAL_FAILURE(
@@ -113,22 +141,8 @@ TEST(BundleRebuildE2eTest, DeletedOrIncompleteBundleIsRebuiltAndVerifiesAsTheOri
   std::string reports[2];
   const std::time_t at = std::time(nullptr);
   for (int i = 0; i < 2; ++i) {
-    const std::string& b = i == 0 ? original : rebuilt;
-    auto parsed = crypto::ReadBundle(b, fed->dir());
-    ASSERT_TRUE(parsed.has_value()) << b << ": " << parsed.error().ToString();
-    auto anchors = crypto::LoadCertificates(fed->ca_pem());
-    ASSERT_TRUE(anchors.has_value());
-    crypto::BundleVerifyOptions vo;
-    vo.anchors = anchors->get();
-    vo.expected_origin = parsed->checkpoint.origin;
-    vo.at = at;
-    EXPECT_EQ(vo.expected_origin, d.id() + "/archive");
-    auto report = crypto::VerifyBundle(*parsed, vo);
-    ASSERT_TRUE(report.has_value()) << report.error().ToString();
-    EXPECT_EQ(report->indication, crypto::Indication::kPassed) << crypto::BundleReportToJson(*report);
-    report->tree_size = 0;
-    report->root_hex.clear();
-    reports[i] = crypto::BundleReportToJson(*report);
+    ASSERT_NO_FATAL_FAILURE(VerifyAsRecipient(*fed, i == 0 ? original : rebuilt, d.id(), at,
+                                              /*drop_tree=*/true, &reports[i]));
   }
   EXPECT_EQ(reports[0], reports[1]);
 
@@ -215,6 +229,51 @@ TEST(BundleRebuildE2eTest, IncompleteBundleIsNotServedWhileTheArchiveIsUnavailab
   EXPECT_EQ(after["META-INF/signature.p7s"], before["META-INF/signature.p7s"]);
   std::string out;
   EXPECT_EQ(fed->Audit(d, &out), 0) << out;
+  EXPECT_TRUE(fed->StopAll());
+}
+
+// GET .../bundle of a RECEIVED document: the inbox keeps no file, so the
+// bundle is made from the document-received entry, which archived every
+// member as it came (the sender's checkpoint and proof too): the same bytes
+// as the bundle the sender delivered, member by member, and it verifies
+// (crypto::VerifyBundle) with the same report. The temporary file is gone
+// afterwards. (The older GET /api/v1/documents/bundle?id= is for documents
+// sent from here only, as documented.)
+TEST(BundleRebuildE2eTest, ReceivedDocumentsBundleIsTheOneThatCame) {
+  const std::string text = "CHỈ THỊ số 11 về thi đua công đoàn\n";
+  OneSent sent;
+  ASSERT_NO_FATAL_FAILURE(SendOneWithBundleFile("chi-thi-r.txt", text, &sent));
+  auto& fed = sent.fed;
+  Appliance& g = fed->grassroots(0);
+  const std::string& id = sent.id;
+
+  std::map<std::string, std::string> original = Members(sent.original);
+  ASSERT_GE(original.size(), 8u);
+  const std::time_t at = std::time(nullptr);
+  std::string sent_report;
+  ASSERT_NO_FATAL_FAILURE(VerifyAsRecipient(*fed, sent.original, fed->district().id(), at,
+                                            /*drop_tree=*/false, &sent_report));
+  for (int fetch = 1; fetch <= 2; ++fetch) {  // made afresh each time
+    SCOPED_TRACE(fetch);
+    HttpAnswer got = g.Curl("/api/v1/documents/" + id + "/bundle", "", "clerk", false);
+    ASSERT_EQ(got.status, 200) << got.body << g.Log();
+    const std::string received = fed->file("received-" + id + ".asics");
+    WriteTestFile(received, got.body);
+    EXPECT_EQ(Members(received), original);
+    std::string report;
+    ASSERT_NO_FATAL_FAILURE(VerifyAsRecipient(*fed, received, fed->district().id(), at,
+                                              /*drop_tree=*/false, &report));
+    EXPECT_EQ(report, sent_report);
+  }
+  for (const auto& f : std::filesystem::directory_iterator(g.file("state/spool"))) {
+    const std::string name = f.path().filename().string();
+    EXPECT_FALSE(name.starts_with("upload-bundle-") || name.starts_with(".rebuild-"))
+        << "temporary file left: " << f.path();  // (other "upload-*" are the pool's)
+  }
+  // Not a document of this appliance at all: 404 as before.
+  EXPECT_EQ(g.Curl("/api/v1/documents/no-such-id/bundle", "", "clerk", false).status, 404);
+  std::string out;
+  EXPECT_EQ(fed->Audit(g, &out), 0) << out;
   EXPECT_TRUE(fed->StopAll());
 }
 

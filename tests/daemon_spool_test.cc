@@ -153,11 +153,12 @@ TEST_F(SpoolPoolTest, FileUnlinkedWhileHeldIsNotReused) {
 }
 
 TEST_F(SpoolPoolTest, RemoveLeftoversRemovesEarlierUploadsOnly) {
-  for (const char* name : {"upload-abc123", "upload-zzz999", "bundle-1.tmp"}) {
+  for (const char* name :
+       {"upload-abc123", "upload-zzz999", "upload-bundle-Q1w2E3", ".rebuild-a1b2c3", "bundle-1.tmp"}) {
     std::ofstream(dir_ + "/" + name) << "left by a crashed process";
   }
   SpoolPool pool(dir_, 4);
-  EXPECT_EQ(pool.RemoveLeftovers(), 2u);
+  EXPECT_EQ(pool.RemoveLeftovers(), 4u);
   ASSERT_EQ(Files().size(), 1u);
   EXPECT_EQ(fs::path(Files()[0]).filename(), "bundle-1.tmp");
   // Files the pool holds are kept.

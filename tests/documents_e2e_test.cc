@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/zip.h"
 #include "tests/support/federation.h"
 #include "tests/support/test_pki.h"
 #include "tests/support/wait.h"
@@ -101,10 +102,21 @@ TEST_F(DocumentsE2eTest, SubmitDeliverInboxFetchReadNoticeStatus) {
                        &out),
             0)
       << out;
-  // The recipient keeps no bundle file of what it received.
-  EXPECT_EQ(Cli(g, "fetch " + id + " --bundle -o " + ShellQuote(fed_->file("none.asics")), &out),
-            66)
-      << out;
+  // The recipient keeps no bundle file of what it received: its bundle is
+  // made from the archive entry, with the signature fetched above
+  // (tests/bundle_rebuild_e2e_test.cc compares every member and verifies).
+  const std::string got_bundle = fed_->file("chi-thi-received.asics");
+  ASSERT_EQ(Cli(g, "fetch " + id + " --bundle -o " + ShellQuote(got_bundle), &out), 0)
+      << out << g.Log();
+  {
+    auto zip = ZipReader::Open(got_bundle);
+    ASSERT_TRUE(zip.has_value()) << zip.error().ToString();
+    const ZipEntry* member = zip->Find("META-INF/signature.p7s");
+    ASSERT_NE(member, nullptr);
+    auto bytes = zip->ExtractToString(*member, 1u << 20);
+    ASSERT_TRUE(bytes.has_value());
+    EXPECT_EQ(*bytes, ReadTestFile(got_sig));
+  }
 
   ASSERT_EQ(Cli(g, "inbox --json", &out), 0) << out;
   EXPECT_NE(out.find("\"unread\":0"), std::string::npos) << out;
