@@ -87,13 +87,6 @@ class DaemonDocumentsTest : public ::testing::Test {
     return r;
   }
 
-  static std::string JsonField(const std::string& json, const std::string& key) {
-    std::smatch m;
-    std::regex re("\"" + key + "\":\"([^\"]*)\"");
-    if (std::regex_search(json, m, re)) return m[1];
-    return "";
-  }
-
   // Submits `file` as a seal-only notice through the CLI; its id.
   static std::string SubmitNotice(const std::string& file, const std::string& subject) {
     CliRun r = Cli("submit " + ShellQuote(file) + " --type notice --to " +

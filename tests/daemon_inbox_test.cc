@@ -32,6 +32,7 @@ namespace {
 
 using testing::DaemonHarness;
 using testing::DaemonOptions;
+using testing::JsonField;
 using testing::ReadTestFile;
 using testing::RunCommand;
 using testing::ShellQuote;
@@ -41,15 +42,6 @@ struct Answer {
   int status = 0;
   std::string body;
 };
-
-// The string value of "key" in a flat JSON object (no escapes expected).
-std::string JsonField(const std::string& json, const std::string& key) {
-  std::string k = "\"" + key + "\":\"";
-  size_t p = json.find(k);
-  if (p == std::string::npos) return "";
-  p += k.size();
-  return json.substr(p, json.find('"', p) - p);
-}
 
 class DaemonInboxTest : public ::testing::Test {
  protected:

@@ -57,14 +57,6 @@ TEST(MerkleNodesTest, ProofsAndRootsMatchTheReferenceForEverySize) {
   EXPECT_FALSE(nodes.InclusionProof(0, 71).has_value());
 }
 
-std::string JsonField(const std::string& body, const std::string& name) {
-  const std::string key = "\"" + name + "\":\"";
-  size_t at = body.find(key);
-  if (at == std::string::npos) return "";
-  at += key.size();
-  return body.substr(at, body.find('"', at) - at);
-}
-
 TEST(ExchangeConcurrencyTest, ConcurrentSubmissionsGetDistinctGaplessReferencesAllArchivedAndQueued) {
   constexpr int kClients = 8;
   constexpr int kPerClient = 4;

@@ -18,23 +18,6 @@
 namespace sealpost::testing {
 namespace {
 
-// Short backoff so that retries happen within a test.
-constexpr char kFastDelivery[] =
-    "delivery:\n  poll_millis: 50\n  backoff_base_millis: 200\n  backoff_cap_millis: 1000\n"
-    "  attempts_flush_seconds: 1\n  lease_seconds: 5\n";
-
-// The string value of the first `"key":"..."` at or after `from`.
-std::string JsonField(const std::string& json, const std::string& key, size_t from = 0,
-                      size_t* at = nullptr) {
-  std::string k = "\"" + key + "\":\"";
-  size_t p = json.find(k, from);
-  if (p == std::string::npos) return "";
-  p += k.size();
-  size_t e = json.find('"', p);
-  if (at != nullptr) *at = e;
-  return e == std::string::npos ? "" : json.substr(p, e - p);
-}
-
 // Delivery state per recipient of a document sent from `a`: from the
 // documents API (GET /api/v1/documents/{id}: "deliveries":[{"recipient",
 // "state"}]) when the daemon serves it, else from what the sender archived
@@ -120,7 +103,7 @@ class FederationTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     FederationOptions o;
-    o.extra_config = kFastDelivery;
+    o.extra_config = kFastDeliveryShortLeaseConfig;
     fed_ = Federation::Start(o).release();
   }
   static void TearDownTestSuite() {
@@ -413,7 +396,7 @@ class FederationRefusalTest : public ::testing::Test {
   static void SetUpTestSuite() {
     FederationOptions o;
     o.grassroots = 2;
-    o.extra_config = kFastDelivery;
+    o.extra_config = kFastDeliveryShortLeaseConfig;
     o.lenient = {Federation::kDistrict, "cd-than-ha-tu"};
     fed_ = Federation::Start(o).release();
   }

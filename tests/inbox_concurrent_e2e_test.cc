@@ -22,19 +22,6 @@
 namespace sealpost::testing {
 namespace {
 
-constexpr char kFastDelivery[] =
-    "delivery:\n  poll_millis: 50\n  backoff_base_millis: 200\n  backoff_cap_millis: 1000\n"
-    "  attempts_flush_seconds: 1\n  lease_seconds: 5\n";
-
-std::string JsonField(const std::string& json, const std::string& key) {
-  std::string k = "\"" + key + "\":\"";
-  size_t p = json.find(k);
-  if (p == std::string::npos) return "";
-  p += k.size();
-  size_t e = json.find('"', p);
-  return e == std::string::npos ? "" : json.substr(p, e - p);
-}
-
 // POST the bundle file to `to`'s peer listener as `from` (its TLS client
 // certificate): the status and the body.
 HttpAnswer Deliver(const Federation& fed, const Appliance& from, const Appliance& to,
@@ -68,7 +55,7 @@ size_t Count(const std::vector<storage::Manifest>& entries, const std::string& k
 TEST(InboxConcurrentE2eTest, SendersAtOnceEachDocumentArchivedOnceSameReceiptAlsoAfterRestart) {
   FederationOptions o;
   o.grassroots = 3;
-  o.extra_config = kFastDelivery;
+  o.extra_config = kFastDeliveryShortLeaseConfig;
   auto fed = Federation::Start(o);
   ASSERT_NE(fed, nullptr);
   Appliance& d = fed->district();

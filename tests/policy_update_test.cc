@@ -76,10 +76,6 @@ TEST(PolicyUpdateCheckTest, RootOnlyNewerVersionLoadsSameFederation) {
   EXPECT_NE((*unversioned)->sha256, (*current)->sha256);
 }
 
-constexpr char kFastDelivery[] =
-    "delivery:\n  poll_millis: 50\n  backoff_base_millis: 200\n  backoff_cap_millis: 1000\n"
-    "  attempts_flush_seconds: 1\n  lease_seconds: 5\n";
-
 constexpr char kPolicyType[] =
     "  - id: policy\n    name: \"Chính sách\"\n    name_en: \"Policy\"\n"
     "    issuers: {levels: [district]}\n    recipients: {relations: [children]}\n"
@@ -123,7 +119,7 @@ HttpAnswer SubmitPolicy(Federation& fed, const TempDir& work, const std::string&
 TEST(PolicyUpdateFederationTest, RootPolicyDocumentTakesEffectOnEveryAppliance) {
   FederationOptions fo;
   fo.grassroots = 2;
-  fo.extra_config = kFastDelivery;
+  fo.extra_config = kFastDeliveryShortLeaseConfig;
   fo.policy_types_extra = kPolicyType;
   auto fed = Federation::Start(fo);
   ASSERT_NE(fed, nullptr);
@@ -219,7 +215,7 @@ TEST(PolicyUpdateCrashTest, KilledBetweenArchiveAndApplyAppliesAfterRestart) {
   ASSERT_EQ(::setenv("SEALPOST_TEST_KILL_AT", "policy-archived", 1), 0);
   FederationOptions fo;
   fo.grassroots = 1;
-  fo.extra_config = kFastDelivery;
+  fo.extra_config = kFastDeliveryShortLeaseConfig;
   fo.policy_types_extra = kPolicyType;
   auto fed = Federation::Start(fo);
   ::unsetenv("SEALPOST_TEST_KILL_AT");  // restarted daemons run without it

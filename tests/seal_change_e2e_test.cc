@@ -18,19 +18,6 @@
 namespace sealpost::testing {
 namespace {
 
-constexpr char kFastDelivery[] =
-    "delivery:\n  poll_millis: 50\n  backoff_base_millis: 200\n  backoff_cap_millis: 1000\n"
-    "  attempts_flush_seconds: 1\n  lease_seconds: 5\n";
-
-std::string JsonField(const std::string& json, const std::string& key) {
-  std::string k = "\"" + key + "\":\"";
-  size_t p = json.find(k);
-  if (p == std::string::npos) return "";
-  p += k.size();
-  size_t e = json.find('"', p);
-  return e == std::string::npos ? "" : json.substr(p, e - p);
-}
-
 // Entries of `kind` about document `id` in `a`'s archive.
 size_t EntriesAbout(const Federation& fed, const Appliance& a, const std::string& kind,
                     const std::string& id) {
@@ -46,7 +33,7 @@ class SealChangeE2eTest : public ::testing::Test {
   void SetUp() override {
     FederationOptions o;
     o.grassroots = 1;
-    o.extra_config = kFastDelivery;
+    o.extra_config = kFastDeliveryShortLeaseConfig;
     o.seal_by_subject = true;
     fed_ = Federation::Start(o);
     ASSERT_NE(fed_, nullptr);

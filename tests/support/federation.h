@@ -272,6 +272,13 @@ inline constexpr char kFastDeliveryConfig[] =
     "delivery: {backoff_base_millis: 200, backoff_cap_millis: 1000, poll_millis: 50,\n"
     "  lease_seconds: 10, attempts_flush_seconds: 1, max_attempts: 1000}\n";
 
+// The same with a 5 s lease and the default max_attempts (the suites that
+// predate kFastDeliveryConfig: federation, inbox_concurrent_e2e,
+// policy_update, seal_change_e2e).
+inline constexpr char kFastDeliveryShortLeaseConfig[] =
+    "delivery: {backoff_base_millis: 200, backoff_cap_millis: 1000, poll_millis: 50,\n"
+    "  lease_seconds: 5, attempts_flush_seconds: 1}\n";
+
 bool Contains(const std::string& haystack, const std::string& needle);
 
 // The first "id" member of a JSON answer (a submission's 201), "" if none.

@@ -234,6 +234,19 @@ void WriteTestFile(const std::string& path, const std::string& data) {
   if (!f) ADD_FAILURE() << "cannot write " << path;
 }
 
+std::string JsonField(const std::string& json, const std::string& key, size_t from, size_t* at) {
+  const std::string k = "\"" + key + "\":\"";
+  size_t p = json.find(k, from);
+  if (p == std::string::npos) {
+    if (at != nullptr) *at = std::string::npos;
+    return "";
+  }
+  p += k.size();
+  const size_t e = json.find('"', p);
+  if (at != nullptr) *at = e;
+  return e == std::string::npos ? "" : json.substr(p, e - p);
+}
+
 std::string ReadTestFile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::stringstream ss;

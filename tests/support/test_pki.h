@@ -115,6 +115,12 @@ int RunCommand(const std::string& cmd, std::string* output = nullptr);
 // Single-quotes a string for /bin/sh.
 std::string ShellQuote(const std::string& s);
 
+// The string value of the first `"key":"..."` at or after `from` in a JSON
+// answer (no escapes expected); "" if none. `at` (if given): where its
+// closing quote is (npos if none).
+std::string JsonField(const std::string& json, const std::string& key, size_t from = 0,
+                      size_t* at = nullptr);
+
 }  // namespace sealpost::testing
 
 #endif  // SEALPOST_TESTS_SUPPORT_TEST_PKI_H_
