@@ -1,5 +1,5 @@
 // A sent document's bundle made again from the archive alone (docs/daemon.md
-// "Bundles"), and a received document's as it came: the bundle file in <state_dir>/bundles is a cache of what the
+// "Bundles"): the bundle file in <state_dir>/bundles is a cache of what the
 // archive holds, so it need not be durable by itself. A bundle lost to a
 // crash or a power loss (missing, truncated, zeroed) is rebuilt from the
 // document-sent entry's files (content, content.p7s, document.json and its
@@ -10,10 +10,14 @@
 // every member is the same bytes except the checkpoint, its signature and
 // the inclusion proof, which may be of a later (larger) tree.
 //
+// A received document's bundle is made the same way from its
+// document-received entry, which also holds the sender's evidence as it
+// came: every member the same bytes as in the bundle that was delivered.
+//
 // Memory: libgit2 reads a blob whole, so rebuilding the bundle of a document
 // of N bytes holds N bytes in memory for a moment (the content is written to
 // a temporary file and packed from there like at submission). A submission
-// never rebuilds; only repairs do.
+// never rebuilds; only repairs and GETs of received bundles do.
 //
 // Thread-safety: the functions are reentrant; an ArchiveEvidence is shared
 // (it locks itself).

@@ -21,6 +21,8 @@
 
 namespace sealpost::daemon {
 
+class BundleCache;  // daemon/bundle_cache.h
+
 struct ListenerGauges {
   std::string listener;  // "peer" or "user"
   int current_connections = 0;
@@ -89,10 +91,9 @@ std::string SignerMetricsText(const SignerView& v);
 // open) and bytes on disk of the repository, from ArchiveBytesCached().
 std::string ArchiveMetricsText(std::optional<uint64_t> entries, std::optional<uint64_t> bytes);
 // The cache of small bundles (daemon/bundle_cache.h): bytes and entries
-// held, its bound, and hits, misses and evictions since the start. Null when
-// the exchange is not open or keeps no bundles in memory: the families
+// held, its bound, and hits, misses and evictions since the start. `cache`
+// null (the exchange not open, or no bundles kept in memory): the families
 // without samples.
-class BundleCache;
 std::string BundleCacheMetricsText(const BundleCache* cache);
 // Bytes of the files under `dir`, recomputed at most every `max_age` seconds
 // (a walk of the repository; packs keep the file count small). nullopt when
