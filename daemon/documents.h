@@ -139,6 +139,8 @@ class DocumentsService {
  private:
   // The bundle of the document-received entry `seq`, made from the archive
   // in a temporary file of the spool directory (the caller removes it).
+  // One at a time (received_mu_): each holds its content in memory for a
+  // moment, so concurrent GETs of large documents do not add up.
   Result<std::string> ReceivedBundleFile(uint64_t seq);
 
   const Config& config_;
@@ -148,6 +150,7 @@ class DocumentsService {
   std::mutex mu_;
   std::unique_ptr<Exchange> exchange_;  // guarded by mu_ until set
   std::atomic<Exchange*> created_{nullptr};  // exchange_.get() once set
+  std::mutex received_mu_;                   // ReceivedBundleFile
   std::optional<PendingPolicyVersion> pending_policy_;  // mu_
   std::shared_ptr<SentDocumentsScan> sent_scan_;  // mu_
   std::shared_ptr<LeafHashesScan> leaves_scan_;   // mu_

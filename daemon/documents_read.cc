@@ -651,6 +651,7 @@ Result<std::string> DocumentsService::ReceivedBundleFile(uint64_t seq) {
     return Err(Status::IoError(spool + ": cannot create a temporary file: " + std::strerror(errno)));
   }
   ::close(fd);
+  std::lock_guard<std::mutex> one_at_a_time(received_mu_);
   Status s = RebuildBundle(config_.state_dir + "/archive", nullptr, seq, path, spool);
   if (!s.ok()) {
     ::unlink(path.c_str());
