@@ -71,25 +71,23 @@ Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence* evidence, 
     return Status::FailedPrecondition(where + ": a document-sent entry needs the archive evidence");
   }
   crypto::BundleParts parts;
-  std::optional<std::string> content;
+  // Entry file `name` into `*into`, its error naming the entry.
+  auto read = [&](const char* name, std::string* into) -> Status {
+    auto data = r.ReadEntryFile(seq, name);
+    if (!data) return data.error().WithContext(where);
+    *into = std::move(*data);
+    return Status::Ok();
+  };
   bool has_crls = false;
   for (const storage::ManifestFile& f : manifest->files) has_crls |= f.name == "crls.pem";
-  struct Member {
-    const char* name;
-    std::string* into;
-  } members[] = {{"document.json", &parts.document_json},
-                 {"document.json.p7s", &parts.document_json_p7s},
-                 {"content.p7s", &parts.content_p7s},
-                 {"certs.pem", &parts.certs_pem}};
-  for (const Member& m : members) {
-    auto data = r.ReadEntryFile(seq, m.name);
-    if (!data) return data.error().WithContext(where);
-    *m.into = std::move(*data);
+  for (auto [name, into] : {std::pair{"document.json", &parts.document_json},
+                            std::pair{"document.json.p7s", &parts.document_json_p7s},
+                            std::pair{"content.p7s", &parts.content_p7s},
+                            std::pair{"certs.pem", &parts.certs_pem}}) {
+    if (Status s = read(name, into); !s.ok()) return s;
   }
   if (has_crls) {
-    auto data = r.ReadEntryFile(seq, "crls.pem");
-    if (!data) return data.error().WithContext(where);
-    parts.crls_pem = std::move(*data);
+    if (Status s = read("crls.pem", &parts.crls_pem); !s.ok()) return s;
   }
   auto doc = crypto::ParseDocumentJson(parts.document_json, where + ": document.json");
   if (!doc) return doc.error();
@@ -109,20 +107,14 @@ Status RebuildBundle(const std::string& archive_dir, ArchiveEvidence* evidence, 
     SetArchiveEvidence(seq, std::move(*ev), &parts);
   } else {
     // The sender's evidence as it came (Inbox::Receive archives each member).
-    struct Evidence {
-      const char* name;
-      std::string* into;
-    } from_sender[] = {{"sender-manifest.json", &parts.archive_manifest},
-                       {"sender-checkpoint", &parts.checkpoint},
-                       {"sender-checkpoint.p7s", &parts.checkpoint_p7s}};
-    for (const Evidence& m : from_sender) {
-      auto data = r.ReadEntryFile(seq, m.name);
-      if (!data) return data.error().WithContext(where);
-      *m.into = std::move(*data);
+    std::string proof_json;
+    for (auto [name, into] : {std::pair{"sender-manifest.json", &parts.archive_manifest},
+                              std::pair{"sender-checkpoint", &parts.checkpoint},
+                              std::pair{"sender-checkpoint.p7s", &parts.checkpoint_p7s},
+                              std::pair{"sender-inclusion-proof.json", &proof_json}}) {
+      if (Status s = read(name, into); !s.ok()) return s;
     }
-    auto proof_json = r.ReadEntryFile(seq, "sender-inclusion-proof.json");
-    if (!proof_json) return proof_json.error().WithContext(where);
-    auto proof = crypto::ParseInclusionProof(*proof_json, where + ": sender-inclusion-proof.json");
+    auto proof = crypto::ParseInclusionProof(proof_json, where + ": sender-inclusion-proof.json");
     if (!proof) return proof.error();
     parts.proof = std::move(*proof);
   }

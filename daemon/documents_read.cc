@@ -618,12 +618,8 @@ DocumentsAnswer DocumentsService::BundleOf(const std::string& id) {
     // came (the sender's evidence too), in a temporary spool file removed
     // once sent. The content is held whole for a moment (libgit2 reads a
     // blob whole), as when a sent bundle is made again.
-    auto made = ReceivedBundleFile(loc.doc.seq);
-    if (!made) {
-      Log(LogLevel::kError, "received bundle not made",
-          "id=" + JsonString(id) + " error=" + JsonString(made.error().message()));
-      return Answer(InternalProblem(made.error().message()));
-    }
+    auto made = ReceivedBundleFile(loc.doc.seq);  // errors name the entry
+    if (!made) return Answer(InternalProblem(made.error().message()));  // logged there
     bundle = std::move(*made);
   }
   DocumentsAnswer a;
